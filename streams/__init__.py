@@ -1,0 +1,1 @@
+"""callwatch stream processing: the pure domain (streams.domain) and the adapters that drive it."""

@@ -1,0 +1,204 @@
+"""The call-leg state machine: turns events (in event-time order) into arrivals and closed legs.
+
+A leg is a call's time in one queue. Its outcome is its first terminal event; later terminal
+events are conflicts. A leg still open `max_wait` after its offer is closed as `lost`.
+
+Line totals (queue `*`) follow calls, not legs: a line-call starts at the call's first offer on a
+line and ends at the first non-transfer outcome of one of its legs on that line, so a transfer
+between two queues of one line stays one call. A call transferred off the line to another line
+is simply no longer the line's (it has no line-total outcome), as transfers are excluded from
+every figure."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Final
+
+from .events import ABANDONED, ANSWERED, ENDED, OFFERED, TIMEOUT, TRANSFERRED, CallEvent
+
+LINE_TOTAL: Final = "*"
+
+# Leg outcomes as reported (the event `timeout` becomes the outcome `timed_out`).
+OUTCOME_OF_EVENT: Final = {ANSWERED: "answered", ABANDONED: "abandoned", TIMEOUT: "timed_out",
+                           TRANSFERRED: "transferred"}
+LOST: Final = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    site: str
+    line: str
+    queue: str
+    occurred_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LegClosed:
+    """A leg (or, with queue `*`, a line-call) reached its outcome at `closed_ms`."""
+
+    site: str
+    line: str
+    queue: str
+    outcome: str
+    offered_ms: int
+    closed_ms: int
+    call_id: str = ""
+
+    @property
+    def wait_ms(self) -> int:
+        return self.closed_ms - self.offered_ms
+
+
+@dataclass(slots=True)
+class Leg:
+    site: str
+    line: str
+    queue: str
+    offered_ms: int
+    outcome: str | None = None
+    closed_ms: int | None = None
+    ended_ms: int | None = None
+
+
+@dataclass(slots=True)
+class LineCall:
+    first_offered_ms: int
+    closed: bool = False
+
+
+@dataclass(slots=True)
+class CallState:
+    legs: list[Leg] = field(default_factory=list)
+    line_calls: dict[tuple[str, str], LineCall] = field(default_factory=dict)
+    last_ms: int = 0
+
+    def open_leg(self, queue: str) -> Leg | None:
+        for leg in reversed(self.legs):
+            if leg.queue == queue and leg.outcome is None:
+                return leg
+        return None
+
+    def latest_leg(self, queue: str) -> Leg | None:
+        for leg in reversed(self.legs):
+            if leg.queue == queue:
+                return leg
+        return None
+
+    @property
+    def is_open(self) -> bool:
+        return any(leg.outcome is None for leg in self.legs)
+
+
+@dataclass(slots=True)
+class TrackerCounts:
+    conflicts: int = 0      # terminal events for a leg that already had its outcome, repeated offers
+    unmatched: int = 0      # events for a leg or call never offered (or long forgotten)
+    lost: int = 0
+
+
+Record = Arrival | LegClosed
+
+
+class CallTracker:
+    """Holds every call still in play. Feed it events in order with `apply`; it appends the
+    resulting records to `out`. `expire(now_ms)` closes legs that waited past `max_wait`."""
+
+    def __init__(self, max_wait_ms: int) -> None:
+        self._max_wait_ms = max_wait_ms
+        self.calls: dict[str, CallState] = {}
+        self._deadlines: list[tuple[int, str, int]] = []  # (deadline, call_id, leg index)
+        self._next_sweep_ms = 0
+        self.counts = TrackerCounts()
+
+    def open_legs(self) -> list[Leg]:
+        return [leg for call in self.calls.values() for leg in call.legs if leg.outcome is None]
+
+    def expire(self, now_ms: int, out: list[Record]) -> None:
+        """Close as lost every leg whose deadline is before `now_ms`, in deadline order."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] < now_ms:
+            deadline, call_id, index = heapq.heappop(deadlines)
+            call = self.calls.get(call_id)
+            if call is None or index >= len(call.legs):
+                continue
+            leg = call.legs[index]
+            if leg.outcome is None:
+                self.counts.lost += 1
+                self._close(call_id, call, leg, LOST, deadline, out)
+        if now_ms >= self._next_sweep_ms:
+            self._sweep(now_ms)
+
+    def apply(self, event: CallEvent, out: list[Record]) -> None:
+        event_type = event.type
+        now_ms = event.occurred_ms
+        if self._deadlines and self._deadlines[0][0] < now_ms:
+            self.expire(now_ms, out)
+        if event_type == OFFERED:
+            self._offer(event, out)
+            return
+        call = self.calls.get(event.call_id)
+        if call is None:
+            self.counts.unmatched += 1
+            return
+        call.last_ms = now_ms
+        if event_type == ENDED:
+            leg = call.latest_leg(event.queue)
+            if leg is None:
+                self.counts.unmatched += 1
+            elif leg.outcome != "answered" or leg.ended_ms is not None:
+                self.counts.conflicts += 1
+            else:
+                leg.ended_ms = now_ms
+            return
+        outcome = OUTCOME_OF_EVENT[event_type]
+        leg = call.open_leg(event.queue)
+        if leg is None:
+            if call.latest_leg(event.queue) is None:
+                self.counts.unmatched += 1
+            else:
+                self.counts.conflicts += 1
+            return
+        self._close(event.call_id, call, leg, outcome, now_ms, out)
+
+    def _offer(self, event: CallEvent, out: list[Record]) -> None:
+        call_id = event.call_id
+        call = self.calls.get(call_id)
+        if call is None:
+            call = self.calls[call_id] = CallState()
+        elif call.open_leg(event.queue) is not None:
+            self.counts.conflicts += 1  # offered again to a queue it is already waiting in
+            return
+        now_ms = event.occurred_ms
+        call.last_ms = now_ms
+        site, line, queue = event.site, event.line, event.queue
+        call.legs.append(Leg(site, line, queue, now_ms))
+        heapq.heappush(self._deadlines, (now_ms + self._max_wait_ms, call_id, len(call.legs) - 1))
+        out.append(Arrival(site, line, queue, now_ms))
+        key = (site, line)
+        line_call = call.line_calls.get(key)
+        if line_call is None or line_call.closed:
+            call.line_calls[key] = LineCall(now_ms)
+            out.append(Arrival(site, line, LINE_TOTAL, now_ms))
+
+    def _close(self, call_id: str, call: CallState, leg: Leg, outcome: str, closed_ms: int,
+               out: list[Record]) -> None:
+        leg.outcome = outcome
+        leg.closed_ms = closed_ms
+        out.append(LegClosed(leg.site, leg.line, leg.queue, outcome, leg.offered_ms, closed_ms, call_id))
+        if outcome == "transferred":
+            return  # the line-call goes on in the next queue (or leaves the line)
+        line_call = call.line_calls.get((leg.site, leg.line))
+        if line_call is not None and not line_call.closed:
+            line_call.closed = True
+            out.append(LegClosed(leg.site, leg.line, LINE_TOTAL, outcome, line_call.first_offered_ms,
+                                 closed_ms, call_id))
+
+    def _sweep(self, now_ms: int) -> None:
+        # Calls with every leg closed are kept for max_wait (to recognise conflicts and `ended`),
+        # then forgotten, so memory follows the calls in play rather than the stream's length.
+        horizon = now_ms - self._max_wait_ms
+        stale = [cid for cid, call in self.calls.items() if call.last_ms < horizon and not call.is_open]
+        for call_id in stale:
+            del self.calls[call_id]
+        self._next_sweep_ms = now_ms + 60_000

@@ -1,0 +1,100 @@
+"""Puts events back into event-time order within the allowed lateness, drops duplicates by event_id
+and sets aside events that come later than the lateness allows.
+
+Events are held until the watermark (the newest event time seen, minus the allowed lateness) has
+passed them, then released in (time, type, event_id) order: any input order within the lateness
+therefore yields the same release sequence as the sorted stream."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Final
+
+from .events import TYPE_RANK, CallEvent
+
+ACCEPTED: Final = "accepted"
+DUPLICATE: Final = "duplicate"
+LATE: Final = "late"
+
+
+@dataclass(slots=True)
+class OrderingCounts:
+    accepted: int = 0
+    duplicates: int = 0
+    late: int = 0
+
+
+class EventOrderer:
+    def __init__(self, allowed_lateness_ms: int) -> None:
+        self._lateness_ms = allowed_lateness_ms
+        self._heap: list[tuple[int, int, str, CallEvent]] = []
+        # event_id -> event time, kept while a duplicate could still be told from a late event.
+        self._seen: dict[str, int] = {}
+        self._newest_ms: int | None = None
+        self._released_before_ms: int | None = None  # everything earlier has been released
+        self._next_prune_ms = 0
+        self.counts = OrderingCounts()
+
+    @property
+    def newest_ms(self) -> int | None:
+        """The newest event time seen: the stream's current time."""
+        return self._newest_ms
+
+    @property
+    def pending(self) -> int:
+        return len(self._heap)
+
+    def offer(self, event: CallEvent) -> str:
+        """Take one event; returns ACCEPTED, DUPLICATE or LATE. Accepted events wait in the buffer."""
+        seen = self._seen
+        event_id = event.event_id
+        if event_id in seen:
+            self.counts.duplicates += 1
+            return DUPLICATE
+        occurred_ms = event.occurred_ms
+        if self._released_before_ms is not None and occurred_ms < self._released_before_ms:
+            self.counts.late += 1
+            return LATE
+        seen[event_id] = occurred_ms
+        heapq.heappush(self._heap, (occurred_ms, TYPE_RANK[event.type], event_id, event))
+        if self._newest_ms is None or occurred_ms > self._newest_ms:
+            self._newest_ms = occurred_ms
+        self.counts.accepted += 1
+        return ACCEPTED
+
+    def release(self, now_ms: int | None = None) -> list[CallEvent]:
+        """Events now safe to process, in order. `now_ms` lets a live caller push the watermark past
+        the newest event (a wall clock); replay leaves it to the events alone."""
+        newest = self._newest_ms
+        if now_ms is not None and (newest is None or now_ms > newest):
+            newest = now_ms
+        if newest is None:
+            return []
+        watermark = newest - self._lateness_ms
+        heap = self._heap
+        out: list[CallEvent] = []
+        while heap and heap[0][0] < watermark:
+            out.append(heapq.heappop(heap)[3])
+        if self._released_before_ms is None or watermark > self._released_before_ms:
+            self._released_before_ms = watermark
+            if watermark >= self._next_prune_ms:
+                self._prune(watermark)
+        return out
+
+    def drain(self) -> list[CallEvent]:
+        """Release everything (end of a finite stream)."""
+        heap = self._heap
+        out = [heapq.heappop(heap)[3] for _ in range(len(heap))]
+        if out:
+            last = out[-1].occurred_ms + 1
+            if self._released_before_ms is None or last > self._released_before_ms:
+                self._released_before_ms = last
+        return out
+
+    def _prune(self, watermark: int) -> None:
+        # Ids older than one more lateness behind the watermark can only come back as late events;
+        # forgetting them keeps memory flat however long the stream runs.
+        horizon = watermark - self._lateness_ms
+        self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
+        self._next_prune_ms = watermark + max(self._lateness_ms, 60_000)
