@@ -11,11 +11,11 @@ every figure."""
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
-from typing import Final
+from collections import deque
+from typing import Final, NamedTuple
 
-from .events import ABANDONED, ANSWERED, ENDED, OFFERED, TIMEOUT, TRANSFERRED, CallEvent
+from .events import ABANDONED, AGENT_STATE, ANSWERED, ENDED, OFFERED, TIMEOUT, TRANSFERRED, CallEvent
 
 LINE_TOTAL: Final = "*"
 
@@ -25,16 +25,16 @@ OUTCOME_OF_EVENT: Final = {ANSWERED: "answered", ABANDONED: "abandoned", TIMEOUT
 LOST: Final = "lost"
 
 
-@dataclass(frozen=True, slots=True)
-class Arrival:
+# Records are NamedTuples (immutable, and much cheaper to build than frozen dataclasses): one or
+# two are made per event.
+class Arrival(NamedTuple):
     site: str
     line: str
     queue: str
     occurred_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class LegClosed:
+class LegClosed(NamedTuple):
     """A leg (or, with queue `*`, a line-call) reached its outcome at `closed_ms`."""
 
     site: str
@@ -72,6 +72,7 @@ class CallState:
     legs: list[Leg] = field(default_factory=list)
     line_calls: dict[tuple[str, str], LineCall] = field(default_factory=dict)
     last_ms: int = 0
+    open_count: int = 0  # legs without an outcome yet
 
     def open_leg(self, queue: str) -> Leg | None:
         for leg in reversed(self.legs):
@@ -87,7 +88,7 @@ class CallState:
 
     @property
     def is_open(self) -> bool:
-        return any(leg.outcome is None for leg in self.legs)
+        return self.open_count > 0
 
 
 @dataclass(slots=True)
@@ -107,8 +108,12 @@ class CallTracker:
     def __init__(self, max_wait_ms: int) -> None:
         self._max_wait_ms = max_wait_ms
         self.calls: dict[str, CallState] = {}
-        self._deadlines: list[tuple[int, str, int]] = []  # (deadline, call_id, leg index)
-        self._next_sweep_ms = 0
+        # (deadline, call_id, leg index) of every leg, oldest first: legs are offered in time order
+        # and all wait the same max_wait, so deadlines arrive sorted and a FIFO suffices.
+        self._deadlines: deque[tuple[int, str, int]] = deque()
+        # (forget_at, call_id) for calls whose legs all closed, in the order they closed.
+        self._closed_calls: deque[tuple[int, str]] = deque()
+        self._next_housekeeping_ms = 0
         self.counts = TrackerCounts()
 
     def open_legs(self) -> list[Leg]:
@@ -118,7 +123,7 @@ class CallTracker:
         """Close as lost every leg whose deadline is before `now_ms`, in deadline order."""
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] < now_ms:
-            deadline, call_id, index = heapq.heappop(deadlines)
+            deadline, call_id, index = deadlines.popleft()
             call = self.calls.get(call_id)
             if call is None or index >= len(call.legs):
                 continue
@@ -126,14 +131,19 @@ class CallTracker:
             if leg.outcome is None:
                 self.counts.lost += 1
                 self._close(call_id, call, leg, LOST, deadline, out)
-        if now_ms >= self._next_sweep_ms:
-            self._sweep(now_ms)
+        if now_ms >= self._next_housekeeping_ms:
+            closed_calls = self._closed_calls
+            while closed_calls and closed_calls[0][0] < now_ms:
+                self._forget(closed_calls.popleft()[1], now_ms)
+            self._next_housekeeping_ms = now_ms + 60_000
 
     def apply(self, event: CallEvent, out: list[Record]) -> None:
         event_type = event.type
         now_ms = event.occurred_ms
-        if self._deadlines and self._deadlines[0][0] < now_ms:
+        if (self._deadlines and self._deadlines[0][0] < now_ms) or now_ms >= self._next_housekeeping_ms:
             self.expire(now_ms, out)
+        if event_type == AGENT_STATE:
+            return  # moves stream time (above) but belongs to no leg, even when it names a call
         if event_type == OFFERED:
             self._offer(event, out)
             return
@@ -173,7 +183,8 @@ class CallTracker:
         call.last_ms = now_ms
         site, line, queue = event.site, event.line, event.queue
         call.legs.append(Leg(site, line, queue, now_ms))
-        heapq.heappush(self._deadlines, (now_ms + self._max_wait_ms, call_id, len(call.legs) - 1))
+        call.open_count += 1
+        self._deadlines.append((now_ms + self._max_wait_ms, call_id, len(call.legs) - 1))
         out.append(Arrival(site, line, queue, now_ms))
         key = (site, line)
         line_call = call.line_calls.get(key)
@@ -185,7 +196,10 @@ class CallTracker:
                out: list[Record]) -> None:
         leg.outcome = outcome
         leg.closed_ms = closed_ms
+        call.open_count -= 1
         out.append(LegClosed(leg.site, leg.line, leg.queue, outcome, leg.offered_ms, closed_ms, call_id))
+        if not call.is_open:
+            self._closed_calls.append((closed_ms + self._max_wait_ms, call_id))
         if outcome == "transferred":
             return  # the line-call goes on in the next queue (or leaves the line)
         line_call = call.line_calls.get((leg.site, leg.line))
@@ -194,11 +208,13 @@ class CallTracker:
             out.append(LegClosed(leg.site, leg.line, LINE_TOTAL, outcome, line_call.first_offered_ms,
                                  closed_ms, call_id))
 
-    def _sweep(self, now_ms: int) -> None:
-        # Calls with every leg closed are kept for max_wait (to recognise conflicts and `ended`),
-        # then forgotten, so memory follows the calls in play rather than the stream's length.
-        horizon = now_ms - self._max_wait_ms
-        stale = [cid for cid, call in self.calls.items() if call.last_ms < horizon and not call.is_open]
-        for call_id in stale:
+    def _forget(self, call_id: str, now_ms: int) -> None:
+        # A call with every leg closed is kept for max_wait after its last event (to recognise
+        # conflicts and `ended`), then forgotten: memory follows the calls in play, not the stream.
+        call = self.calls.get(call_id)
+        if call is None or call.is_open:
+            return  # already forgotten, or offered again since (it will be queued when it closes)
+        if call.last_ms + self._max_wait_ms < now_ms:
             del self.calls[call_id]
-        self._next_sweep_ms = now_ms + 60_000
+        else:
+            self._closed_calls.append((call.last_ms + self._max_wait_ms, call_id))

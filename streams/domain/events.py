@@ -3,9 +3,9 @@ conversion back to one. Event time is kept as integer UTC epoch milliseconds (`o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final, Mapping
+from types import MappingProxyType
+from typing import Any, Final, Mapping, NamedTuple
 
 SCHEMA_VERSION: Final = 1
 
@@ -43,8 +43,13 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class CallEvent:
+_NO_EXTRA: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+class CallEvent(NamedTuple):
+    """One validated event. A NamedTuple rather than a frozen dataclass: it is just as immutable,
+    and four times cheaper to build, which matters at millions of events per replay."""
+
     event_id: str
     call_id: str
     type: str
@@ -57,7 +62,7 @@ class CallEvent:
     state: str | None = None
     source: str | None = None
     # Unknown fields are preserved for re-encoding (SPEC: "preserved and ignored").
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    extra: Mapping[str, Any] = _NO_EXTRA
 
     @property
     def occurred_at(self) -> datetime:
@@ -91,63 +96,77 @@ def format_ts(occurred_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{occurred_ms % 1000:03d}Z"
 
 
-def _required_text(obj: Mapping[str, Any], name: str) -> str:
-    value = obj.get(name)
+def _text_error(name: str, value: object) -> InvalidEvent:
     if value is None:
-        raise InvalidEvent(name, "is required")
-    if not isinstance(value, str) or not value:
-        raise InvalidEvent(name, "must be a non-empty string")
-    return value
+        return InvalidEvent(name, "is required")
+    return InvalidEvent(name, "must be a non-empty string")
 
 
 def _optional_text(obj: Mapping[str, Any], name: str) -> str | None:
     value = obj.get(name)
-    if value is None or isinstance(value, str):
+    if value is None or type(value) is str:
         return value
     raise InvalidEvent(name, "must be a string or null")
 
 
 def parse_event(obj: object) -> CallEvent:
-    """Validate one decoded JSON object as a canonical v1 event."""
-    if not isinstance(obj, dict):
+    """Validate one decoded JSON object as a canonical v1 event. Written as straight-line checks
+    because it runs once per event on every path."""
+    if type(obj) is not dict:
         raise InvalidEvent("event", "must be a JSON object")
-    version = obj.get("v")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    get = obj.get
+    version = get("v")
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise InvalidEvent("v", f"unsupported schema version {version!r} (expected 1)")
-    event_type = obj.get("type")
+    event_type = get("type")
     if event_type not in _EVENT_TYPES_SET:
         raise InvalidEvent("type", f"unknown event type {event_type!r}")
-    event_id = _required_text(obj, "event_id")
-    call_id = _required_text(obj, "call_id") if event_type != AGENT_STATE else (
-        _optional_text(obj, "call_id") or "")
-    occurred_ms = parse_ts(obj.get("ts"))
-    site = obj.get("site")
+    event_id = get("event_id")
+    if type(event_id) is not str or not event_id:
+        raise _text_error("event_id", event_id)
+    call_id = get("call_id")
+    if type(call_id) is not str or not call_id:
+        if event_type != AGENT_STATE or call_id not in (None, ""):
+            raise _text_error("call_id", call_id)
+        call_id = ""
+    occurred_ms = parse_ts(get("ts"))
+    site = get("site")
     if site is None:
         site = DEFAULT_SITE
-    elif not isinstance(site, str) or not site:
+    elif type(site) is not str or not site:
         raise InvalidEvent("site", "must be a non-empty string")
-    agent = _optional_text(obj, "agent")
-    caller = _optional_text(obj, "caller")
-    if caller is not None and not caller.startswith("h:"):
+    agent = get("agent")
+    if agent is not None and type(agent) is not str:
+        raise InvalidEvent("agent", "must be a string or null")
+    caller = get("caller")
+    if caller is not None and (type(caller) is not str or not caller.startswith("h:")):
         # A raw number must never travel further than the connector that read it.
         raise InvalidEvent("caller", "must be a keyed hash ('h:' + hex), never a raw number")
-    source = _optional_text(obj, "source")
+    source = get("source")
+    if source is not None and type(source) is not str:
+        raise InvalidEvent("source", "must be a string or null")
     state: str | None = None
     if event_type == AGENT_STATE:
         line = _optional_text(obj, "line") or ""
         queue = _optional_text(obj, "queue") or ""
         if not agent:
             raise InvalidEvent("agent", "is required on agent_state")
-        state = _optional_text(obj, "state")
+        state = get("state")
         if state not in _AGENT_STATES_SET:
             raise InvalidEvent("state", f"unknown agent state {state!r}")
     else:
-        line = _required_text(obj, "line")
-        queue = _required_text(obj, "queue")
+        line = get("line")
+        if type(line) is not str or not line:
+            raise _text_error("line", line)
+        queue = get("queue")
+        if type(queue) is not str or not queue:
+            raise _text_error("queue", queue)
         if queue == "*":
             raise InvalidEvent("queue", "'*' is reserved for line totals")
-    extra = {} if _KNOWN_FIELDS.issuperset(obj) else {k: v for k, v in obj.items() if k not in _KNOWN_FIELDS}
-    return CallEvent(event_id, call_id, event_type, occurred_ms, line, queue, site, agent, caller, state, source, extra)
+    extra = _NO_EXTRA if _KNOWN_FIELDS.issuperset(obj) else {
+        k: v for k, v in obj.items() if k not in _KNOWN_FIELDS}
+    return CallEvent(event_id, call_id, event_type, occurred_ms, line, queue, site, agent, caller,
+                     state, source, extra)
 
 
 def event_to_dict(event: CallEvent) -> dict[str, Any]:

@@ -4,8 +4,6 @@ Replay, the embedded pipeline and the Faust worker all drive this same object.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
-
 from .call_legs import CallTracker, Record
 from .config import FlowConfig
 from .events import CallEvent
@@ -39,20 +37,24 @@ class CallFlow:
         once the lateness allows (see `advance`)."""
         return self._orderer.offer(event)
 
-    def advance(self, now_ms: int | None = None) -> Iterator[dict[str, object]]:
+    def advance(self, now_ms: int | None = None) -> list[dict[str, object]]:
         """Process every event the watermark releases (pushed to `now_ms` if given, e.g. by a live
-        clock) and yield interval rows that became final."""
-        self._process(self._orderer.release(now_ms))
+        clock) and return the interval rows that became final."""
+        released = self._orderer.release(now_ms)
+        if released:
+            self._process(released)
         if now_ms is not None:
             self._move_to(now_ms - self.config.allowed_lateness_ms)
         if self._report is not None and self._processed_until_ms is not None:
-            yield from self._report.rows_until(self._processed_until_ms)
+            return self._report.rows_until(self._processed_until_ms)
+        return []
 
-    def finish(self) -> Iterator[dict[str, object]]:
-        """End of a finite stream: process what is buffered and yield every remaining row."""
+    def finish(self) -> list[dict[str, object]]:
+        """End of a finite stream: process what is buffered and return every remaining row."""
         self._process(self._orderer.drain())
         if self._report is not None:
-            yield from self._report.remaining_rows()
+            return self._report.remaining_rows()
+        return []
 
     def snapshot(self, now_ms: int) -> BoardSnapshot:
         if self._board is None:

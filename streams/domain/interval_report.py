@@ -29,39 +29,48 @@ class IntervalReport:
         self._windows = IntervalWindows(size_s, zone(config.tz))
         # window (start, end) -> group -> tally
         self._open: dict[tuple[int, int], dict[Group, Tally]] = {}
+        self._earliest_end: int | None = None
 
     def add(self, records: list[Record]) -> None:
         window_of = self._windows.window_of
         open_windows = self._open
+        line_config = self._config.line
+        window = (0, 0)
+        groups: dict[Group, Tally] = {}
         for record in records:
-            if type(record) is LegClosed:
-                window = window_of(record.closed_ms)
-            else:
-                window = window_of(record.occurred_ms)
-            groups = open_windows.get(window)
-            if groups is None:
-                groups = open_windows[window] = {}
+            closed = type(record) is LegClosed
+            at_ms = record.closed_ms if closed else record.occurred_ms  # type: ignore[union-attr]
+            if not window[0] <= at_ms < window[1]:  # records are mostly in time order: reuse
+                window = window_of(at_ms)
+                groups_or_none = open_windows.get(window)
+                if groups_or_none is None:
+                    groups_or_none = open_windows[window] = {}
+                    if self._earliest_end is None or window[1] < self._earliest_end:
+                        self._earliest_end = window[1]
+                groups = groups_or_none
             group = (record.site, record.line, record.queue)
             tally = groups.get(group)
             if tally is None:
                 tally = groups[group] = Tally()
-            if type(record) is Arrival:
-                tally.arrivals += 1
+            if closed:
+                tally.add_outcome(record.outcome, record.closed_ms - record.offered_ms,  # type: ignore[union-attr]
+                                  line_config(record.line))
             else:
-                assert isinstance(record, LegClosed)
-                tally.add_outcome(record.outcome, record.closed_ms - record.offered_ms,
-                                  self._config.line(record.line))
+                tally.arrivals += 1
 
-    def rows_until(self, now_ms: int) -> Iterator[dict[str, object]]:
+    def rows_until(self, now_ms: int) -> list[dict[str, object]]:
         """Rows of every window that ended at or before `now_ms`, removing them."""
-        finished = sorted(w for w in self._open if w[1] <= now_ms)
-        for window in finished:
-            yield from self._rows_of(window, self._open.pop(window))
+        if self._earliest_end is None or now_ms < self._earliest_end:
+            return []
+        rows: list[dict[str, object]] = []
+        for window in sorted(w for w in self._open if w[1] <= now_ms):
+            rows.extend(self._rows_of(window, self._open.pop(window)))
+        self._earliest_end = min((w[1] for w in self._open), default=None)
+        return rows
 
-    def remaining_rows(self) -> Iterator[dict[str, object]]:
+    def remaining_rows(self) -> list[dict[str, object]]:
         """Rows of the windows still open (end of a finite stream): partial, but nothing is lost."""
-        for window in sorted(self._open):
-            yield from self._rows_of(window, self._open.pop(window))
+        return self.rows_until(max((w[1] for w in self._open), default=0))
 
     def _rows_of(self, window: tuple[int, int], groups: dict[Group, Tally]) -> Iterator[dict[str, object]]:
         start, end = format_window_bound(window[0]), format_window_bound(window[1])

@@ -53,7 +53,12 @@ class EventOrderer:
             self.counts.duplicates += 1
             return DUPLICATE
         occurred_ms = event.occurred_ms
-        if self._released_before_ms is not None and occurred_ms < self._released_before_ms:
+        # Late means: further behind the newest event seen so far than the lateness allows (or
+        # behind what a live clock already released). This depends only on the arrival order, not
+        # on how often the caller releases, so batching releases changes nothing.
+        newest = self._newest_ms
+        if (newest is not None and occurred_ms < newest - self._lateness_ms) or (
+                self._released_before_ms is not None and occurred_ms < self._released_before_ms):
             self.counts.late += 1
             return LATE
         seen[event_id] = occurred_ms

@@ -1,0 +1,1 @@
+"""The embedded pipeline (`callwatch run`): one process, no external services."""
