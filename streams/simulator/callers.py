@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Mapping
 
-from .demand import LINE_101, LINE_999
+from .staffing import QUEUE_101, QUEUE_101_CRIME, QUEUE_999
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +43,22 @@ CALLERS_999: Final = CallerBehaviour(
 CALLERS_101: Final = CallerBehaviour(
     impatient_share=0.02, impatient_patience_s=(0.5, 4.5),
     patience_mean_s=240.0, patience_sigma=0.8,
-    talk_mean_s=390.0, talk_sigma=0.5,
+    talk_mean_s=330.0, talk_sigma=0.5,
     wrapup_mean_s=90.0, wrapup_sigma=0.4,
     redial_share=0.2, redial_after_s=(30.0, 300.0),
 )
-CALLERS: Final[Mapping[str, CallerBehaviour]] = MappingProxyType({LINE_999: CALLERS_999, LINE_101: CALLERS_101})
+# People reporting a crime that is over expect a wait and are told their place in the queue; taking
+# the report down takes longer than a general enquiry.
+CALLERS_101_CRIME: Final = CallerBehaviour(
+    impatient_share=0.02, impatient_patience_s=(0.5, 4.5),
+    patience_mean_s=480.0, patience_sigma=0.8,
+    talk_mean_s=480.0, talk_sigma=0.5,
+    wrapup_mean_s=90.0, wrapup_sigma=0.4,
+    redial_share=0.2, redial_after_s=(30.0, 300.0),
+)
+# By the queue a call first enters (what the caller chose at the menu).
+CALLERS: Final[Mapping[str, CallerBehaviour]] = MappingProxyType(
+    {QUEUE_999: CALLERS_999, QUEUE_101: CALLERS_101, QUEUE_101_CRIME: CALLERS_101_CRIME})
 
 # A free handler takes a moment to pick up (the SPEC's answer clock runs meanwhile).
 PICKUP_MEAN_S: Final = 3.0

@@ -27,8 +27,8 @@ from streams.domain.events import (ABANDONED, AGENT_STATE, ANSWERED, ENDED, OFFE
 from .callers import (CALLERS, CallerBehaviour, draw_caller_hash, draw_patience_s, draw_pickup_s, draw_talk_s,
                       draw_wrapup_s)
 from .demand import (LINE_101, LINE_999, SCENARIOS, LocalClock, PoissonArrivals, Scenario, arrival_rate_per_h,
-                     peak_hourly_arrivals)
-from .staffing import (BREAKS, CRIME_REPORT_SHARE, HOME_LINE, LINE_OF_QUEUE, MISROUTE_DWELL_S, MISROUTED_101_SHARE,
+                     mean_hourly_arrivals, peak_hourly_arrivals)
+from .staffing import (BREAKS, CALLBACK_ACCEPT_SHARE, CALLBACK_OFFER_EVERY_S, CRIME_REPORT_SHARE, HOME_LINE, LINE_OF_QUEUE, MISROUTE_DWELL_S, MISROUTED_101_SHARE,
                        OVERFLOW_999_AFTER_S, PICK_ORDER, QUEUE_101, QUEUE_101_CRIME, QUEUE_999, QUEUE_999_OVERFLOW,
                        ROSTER, SERVES, TIMEOUT_101_AFTER_S, Shift, break_offset_s, local_day_of)
 
@@ -159,14 +159,15 @@ class _ControlRoom:
         self._handlers = [handler for handlers in self._shifts for handler in handlers]
         self._schedule(start_ms, self._open)
         for line in (LINE_999, LINE_101):
-            self._start_stream(random.Random(f"{seed}/arrivals/{line}"), line, 1.0, start_ms, None)
+            self._start_stream(random.Random(f"{seed}/arrivals/{line}"), line, 1.0, 0.0, start_ms, None)
         if scenario.surge_duration_s > 0:
             surge_from = start_ms + _ms(scenario.surge_start_s)
             surge_until = surge_from + _ms(scenario.surge_duration_s)
             for line in (LINE_999, LINE_101):
                 extra = scenario.multiplier(line) - 1
                 if extra > 0:
-                    self._start_stream(random.Random(f"{seed}/surge/{line}"), line, extra, surge_from, surge_until)
+                    self._start_stream(random.Random(f"{seed}/surge/{line}"), line, extra,
+                                       mean_hourly_arrivals(line), surge_from, surge_until)
 
     def run(self) -> Iterator[dict[str, object]]:
         heap, end_ms = self._heap, self._end_ms
@@ -197,10 +198,12 @@ class _ControlRoom:
 
     # -- arrivals
 
-    def _start_stream(self, rng: random.Random, line: str, scale: float, from_ms: int, until_ms: int | None) -> None:
+    def _start_stream(self, rng: random.Random, line: str, scale: float, floor_per_h: float, from_ms: int,
+                      until_ms: int | None) -> None:
+        """Arrivals at `scale` times the line's profile, which is read as at least `floor_per_h`."""
         def rate_per_h(instant_ms: int) -> float:
             weekday, hour = self._clock.read(instant_ms)
-            return scale * arrival_rate_per_h(line, weekday, hour)
+            return scale * max(arrival_rate_per_h(line, weekday, hour), floor_per_h)
 
         stream = _ArrivalStream(line, PoissonArrivals(rng, rate_per_h, scale * peak_hourly_arrivals(line),
                                                       from_ms, until_ms))
@@ -226,7 +229,7 @@ class _ControlRoom:
         self._offer(call, call.entry_queue, at_ms)
 
     def _new_call(self, line: str, entry_queue: str, caller: str, attempt: int, at_ms: int) -> _Call:
-        behaviour = CALLERS[line]
+        behaviour = CALLERS[entry_queue]
         patience_s, impatient = draw_patience_s(self._rng, behaviour)
         call = _Call(self._ids.next_call(), line, entry_queue, caller, behaviour, impatient, attempt)
         # Patience runs from the first offer: a transfer does not reset the caller's clock.
@@ -243,6 +246,7 @@ class _ControlRoom:
         if queue == QUEUE_999:
             self._schedule(at_ms + _ms(OVERFLOW_999_AFTER_S), partial(self._on_overflow, call, call.leg))
         elif LINE_OF_QUEUE[queue] == LINE_101:
+            self._schedule(at_ms + _ms(CALLBACK_OFFER_EVERY_S), partial(self._on_callback_offered, call, call.leg))
             self._schedule(at_ms + _ms(TIMEOUT_101_AFTER_S), partial(self._on_timeout, call, call.leg))
         if queue == QUEUE_101 and self._rng.random() < MISROUTED_101_SHARE:
             call.state = HELD
@@ -293,6 +297,14 @@ class _ControlRoom:
         if call.state == HELD and call.leg == leg:
             self._emit_call(call, TRANSFERRED, at_ms)
             self._offer(call, QUEUE_101_CRIME, at_ms)
+
+    def _on_callback_offered(self, call: _Call, leg: int, at_ms: int) -> None:
+        if call.state not in (WAITING, HELD) or call.leg != leg:
+            return
+        if self._rng.random() < CALLBACK_ACCEPT_SHARE:
+            self._on_timeout(call, leg, at_ms)
+        else:
+            self._schedule(at_ms + _ms(CALLBACK_OFFER_EVERY_S), partial(self._on_callback_offered, call, leg))
 
     def _on_timeout(self, call: _Call, leg: int, at_ms: int) -> None:
         if call.state in (WAITING, HELD) and call.leg == leg:

@@ -63,6 +63,11 @@ def peak_hourly_arrivals(line: str) -> float:
     return max(hourly_arrivals(line, weekday, hour) for weekday in range(7) for hour in range(24))
 
 
+def mean_hourly_arrivals(line: str) -> float:
+    """The line's rate averaged over the week."""
+    return sum(hourly_arrivals(line, weekday, hour) for weekday in range(7) for hour in range(24)) / (7 * 24)
+
+
 class LocalClock:
     """Reads UTC epoch milliseconds as local weekday and fractional hour. The zone lookup is cached
     per UTC hour, since a simulation moves forward and offsets change only on whole hours."""
@@ -97,8 +102,9 @@ def arrival_rate_per_h(line: str, weekday: int, local_hour: float) -> float:
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """What happens on top of ordinary demand. A major incident multiplies each line's arrivals
-    for `surge_duration_s` from `surge_start_s` after the simulation's start; the extra calls form
-    their own arrival stream, so a run is identical to the normal one until the surge begins."""
+    for `surge_duration_s` from `surge_start_s` after the simulation's start. Witnesses call
+    whatever the hour, so at night the extra calls are those of an average hour, not of a quiet one.
+    The extra calls form their own arrival stream: a run is the normal one until the surge begins."""
 
     name: str
     surge_start_s: float = 1800.0

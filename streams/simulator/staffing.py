@@ -22,7 +22,11 @@ LINE_OF_QUEUE: Final[Mapping[str, str]] = MappingProxyType({
 # A 999 call still waiting after this long overflows to the wider room, where 101 handlers trained
 # for 999 pick it up before any 101 call.
 OVERFLOW_999_AFTER_S: Final = 45.0
-# 101 calls that wait this long are taken out of the queue and offered voicemail (a `timeout`).
+# A 101 caller still waiting hears, at this interval, an offer to leave a voicemail for a callback;
+# those who accept leave the queue unanswered (a `timeout`). Nobody waits in a 101 queue longer than
+# the hard limit: the ACD then sends them to voicemail regardless.
+CALLBACK_OFFER_EVERY_S: Final = 90.0
+CALLBACK_ACCEPT_SHARE: Final = 0.25
 TIMEOUT_101_AFTER_S: Final = 20 * 60.0
 # The share of 101 callers who choose "crime report" at the menu; the rest go to the general queue.
 CRIME_REPORT_SHARE: Final = 0.2
@@ -37,11 +41,12 @@ HANDLER_101: Final = "101"
 
 # The queues each skill group serves, most urgent tier first; within a tier a free handler takes
 # the call that has waited longest (FCFS). Blended handlers take 101 calls only when no 999 call
-# waits, which is what starves 101 when 999 surges.
+# waits, and 101 handlers take 999 overflow first, which is what starves 101 when 999 surges.
+# Crime reports (the crime is over) wait until no general 101 call does.
 SERVES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType({
     HANDLER_999: ((QUEUE_999_OVERFLOW,), (QUEUE_999,)),
-    BLENDED: ((QUEUE_999_OVERFLOW,), (QUEUE_999,), (QUEUE_101, QUEUE_101_CRIME)),
-    HANDLER_101: ((QUEUE_999_OVERFLOW,), (QUEUE_101, QUEUE_101_CRIME)),
+    BLENDED: ((QUEUE_999_OVERFLOW,), (QUEUE_999,), (QUEUE_101,), (QUEUE_101_CRIME,)),
+    HANDLER_101: ((QUEUE_999_OVERFLOW,), (QUEUE_101,), (QUEUE_101_CRIME,)),
 })
 
 # Which free handler a new call goes to: the most specialised group first, so blended handlers
@@ -99,11 +104,11 @@ def local_day_of(instant_ms: int, tz: ZoneInfo) -> date:
 # Staggered shifts follow the demand curve: two overlapping shifts cover the day and evening peaks,
 # one the small hours. Sized so the normal day meets the 999 and 101 targets with some slack.
 ROSTER: Final = (
-    Shift("early", start_hour=7, hours=8, handlers_999=3, blended=2, handlers_101=7),
-    Shift("day", start_hour=10, hours=8, handlers_999=2, blended=1, handlers_101=5),
-    Shift("late", start_hour=15, hours=8, handlers_999=3, blended=2, handlers_101=7),
-    Shift("evening", start_hour=18, hours=8, handlers_999=2, blended=1, handlers_101=4),
-    Shift("night", start_hour=23, hours=8, handlers_999=3, blended=1, handlers_101=2),
+    Shift("early", start_hour=7, hours=8, handlers_999=4, blended=2, handlers_101=8),
+    Shift("day", start_hour=10, hours=8, handlers_999=2, blended=1, handlers_101=4),
+    Shift("late", start_hour=15, hours=8, handlers_999=4, blended=2, handlers_101=7),
+    Shift("evening", start_hour=18, hours=8, handlers_999=3, blended=1, handlers_101=4),
+    Shift("night", start_hour=23, hours=8, handlers_999=4, blended=1, handlers_101=3),
 )
 
 
