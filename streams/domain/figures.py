@@ -118,7 +118,7 @@ def figures_of(tally: Tally, line: LineConfig) -> dict[str, object]:
         "transferred": tally.transferred,
         "lost": tally.lost,
         "answered_within_sl": tally.answered_within_sl,
-        "sl_threshold_s": line.sl_threshold_s,
+        "sl_threshold_s": float(line.sl_threshold_s),  # 10.0 in JSON even when configured as 10
         "sl_formula": line.sl_formula,
         "service_level": service_level(tally, line),
         "abandonment_rate": _ratio(tally.abandoned, offered),
