@@ -77,11 +77,22 @@ def parse_ts(text: object) -> int:
     """RFC 3339 with an explicit offset to UTC epoch milliseconds; raises InvalidEvent('ts', ...)."""
     if not isinstance(text, str):
         raise InvalidEvent("ts", "must be an RFC 3339 string")
-    # fromisoformat accepts forms RFC 3339 forbids (no 'T', no offset): insist on the strict shape.
-    if len(text) < 20 or text[10] not in "Tt":
+    # fromisoformat accepts ISO 8601 forms RFC 3339 forbids (week dates, '+0100', '+01', ',250',
+    # no offset): insist on the strict shape first, by position since this runs once per event.
+    size = len(text)
+    if size < 20 or text[4] != "-" or text[7] != "-" or text[10] not in "Tt" or text[13] != ":" \
+            or text[16] != ":":
+        raise InvalidEvent("ts", f"not RFC 3339: {text!r}")
+    if text[-1] in "Zz":
+        offset_at = size - 1
+    elif size >= 25 and text[-6] in "+-" and text[-3] == ":":
+        offset_at = size - 6
+    else:
+        raise InvalidEvent("ts", f"needs an explicit offset (Z or +hh:mm): {text!r}")
+    if offset_at > 19 and text[19] != ".":
         raise InvalidEvent("ts", f"not RFC 3339: {text!r}")
     try:
-        moment = datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text.upper())
     except ValueError:
         raise InvalidEvent("ts", f"not RFC 3339: {text!r}") from None
     if moment.tzinfo is None:
@@ -155,12 +166,12 @@ def parse_event(obj: object) -> CallEvent:
         if state not in _AGENT_STATES_SET:
             raise InvalidEvent("state", f"unknown agent state {state!r}")
     else:
-        line = get("line")
-        if type(line) is not str or not line:
-            raise _text_error("line", line)
-        queue = get("queue")
-        if type(queue) is not str or not queue:
-            raise _text_error("queue", queue)
+        line_value, queue_value = get("line"), get("queue")
+        if type(line_value) is not str or not line_value:
+            raise _text_error("line", line_value)
+        if type(queue_value) is not str or not queue_value:
+            raise _text_error("queue", queue_value)
+        line, queue = line_value, queue_value
         if queue == "*":
             raise InvalidEvent("queue", "'*' is reserved for line totals")
     extra = _NO_EXTRA if _KNOWN_FIELDS.issuperset(obj) else {
