@@ -13,6 +13,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,9 +29,10 @@ from .callers import (CALLERS, CallerBehaviour, draw_caller_hash, draw_patience_
                       draw_wrapup_s)
 from .demand import (LINE_101, LINE_999, SCENARIOS, LocalClock, PoissonArrivals, Scenario, arrival_rate_per_h,
                      mean_hourly_arrivals, peak_hourly_arrivals)
-from .staffing import (BREAKS, CALLBACK_ACCEPT_SHARE, CALLBACK_OFFER_EVERY_S, CRIME_REPORT_SHARE, HOME_LINE, LINE_OF_QUEUE, MISROUTE_DWELL_S, MISROUTED_101_SHARE,
-                       OVERFLOW_999_AFTER_S, PICK_ORDER, QUEUE_101, QUEUE_101_CRIME, QUEUE_999, QUEUE_999_OVERFLOW,
-                       ROSTER, SERVES, TIMEOUT_101_AFTER_S, Shift, break_offset_s, local_day_of)
+from .staffing import (BREAKS, CALLBACK_ACCEPT_SHARE, CALLBACK_OFFER_EVERY_S, CRIME_REPORT_SHARE, HOME_LINE,
+                       LINE_OF_QUEUE, MISROUTE_DWELL_S, MISROUTED_101_SHARE, OVERFLOW_999_AFTER_S, PICK_ORDER,
+                       PICK_ORDER_ALL_HANDS, QUEUE_101, QUEUE_101_CRIME, QUEUE_999, QUEUE_999_OVERFLOW, ROSTER, SERVES,
+                       SERVES_ALL_HANDS, TIMEOUT_101_AFTER_S, Shift, break_offset_s, local_day_of)
 
 TIME_ZONE: Final = "Europe/London"
 SOURCE: Final = "simulate"
@@ -43,9 +45,10 @@ class UnknownScenario(ValueError):
 def simulate(seed: int, start_ms: int, duration_s: float, scenario: str | Scenario = "normal",
              site: str = "default") -> Iterator[dict[str, object]]:
     """Canonical v1 event dicts of `duration_s` seconds of a control room from `start_ms` (UTC epoch
-    ms), in nondecreasing event time. The same arguments give the same events; a shorter run is a
-    prefix of a longer one. Ids carry the seed and a tag of the other arguments, so runs that differ
-    in seed, start, scenario or site can be merged without their event ids colliding."""
+    ms), in nondecreasing event time; `math.inf` runs for ever (a live source paces it). The same
+    arguments give the same events, and a shorter run is a prefix of a longer one. Ids carry the
+    seed and a tag of the other arguments, so runs that differ in seed, start, scenario or site can
+    be merged without their event ids colliding. Bad arguments raise ValueError here, not later."""
     chosen = _scenario(scenario)
     if not duration_s >= 0:
         raise ValueError(f"duration must be zero or more seconds, not {duration_s!r}")
@@ -57,8 +60,7 @@ def simulate(seed: int, start_ms: int, duration_s: float, scenario: str | Scenar
 def simulate_to_lines(seed: int, start_ms: int, duration_s: float, scenario: str | Scenario = "normal",
                       site: str = "default") -> Iterator[str]:
     """The same events as compact JSON Lines text (without the newline)."""
-    for obj in simulate(seed, start_ms, duration_s, scenario, site):
-        yield json.dumps(obj, separators=(",", ":"))
+    return (json.dumps(obj, separators=(",", ":")) for obj in simulate(seed, start_ms, duration_s, scenario, site))
 
 
 def _scenario(scenario: str | Scenario) -> Scenario:
@@ -135,8 +137,7 @@ class _ControlRoom:
     action runs at its time and may emit events stamped with that time and schedule later actions."""
 
     def __init__(self, seed: int, start_ms: int, duration_s: float, scenario: Scenario, site: str) -> None:
-        self._start_ms = start_ms
-        self._end_ms = start_ms + _ms(duration_s)
+        self._end_ms = start_ms + _ms(duration_s) if math.isfinite(duration_s) else math.inf
         self._site = site
         self._tz = ZoneInfo(TIME_ZONE)
         self._clock = LocalClock(self._tz)
@@ -151,12 +152,11 @@ class _ControlRoom:
         self._shifts: list[list[_Handler]] = []
         number = itertools.count(1)
         for shift in ROSTER:
-            handlers = [_Handler(f"agent-{next(number):03d}", group, 0)
-                        for group, count in shift.headcount for _ in range(count)]
-            for index, handler in enumerate(handlers):
-                handler.index = index
-            self._shifts.append(handlers)
+            groups = [group for group, count in shift.headcount for _ in range(count)]
+            self._shifts.append([_Handler(f"agent-{next(number):03d}", group, index)
+                                 for index, group in enumerate(groups)])
         self._handlers = [handler for handlers in self._shifts for handler in handlers]
+        self._serves, self._pick_order = SERVES, PICK_ORDER
         self._schedule(start_ms, self._open)
         for line in (LINE_999, LINE_101):
             self._start_stream(random.Random(f"{seed}/arrivals/{line}"), line, 1.0, 0.0, start_ms, None)
@@ -168,6 +168,9 @@ class _ControlRoom:
                 if extra > 0:
                     self._start_stream(random.Random(f"{seed}/surge/{line}"), line, extra,
                                        mean_hourly_arrivals(line), surge_from, surge_until)
+            if scenario.surge_all_hands_to_999:
+                self._schedule(surge_from, partial(self._set_all_hands, True))
+                self._schedule(surge_until, partial(self._set_all_hands, False))
 
     def run(self) -> Iterator[dict[str, object]]:
         heap, end_ms = self._heap, self._end_ms
@@ -253,7 +256,7 @@ class _ControlRoom:
             dwell_s = self._rng.uniform(*MISROUTE_DWELL_S)
             self._schedule(at_ms + _ms(dwell_s), partial(self._on_misroute, call, call.leg))
             return
-        handler = self._free_handler(PICK_ORDER[queue])
+        handler = self._free_handler(self._pick_order[queue])
         if handler is None:
             call.state = WAITING
             self._queues[queue].append(call)
@@ -273,7 +276,7 @@ class _ControlRoom:
 
     def _take_work(self, handler: _Handler, at_ms: int) -> None:
         queues = self._queues
-        for tier in SERVES[handler.group]:
+        for tier in self._serves[handler.group]:
             oldest: deque[_Call] | None = None
             for queue in tier:
                 waiting = queues[queue]
@@ -376,6 +379,12 @@ class _ControlRoom:
                 self._emit_handler(handler, "available", at_ms)
             self._take_work(handler, at_ms)
 
+    def _set_all_hands(self, on: bool, at_ms: int) -> None:
+        self._serves, self._pick_order = (SERVES_ALL_HANDS, PICK_ORDER_ALL_HANDS) if on else (SERVES, PICK_ORDER)
+        for handler in self._handlers:
+            if handler.state == AVAILABLE:
+                self._take_work(handler, at_ms)
+
     # -- shifts and breaks
 
     def _open(self, at_ms: int) -> None:
@@ -387,19 +396,19 @@ class _ControlRoom:
                 day = today + timedelta(days=days)
                 start_ms, end_ms = shift.bounds_ms(day, self._tz)
                 if start_ms <= at_ms < end_ms:
-                    self._log_in(index, shift, at_ms, start_ms, end_ms)
+                    self._log_in(index, at_ms, start_ms, end_ms)
                 elif start_ms > at_ms and not next_start_scheduled:
                     self._schedule(start_ms, partial(self._on_shift_start, index, shift, day))
                     next_start_scheduled = True
 
     def _on_shift_start(self, index: int, shift: Shift, local_day: date, at_ms: int) -> None:
         start_ms, end_ms = shift.bounds_ms(local_day, self._tz)
-        self._log_in(index, shift, at_ms, start_ms, end_ms)
+        self._log_in(index, at_ms, start_ms, end_ms)
         following = local_day + timedelta(days=1)
         next_start_ms, _ = shift.bounds_ms(following, self._tz)
         self._schedule(next_start_ms, partial(self._on_shift_start, index, shift, following))
 
-    def _log_in(self, index: int, shift: Shift, at_ms: int, start_ms: int, end_ms: int) -> None:
+    def _log_in(self, index: int, at_ms: int, start_ms: int, end_ms: int) -> None:
         handlers = self._shifts[index]
         for handler in handlers:
             handler.state = AVAILABLE

@@ -18,7 +18,7 @@ LINE_101: Final = "101"
 HOUR_MS: Final = 3_600_000
 
 # Calls per hour at the start of each local hour (00:00 to 23:00) on an ordinary weekday, for one
-# control room of a mid-sized force (about 500 999 calls and 1000 101 calls a day). Quietest at
+# control room of a mid-sized force (about 500 999 calls and 900 101 calls a day). Quietest at
 # 04:00-06:00; 999 peaks in the late afternoon and evening, 101 through the working day.
 ARRIVALS_PER_HOUR_999: Final = (
     18, 15, 12, 10, 7, 6, 7, 10, 14, 18, 20, 22,
@@ -111,6 +111,8 @@ class Scenario:
     surge_duration_s: float = 0.0
     surge_multiplier_999: float = 1.0
     surge_multiplier_101: float = 1.0
+    # Major-incident procedure: for the surge, every handler answers 999 before 101.
+    surge_all_hands_to_999: bool = False
 
     def __post_init__(self) -> None:
         if not self.surge_start_s >= 0 or not self.surge_duration_s >= 0:
@@ -127,7 +129,7 @@ SCENARIOS: Final[Mapping[str, Scenario]] = MappingProxyType({
     # A major incident (a large fire, a motorway pile-up, a public-order event): many witnesses
     # call 999 at once, some also try 101, and the staff on duty stay the same.
     "surge": Scenario("surge", surge_start_s=1800.0, surge_duration_s=3600.0,
-                      surge_multiplier_999=4.0, surge_multiplier_101=1.5),
+                      surge_multiplier_999=5.0, surge_multiplier_101=2.0, surge_all_hands_to_999=True),
 })
 
 

@@ -25,7 +25,7 @@ OVERFLOW_999_AFTER_S: Final = 45.0
 # A 101 caller still waiting hears, at this interval, an offer to leave a voicemail for a callback;
 # those who accept leave the queue unanswered (a `timeout`). Nobody waits in a 101 queue longer than
 # the hard limit: the ACD then sends them to voicemail regardless.
-CALLBACK_OFFER_EVERY_S: Final = 90.0
+CALLBACK_OFFER_EVERY_S: Final = 60.0
 CALLBACK_ACCEPT_SHARE: Final = 0.25
 TIMEOUT_101_AFTER_S: Final = 20 * 60.0
 # The share of 101 callers who choose "crime report" at the menu; the rest go to the general queue.
@@ -53,6 +53,17 @@ SERVES: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType({
 # stay free for 999 as long as possible; within a group the one idle longest.
 PICK_ORDER: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
     QUEUE_999: (HANDLER_999, BLENDED),
+    QUEUE_999_OVERFLOW: (HANDLER_999, BLENDED, HANDLER_101),
+    QUEUE_101: (HANDLER_101, BLENDED),
+    QUEUE_101_CRIME: (HANDLER_101, BLENDED),
+})
+
+# Under major-incident procedures the supervisor puts every handler on 999 first: 101 handlers then
+# serve as blended ones do, and a new 999 call may go to any free handler.
+SERVES_ALL_HANDS: Final[Mapping[str, tuple[tuple[str, ...], ...]]] = MappingProxyType(
+    {group: SERVES[BLENDED] for group in SERVES})
+PICK_ORDER_ALL_HANDS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType({
+    QUEUE_999: (HANDLER_999, BLENDED, HANDLER_101),
     QUEUE_999_OVERFLOW: (HANDLER_999, BLENDED, HANDLER_101),
     QUEUE_101: (HANDLER_101, BLENDED),
     QUEUE_101_CRIME: (HANDLER_101, BLENDED),
@@ -105,8 +116,8 @@ def local_day_of(instant_ms: int, tz: ZoneInfo) -> date:
 # one the small hours. Sized so the normal day meets the 999 and 101 targets with some slack.
 ROSTER: Final = (
     Shift("early", start_hour=7, hours=8, handlers_999=4, blended=2, handlers_101=8),
-    Shift("day", start_hour=10, hours=8, handlers_999=2, blended=1, handlers_101=4),
-    Shift("late", start_hour=15, hours=8, handlers_999=4, blended=2, handlers_101=7),
+    Shift("day", start_hour=10, hours=8, handlers_999=3, blended=1, handlers_101=4),
+    Shift("late", start_hour=15, hours=8, handlers_999=5, blended=2, handlers_101=7),
     Shift("evening", start_hour=18, hours=8, handlers_999=3, blended=1, handlers_101=4),
     Shift("night", start_hour=23, hours=8, handlers_999=4, blended=1, handlers_101=3),
 )
