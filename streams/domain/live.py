@@ -65,24 +65,12 @@ class LiveBoard:
         recent = self._recent
         for record in records:
             recent.append(record)
-            at_ms = record.closed_ms if type(record) is LegClosed else record.occurred_ms  # type: ignore[union-attr]
-            tally = self._today_tally(at_ms, record)
-            if type(record) is Arrival:
-                tally.arrivals += 1
-            else:
-                assert isinstance(record, LegClosed)
-                tally.add_outcome(record.outcome, record.wait_ms, self._config.line(record.line))
-
-    def _today_tally(self, at_ms: int, record: Record) -> Tally:
-        if not self._today[0] <= at_ms < self._today[1]:
-            day = self._days.window_of(at_ms)
-            if day[0] > self._today[0]:
-                self._today, self._today_tallies = day, {}
-        group = (record.site, record.line, record.queue)
-        tally = self._today_tallies.get(group)
-        if tally is None:
-            tally = self._today_tallies[group] = Tally()
-        return tally
+            at_ms = _at(record)
+            if not self._today[0] <= at_ms < self._today[1]:
+                day = self._days.window_of(at_ms)
+                if day[0] > self._today[0]:  # records come in time order: only ever a new day
+                    self._today, self._today_tallies = day, {}
+            _count(self._today_tallies, record, self._config)
 
     def snapshot(self, now_ms: int, tracker: CallTracker) -> BoardSnapshot:
         recent = self._recent
@@ -93,17 +81,8 @@ class LiveBoard:
             since_ms = now_ms - window_s * 1000
             tallies: dict[Group, Tally] = {}
             for record in recent:
-                if _at(record) <= since_ms:
-                    continue
-                group = (record.site, record.line, record.queue)
-                tally = tallies.get(group)
-                if tally is None:
-                    tally = tallies[group] = Tally()
-                if type(record) is Arrival:
-                    tally.arrivals += 1
-                else:
-                    assert isinstance(record, LegClosed)
-                    tally.add_outcome(record.outcome, record.wait_ms, self._config.line(record.line))
+                if _at(record) > since_ms:
+                    _count(tallies, record, self._config)
             figures[rolling_label(window_s)] = self._figures(tallies)
         if not self._today[0] <= now_ms < self._today[1]:
             self._today, self._today_tallies = self._days.window_of(now_ms), {}
@@ -141,6 +120,18 @@ class LiveBoard:
             key = (site, line, queue, state)
             counts[key] = counts.get(key, 0) + 1
         return counts
+
+
+def _count(tallies: dict[Group, Tally], record: Record, config: FlowConfig) -> None:
+    group = (record.site, record.line, record.queue)
+    tally = tallies.get(group)
+    if tally is None:
+        tally = tallies[group] = Tally()
+    if type(record) is Arrival:
+        tally.arrivals += 1
+    else:
+        assert isinstance(record, LegClosed)
+        tally.add_outcome(record.outcome, record.wait_ms, config.line(record.line))
 
 
 def _at(record: Record) -> int:
