@@ -77,9 +77,9 @@ class Walk:
     conflicts: int
     unmatched: int
     lost: int
-    # Offers that resume a line-call (the call had left the line by a transfer) after more than
-    # max_wait without any leg: the domain may have forgotten the call by then (it keeps closed
-    # calls for max_wait only) and start a new line-call instead. SPEC does not say which is right.
+    # Offers of a call with a line-call still open (it left a line by a transfer) after more than
+    # max_wait without any leg waiting: the domain may have forgotten the call by then (it keeps
+    # closed calls for max_wait only) and so start new line-calls. SPEC says nothing about this.
     resumed_after_max_wait: int = 0
 
 
@@ -146,7 +146,8 @@ def walk(events: list[dict[str, Any]], max_wait_s: float) -> Walk:
             site, line = event.get("site", "default"), event["line"]
             open_line_calls = [lc for lc in line_calls
                                if (lc.call_id, lc.site, lc.line) == (call_id, site, line) and not lc.closed]
-            if open_line_calls and all(leg.outcome is not None for leg in calls_legs) \
+            if any(lc.call_id == call_id and not lc.closed for lc in line_calls) \
+                    and all(leg.outcome is not None for leg in calls_legs) \
                     and max(leg.offered_ms for leg in calls_legs) + max_wait_ms < now_ms:
                 result.resumed_after_max_wait += 1
             legs.append(Leg(call_id, site, line, queue, now_ms))

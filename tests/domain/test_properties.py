@@ -4,6 +4,7 @@ with duplicates, late events, lost legs, clock changes and every service-level f
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -13,7 +14,10 @@ from hypothesis import strategies as st
 
 from streams.domain import CallFlow, FlowConfig, FlowCounts, LineConfig, parse_event
 
-import reference
+try:
+    from . import reference
+except ImportError:  # tests/domain is not a package: pytest put this folder on sys.path
+    import reference  # type: ignore[no-redef]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 BASE_MS = reference.to_ms("2024-03-01T08:55:00Z")  # a few windows of every size are crossed
@@ -22,8 +26,11 @@ LINES = ("999", "101", "fire")
 QUEUES = ("a", "b", "c")  # shared by every line: a leg is a call's time in one queue
 OFFSETS_MIN = (0, 0, 0, 60, -300, 330)
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CALLWATCH_PROPERTY_EXAMPLES=5000 for a deep search; the default keeps the file well under a minute.
+EXAMPLES = int(os.environ.get("CALLWATCH_PROPERTY_EXAMPLES", "150"))
+FAST = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=max(EXAMPLES // 3, 10), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 # Waits clustered on the thresholds and bands (5, 10, 30, 60 s) where off-by-one errors live.
 waits_ms = st.one_of(
