@@ -10,35 +10,18 @@ import os
 import signal
 import sys
 from datetime import datetime, timezone
-from typing import Any, Callable, NoReturn, Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 from streams.domain.config import InvalidConfig
 from streams.domain.events import InvalidEvent, parse_ts
 from streams.domain.windows import interval_s, parse_duration_s
+from streams.options import (EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser, UsageError, env_option, formatter,
+                             number)
 from streams.settings import Settings, SettingsError, load_settings
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad options or configuration: reported in one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line that says what is wrong (argparse would print the whole usage first).
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _option(parser: argparse.ArgumentParser, *flags: str, env: str, help: str, **kwargs: Any) -> None:
-    """An option whose default comes from the environment variable `env`, named in its help."""
-    default = os.environ.get(env, kwargs.pop("default", None))
-    shown = f" (default: {default})" if default not in (None, "", False) else ""
-    parser.add_argument(*flags, default=default, help=f"{help}{shown} [env: {env}]", **kwargs)
-
-
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+_Parser = Parser
+_option = env_option
+_formatter = formatter
 
 
 def _duration(text: str, name: str) -> float:
@@ -155,66 +138,135 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from streams.embedded.runner import EmbeddedPipeline, RunOptions
-    from streams.embedded.sources import AcceleratedClock, PacedEvents
     from streams.metrics import FigureCollector
-    from streams.simulator import SCENARIOS, simulate
 
     settings = _settings(args)
-    if args.source != "simulate":
-        raise UsageError(f"--source {args.source!r} is not available yet (only: simulate)")
-    if args.scenario not in SCENARIOS:
-        raise UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, not {args.scenario!r}")
-    try:
-        speed = float(args.speed)
-        port = int(args.port)
-        seed = int(args.seed)
-    except ValueError as error:
-        raise UsageError(f"bad number: {error}") from None
-    if speed <= 0:
-        raise UsageError(f"--speed must be positive, not {speed}")
+    port = number(args.port, "--port", int, 1)
     try:
         window_s = interval_s(args.window)
     except InvalidConfig as error:
         raise UsageError(f"--window: {error}") from None
-    start_ms = _instant_ms(args.start, "--start") if args.start else int(datetime.now(timezone.utc).timestamp() * 1000)
-    duration_s = _duration(args.duration, "--duration") if args.duration else 100 * 365 * 86_400.0
+    if args.source == "simulate":
+        sources, clock, stop_connector = _simulated_source(args)
+    else:
+        sources, clock, stop_connector = _connector_source(args, settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     registry = CollectorRegistry()
     collector = FigureCollector(settings.flow, registry=registry)
     report = _open_output(args.report) if args.report else None
     record = _open_output(args.record) if args.record else None
-    source = PacedEvents("simulate", simulate(seed=seed, start_ms=start_ms, duration_s=duration_s,
-                                              scenario=args.scenario, site=args.site))
     pipeline = EmbeddedPipeline(
-        settings.flow, [source], AcceleratedClock(start_ms, speed), collector,
+        settings.flow, sources, clock, collector,
         RunOptions(interval_s=window_s, write_row=report.write if report else None,
                    record_event=record.write if record else None))
     try:
-        server, thread = start_http_server(port, addr=args.host, registry=registry)
+        server, _thread = start_http_server(port, addr=args.host, registry=registry)
     except OSError as error:
+        stop_connector()
         raise UsageError(f"cannot listen on {args.host}:{port}: {error.strerror}") from None
+    log = logging.getLogger("callwatch.run")
 
     def stop(signum: int, _frame: object) -> None:
-        logging.getLogger("callwatch.run").info("%s received: stopping", signal.Signals(signum).name)
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop_connector()
         pipeline.stopping.set()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    logging.getLogger("callwatch.run").info(
-        "running: source=simulate scenario=%s speed=%gx; metrics at http://%s:%d/metrics",
-        args.scenario, speed, args.host, port)
+    log.info("running: source=%s; metrics at http://%s:%d/metrics", args.source, args.host, port)
     try:
         totals = pipeline.run()
     finally:
+        stop_connector()
         for stream in (report, record):
             if stream is not None and stream is not sys.stdout:
                 stream.close()
         server.shutdown()
-    logging.getLogger("callwatch.run").info(
-        "stopped: %s events received, %s rejected, %s report rows",
-        sum(totals.received.values()), sum(totals.rejected.values()), totals.rows)
+    log.info("stopped: %s events received, %s rejected, %s report rows",
+             sum(totals.received.values()), sum(totals.rejected.values()), totals.rows)
     return EXIT_REJECTED if sum(totals.rejected.values()) else EXIT_OK
+
+
+def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[[], None]]:
+    from streams.embedded.sources import AcceleratedClock, PacedEvents
+    from streams.simulator import SCENARIOS, simulate
+
+    if args.scenario not in SCENARIOS:
+        raise UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, not {args.scenario!r}")
+    speed = number(args.speed, "--speed", float)
+    if speed <= 0:
+        raise UsageError(f"--speed must be positive, not {speed}")
+    start_ms = _instant_ms(args.start, "--start") if args.start else int(datetime.now(timezone.utc).timestamp() * 1000)
+    duration_s = _duration(args.duration, "--duration") if args.duration else float("inf")
+    source = PacedEvents("simulate", simulate(seed=number(args.seed, "--seed", int), start_ms=start_ms,
+                                              duration_s=duration_s, scenario=args.scenario, site=args.site))
+    return [source], AcceleratedClock(start_ms, speed), lambda: None
+
+
+def _connector_source(args: argparse.Namespace, settings: Settings) -> tuple[list, object, Callable[[], None]]:
+    """A connector in its own thread, writing through a QueueSink into the pipeline."""
+    import threading
+
+    from connectors.registry import available
+    from connectors.sink import QueueSink
+    from streams.embedded.sources import QueueSource, StreamClock, WallClock
+
+    specs = available()
+    if args.source not in specs:
+        raise UsageError(f"--source must be one of {', '.join(['simulate', *specs])}, not {args.source!r}")
+    connector = specs[args.source].build(args, settings)
+    source = QueueSource(args.source)
+    sink = QueueSink(source.items, args.source)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            connector.run(sink, stop)
+        except Exception:  # noqa: BLE001 - a dying connector must still end its source cleanly
+            logging.getLogger("callwatch.run").exception("connector %s failed", args.source)
+        finally:
+            sink.close()
+
+    threading.Thread(target=read, name=f"connector-{args.source}", daemon=True).start()
+    return [source], (WallClock() if connector.realtime else StreamClock(source)), stop.set
+
+
+# --- connect ----------------------------------------------------------------------------------
+
+def _cmd_connect(args: argparse.Namespace) -> int:
+    import threading
+
+    from connectors.errors import ConnectorError
+    from connectors.sink import JsonLinesSink
+
+    settings = _settings(args)
+    connector = args.connector_spec.build(args, settings)
+    if not args.out:
+        raise UsageError("writing to Kafka is not built yet: give --out FILE (or - for stdout)")
+    out = _open_output(args.out)
+    dead = _open_output(args.dead_letters) if args.dead_letters else sys.stderr
+    sink = JsonLinesSink(out, dead, connector.name)
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        connector.run(sink, stop)
+    except ConnectorError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        sink.close()
+        for stream in (out, dead):
+            if stream not in (sys.stdout, sys.stderr):
+                stream.close()
+    counts = sink.counts
+    sys.stderr.write(f"callwatch connect {connector.name}: {counts.sent:,} events sent, "
+                     f"{counts.dead_lettered:,} dead-lettered\n")
+    return EXIT_REJECTED if counts.dead_lettered else EXIT_OK
 
 
 def _not_yet(what: str) -> Callable[[argparse.Namespace], int]:
@@ -270,26 +322,41 @@ def build_parser() -> argparse.ArgumentParser:
                                   "domain, figures at http://127.0.0.1:9108/metrics. Stops on Ctrl-C/SIGTERM.\n\n"
                                   "  callwatch run\n"
                                   "  callwatch run --scenario surge --speed 60 --report live-report.jsonl"))
-    _option(run, "--source", env="CALLWATCH_SOURCE", default="simulate", help="event source")
-    _option(run, "--scenario", env="CALLWATCH_SCENARIO", default="normal", help="simulator scenario: normal or surge")
-    _option(run, "--seed", env="CALLWATCH_SEED", default="1", help="simulator seed")
-    _option(run, "--start", env="CALLWATCH_START", help="simulated start time (default: now)")
-    _option(run, "--duration", env="CALLWATCH_DURATION", help="stop after this much stream time (default: never)")
-    _option(run, "--speed", env="CALLWATCH_SPEED", default="1", help="simulated seconds per real second")
-    _option(run, "--site", env="CALLWATCH_SITE", default="default", help="site name for simulated events")
+    _option(run, "--source", env="CALLWATCH_SOURCE", default="simulate",
+            help="event source: simulate, or a connector (its options below)")
     _option(run, "--window", env="CALLWATCH_WINDOW", default="15m", help="interval of the report")
     _option(run, "--host", env="CALLWATCH_METRICS_HOST", default="127.0.0.1", help="metrics listen address")
     _option(run, "--port", env="CALLWATCH_METRICS_PORT", default="9108", help="metrics port")
     _option(run, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
     _option(run, "--report", env="CALLWATCH_REPORT", help="also write interval rows to this file")
     _option(run, "--record", env="CALLWATCH_RECORD", help="also record accepted events here, for replay")
+    from connectors.registry import available
+    specs = available()
+    simulation = run.add_argument_group("simulator (--source simulate)")
+    from connectors.simulate_source import add_arguments as add_simulation_arguments
+    add_simulation_arguments(simulation, default_speed="1")  # live by default: real time
+    for name, spec in specs.items():
+        if name != "simulate":
+            spec.add_arguments(run.add_argument_group(f"{spec.help} (--source {name})"))
     run.set_defaults(handler=_cmd_run)
 
     worker = commands.add_parser("worker", help="the Faust worker of the distributed pipeline")
     worker.set_defaults(handler=_not_yet("callwatch worker (the distributed pipeline)"))
-    connect = commands.add_parser("connect", help="run one connector")
-    connect.add_argument("source", nargs="?", help="simulate, file, ami, queue-log, webhook, csv")
-    connect.set_defaults(handler=_not_yet("callwatch connect"))
+    connect = commands.add_parser("connect", help="run one connector", formatter_class=_formatter,
+                                  description=("Read one telephony source and write canonical events: to "
+                                               "Kafka, or with --out to a JSON Lines file for replay.\n\n" +
+                                               "\n".join(f"  {s.example}" for s in specs.values() if s.example)))
+    sources = connect.add_subparsers(dest="connector", metavar="SOURCE", parser_class=_Parser)
+    sources.required = True
+    for name, spec in specs.items():
+        one = sources.add_parser(name, help=spec.help, formatter_class=_formatter,
+                                 description=f"{spec.help}.\n\n  {spec.example}" if spec.example else spec.help)
+        spec.add_arguments(one)
+        _option(one, "--out", env="CALLWATCH_OUT", help="JSON Lines output file (- for stdout) instead of Kafka")
+        _option(one, "--dead-letters", env="CALLWATCH_DEAD_LETTERS",
+                help="where rejected records go (JSON Lines) when writing to --out; stderr by default")
+        _option(one, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
+        one.set_defaults(handler=_cmd_connect, connector_spec=spec)
     dashboards = commands.add_parser("dashboards", help="build and push Grafana dashboards")
     dashboards.set_defaults(handler=_not_yet("callwatch dashboards"))
     return parser

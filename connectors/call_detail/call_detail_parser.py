@@ -5,9 +5,7 @@ a column-mapping file. The parser is pure: rows in, events, rejections and skips
 from __future__ import annotations
 
 import csv
-import hashlib
 import heapq
-import hmac
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from connectors.errors import ConfigurationError, ConnectorError, InvalidRecord
+from connectors.privacy import hmac_pseudonymiser
 from streams.domain.events import (
     ABANDONED, ANSWERED, ENDED, OFFERED, SCHEMA_VERSION, TIMEOUT, TYPE_RANK, format_ts)
 
@@ -143,17 +142,6 @@ class ConversionSummary:
         prefix = f"{name}: " if name else ""
         return (f"{prefix}{self.rows} rows, {self.events} events ({types}), skipped {skipped}"
                 f"{f' ({reasons})' if reasons else ''}, rejected {len(self.rejected)}")
-
-
-def hmac_pseudonymiser(key: bytes) -> Pseudonymise:
-    """Keyed hash for identifiers (caller numbers, customer ids): 'h:' + 16 hex of HMAC-SHA256."""
-    if not key:
-        raise ConfigurationError("the pseudonymisation key is empty")
-
-    def pseudonymise(value: str) -> str:
-        return "h:" + hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
-
-    return pseudonymise
 
 
 # --- mapping files -------------------------------------------------------------------------------
@@ -630,18 +618,15 @@ def _sorted(results: Iterator[tuple[int, _RowEvents | SkippedRecord | InvalidRec
 
 # --- files -----------------------------------------------------------------------------------------
 
-def convert_file(path: str | Path, mapping_path: str | Path | CallDetailMapping, out_stream: IO[str],
-                 pseudonymise: Pseudonymise | None = None) -> ConversionSummary:
-    """Convert a call-detail CSV file to canonical JSON Lines on `out_stream`, in event-time order.
+def read_file(path: str | Path, mapping: CallDetailMapping, pseudonymise: Pseudonymise | None = None,
+              row_count: list[int] | None = None) -> Iterator[ParsedItem]:
+    """Every parsed item of a call-detail CSV file, events in event-time order. `row_count`, if
+    given, holds the number of rows read so far in its single element.
 
     Raises ConfigurationError for a mapping that does not fit the file (missing columns, wrong
-    encoding, no key function), OSError if the file cannot be read; bad rows are in the summary."""
-    mapping = mapping_path if isinstance(mapping_path, CallDetailMapping) else load_mapping(mapping_path)
+    encoding, no key function), OSError if the file cannot be read; bad rows are yielded."""
     converter = _RowConverter(mapping, pseudonymise)
-    rows = 0
-    events_by_type: dict[str, int] = {}
-    skipped: dict[str, int] = {}
-    rejected: list[InvalidRecord] = []
+    counter = row_count if row_count is not None else [0]
     with open(path, encoding=mapping.encoding, newline="") as handle:
         reader = csv.DictReader(handle, delimiter=mapping.delimiter)
         try:
@@ -654,11 +639,10 @@ def convert_file(path: str | Path, mapping_path: str | Path | CallDetailMapping,
                                      f"{mapping.source} reads (header: {', '.join(header) or 'empty'})")
 
         def numbered() -> Iterator[tuple[int, Mapping[str, object]]]:
-            nonlocal rows
             end_of_previous = reader.line_num
             try:
                 for row in reader:
-                    rows += 1
+                    counter[0] += 1
                     yield end_of_previous + 1, row
                     end_of_previous = reader.line_num
             except UnicodeDecodeError:
@@ -667,13 +651,26 @@ def convert_file(path: str | Path, mapping_path: str | Path | CallDetailMapping,
             except csv.Error as error:
                 raise ConnectorError(f"{path}: line {end_of_previous + 1}: unreadable CSV ({error})") from None
 
-        for item in _sorted(_converted(numbered(), converter)):
-            if isinstance(item, dict):
-                out_stream.write(json.dumps(item, separators=(",", ":")) + "\n")
-                events_by_type[item["type"]] = events_by_type.get(item["type"], 0) + 1
-            elif isinstance(item, SkippedRecord):
-                skipped[item.reason] = skipped.get(item.reason, 0) + 1
-            else:
-                rejected.append(item)
+        yield from _sorted(_converted(numbered(), converter))
+
+
+def convert_file(path: str | Path, mapping_path: str | Path | CallDetailMapping, out_stream: IO[str],
+                 pseudonymise: Pseudonymise | None = None) -> ConversionSummary:
+    """Convert a call-detail CSV file to canonical JSON Lines on `out_stream`, in event-time order.
+
+    Raises as `read_file` does; bad rows are in the summary."""
+    mapping = mapping_path if isinstance(mapping_path, CallDetailMapping) else load_mapping(mapping_path)
+    rows = [0]
+    events_by_type: dict[str, int] = {}
+    skipped: dict[str, int] = {}
+    rejected: list[InvalidRecord] = []
+    for item in read_file(path, mapping, pseudonymise, rows):
+        if isinstance(item, dict):
+            out_stream.write(json.dumps(item, separators=(",", ":")) + "\n")
+            events_by_type[item["type"]] = events_by_type.get(item["type"], 0) + 1
+        elif isinstance(item, SkippedRecord):
+            skipped[item.reason] = skipped.get(item.reason, 0) + 1
+        else:
+            rejected.append(item)
     ordered = {name: events_by_type[name] for name in TYPE_RANK if name in events_by_type}
-    return ConversionSummary(rows, sum(ordered.values()), ordered, skipped, rejected)
+    return ConversionSummary(rows[0], sum(ordered.values()), ordered, skipped, rejected)

@@ -35,6 +35,17 @@ class AcceleratedClock:
         return self.start_ms + int((time.monotonic() - self._origin) * self.speed * 1000)
 
 
+class StreamClock:
+    """The time of the newest event a source has handed over: for finite files replayed through the
+    live pipeline, whose events are far from the wall clock."""
+
+    def __init__(self, source: QueueSource) -> None:
+        self._source = source
+
+    def now_ms(self) -> int:
+        return self._source.newest_ms
+
+
 class EventSource(Protocol):
     name: str
 
@@ -88,6 +99,7 @@ class QueueSource:
         self.name = name
         self.items: queue.Queue[CallEvent | Rejection | None] = queue.Queue(maxsize)
         self._exhausted = False
+        self.newest_ms = 0
 
     @property
     def exhausted(self) -> bool:
@@ -103,5 +115,7 @@ class QueueSource:
             if item is None:
                 self._exhausted = True
                 break
+            if isinstance(item, CallEvent) and item.occurred_ms > self.newest_ms:
+                self.newest_ms = item.occurred_ms
             items.append(item)
         return items

@@ -76,3 +76,15 @@ def test_run_refuses_a_bad_option_in_one_line():
     done = subprocess.run(CALLWATCH + ["run", "--speed", "-3"], capture_output=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.decode().strip() == "callwatch run: error: --speed must be positive, not -3.0"
+
+
+def test_run_from_a_file_source_reports_exactly_what_replay_reports(tmp_path):
+    from .helpers import callwatch, simulated_events
+
+    events = simulated_events(tmp_path, duration="3h", seed=4)
+    report = tmp_path / "run-report.jsonl"
+    done = callwatch("run", "--source", "file", "--file-path", str(events), "--port", str(free_port()),
+                     "--report", str(report), "--window", "15m")
+    assert done.returncode == 0, done.stderr.decode()
+    replayed = callwatch("replay", str(events), "--window", "15m")
+    assert report.read_bytes() == replayed.stdout and replayed.stdout

@@ -1,0 +1,50 @@
+"""Command-line option helpers shared by the `callwatch` command and the connectors' option sets:
+every option can come from an environment variable named in its help."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, NoReturn
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad options or configuration: reported in one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line that says what is wrong (argparse would print the whole usage first).
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+OptionTarget = argparse.ArgumentParser | argparse._ArgumentGroup
+
+
+def env_option(parser: OptionTarget, *flags: str, env: str, help: str, **kwargs: Any) -> None:
+    """An option whose default comes from the environment variable `env`, named in its help."""
+    default = os.environ.get(env, kwargs.pop("default", None))
+    if kwargs.get("action") in ("store_true", "store_false"):
+        if env in os.environ:
+            default = os.environ[env].strip().lower() in ("1", "true", "yes", "on")
+        shown = ""
+    else:
+        shown = f" (default: {default})" if default not in (None, "", False) else ""
+    parser.add_argument(*flags, default=default, help=f"{help}{shown} [env: {env}]", **kwargs)
+
+
+def formatter(prog: str) -> argparse.HelpFormatter:
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def number(value: object, name: str, kind: type = float, minimum: float | None = None) -> Any:
+    """Convert an option value, or raise UsageError naming the option."""
+    try:
+        result = kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a {'whole number' if kind is int else 'number'}, not {value!r}") from None
+    if minimum is not None and result < minimum:
+        raise UsageError(f"{name} must be at least {minimum:g}, not {result!r}")
+    return result

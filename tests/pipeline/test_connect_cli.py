@@ -1,0 +1,44 @@
+"""`callwatch connect SOURCE --out FILE`: connectors write canonical events; bad records are
+dead-lettered with a reason and their location, never with a raw number."""
+
+import json
+
+from .helpers import callwatch, simulated_events
+
+
+def test_connect_simulate_writes_what_simulate_writes(tmp_path):
+    out = tmp_path / "connected.jsonl"
+    done = callwatch("connect", "simulate", "--seed", "3", "--start", "2024-03-01T08:00:00Z", "--duration", "1h",
+                     "--out", str(out))
+    assert done.returncode == 0, done.stderr.decode()
+    simulated = callwatch("simulate", "--seed", "3", "--start", "2024-03-01T08:00:00Z", "--duration", "1h")
+    assert out.read_bytes() == simulated.stdout and simulated.stdout
+
+
+def test_connect_file_dead_letters_bad_lines_with_location_and_masked_numbers(tmp_path):
+    events = simulated_events(tmp_path, duration="1h")
+    lines = events.read_text().splitlines()
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join(lines[:3] + ["{oops", '{"v": 1, "type": "offered", "caller": "07700 900123"}'] + lines[3:]) + "\n")
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    done = callwatch("connect", "file", "--file-path", str(broken), "--out", str(out), "--dead-letters", str(dead))
+    assert done.returncode == 1
+    assert out.read_text().splitlines() == lines
+    letters = [json.loads(line)["dead_letter"] for line in dead.read_text().splitlines()]
+    assert [letter["location"] for letter in letters] == [f"{broken}:4", f"{broken}:5"]
+    assert letters[0]["reason"].startswith("not JSON")
+    assert letters[1]["reason"] == "invalid event_id: is required"
+    assert "900123" not in dead.read_text()
+    assert b"2 dead-lettered" in done.stderr
+
+
+def test_connect_refuses_a_source_with_numbers_but_no_key(tmp_path):
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    csv_file = tmp_path / "calls.csv"
+    csv_file.write_text("vru+line,call_id,customer_id,priority,type,date,vru_entry,vru_exit,vru_time,q_start,q_exit,"
+                        "q_time,outcome,ser_start,ser_exit,ser_time,server\n")
+    done = callwatch("connect", "csv", "--csv-path", str(csv_file), "--csv-mapping",
+                     str(repo / "connectors/call_detail/mappings/anonymous_bank.yaml"), "--out", "-")
+    assert done.returncode == 2
+    assert b"CALLWATCH_PSEUDONYMISATION_KEY" in done.stderr and done.stderr.count(b"\n") == 1
