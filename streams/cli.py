@@ -110,16 +110,19 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         except InvalidConfig as error:
             raise UsageError(f"--tz: {error}") from None
     if args.from_kafka:
-        raise UsageError("--from-kafka needs the distributed pipeline, which is not built yet")
-    paths = args.files or ["-"]
-    for path in paths:
-        if path != "-" and not os.path.isfile(path):
-            raise UsageError(f"no such input file: {path}")
+        items, total = _kafka_events(args, settings), None
+    else:
+        paths = args.files or ["-"]
+        for path in paths:
+            if path != "-" and not os.path.isfile(path):
+                raise UsageError(f"no such input file: {path}")
+        total = total_size(paths)
     out = _open_output(args.report)
-    progress = Progress(total_size(paths), "replay")
+    progress = Progress(total, "replay")
+    if not args.from_kafka:
+        items = read_events(paths, progress.update)
     try:
-        summary = replay_events(read_events(paths, progress.update), flow_config, window_s,
-                                out.write, report_rejection(sys.stderr))
+        summary = replay_events(items, flow_config, window_s, out.write, report_rejection(sys.stderr))
     finally:
         progress.close()
         if out is not sys.stdout:
@@ -130,6 +133,22 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         f"{counts.late:,} late, {counts.duplicates:,} duplicates, {counts.conflicts:,} conflicts, "
         f"{counts.unmatched:,} unmatched, {counts.lost:,} lost legs; {summary.rows:,} report rows\n")
     return EXIT_REJECTED if summary.rejected or counts.late else EXIT_OK
+
+
+def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
+    """Events of the call-events topic between --start and --end (by event time)."""
+    if args.files:
+        raise UsageError("give either FILE arguments or --from-kafka, not both")
+    if not args.start or not args.end:
+        raise UsageError("--from-kafka needs --start and --end (RFC 3339)")
+    start_ms, end_ms = _instant_ms(args.start, "--start"), _instant_ms(args.end, "--end")
+    if end_ms <= start_ms:
+        raise UsageError("--end must be after --start")
+    try:
+        from streams.kafka.topic_replay import read_topic_events
+    except ModuleNotFoundError:
+        raise UsageError("--from-kafka is not built yet") from None
+    return read_topic_events(settings, start_ms, end_ms, args.topic)
 
 
 # --- run --------------------------------------------------------------------------------------
@@ -242,11 +261,17 @@ def _cmd_connect(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     connector = args.connector_spec.build(args, settings)
-    if not args.out:
-        raise UsageError("writing to Kafka is not built yet: give --out FILE (or - for stdout)")
-    out = _open_output(args.out)
-    dead = _open_output(args.dead_letters) if args.dead_letters else sys.stderr
-    sink = JsonLinesSink(out, dead, connector.name)
+    out = dead = None
+    if args.out:
+        out = _open_output(args.out)
+        dead = _open_output(args.dead_letters) if args.dead_letters else sys.stderr
+        sink = JsonLinesSink(out, dead, connector.name)
+    else:
+        try:
+            from connectors.kafka_sink import open_kafka_sink
+        except ModuleNotFoundError:
+            raise UsageError("writing to Kafka is not built yet: give --out FILE (or - for stdout)") from None
+        sink = open_kafka_sink(settings, connector.name)
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: object) -> None:
@@ -261,7 +286,7 @@ def _cmd_connect(args: argparse.Namespace) -> int:
     finally:
         sink.close()
         for stream in (out, dead):
-            if stream not in (sys.stdout, sys.stderr):
+            if stream is not None and stream not in (sys.stdout, sys.stderr):
                 stream.close()
     counts = sink.counts
     sys.stderr.write(f"callwatch connect {connector.name}: {counts.sent:,} events sent, "
@@ -269,10 +294,23 @@ def _cmd_connect(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if counts.dead_lettered else EXIT_OK
 
 
-def _not_yet(what: str) -> Callable[[argparse.Namespace], int]:
-    def command(_args: argparse.Namespace) -> int:
-        raise UsageError(f"{what} is not built yet")
-    return command
+def _register_optional(commands: argparse._SubParsersAction, module_name: str, name: str, help_text: str) -> None:  # type: ignore[type-arg]
+    """Subcommands that live with their own package register themselves: `module.register(commands)`
+    adds the parser and sets `handler` (taking the parsed args, returning an exit status)."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if not (error.name and module_name.startswith(error.name)):
+            raise
+
+        def not_built(_args: argparse.Namespace) -> int:
+            raise UsageError(f"callwatch {name} is not built yet")
+
+        commands.add_parser(name, help=help_text).set_defaults(handler=not_built)
+        return
+    module.register(commands)
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -313,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     _option(rep, "--tz", env="CALLWATCH_TZ", help="time zone days start in (default: config, else Europe/London)")
     _option(rep, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
     _option(rep, "--report", env="CALLWATCH_REPORT", help="report file; - or absent for stdout")
-    rep.add_argument("--from-kafka", action="store_true", help="replay a Kafka topic instead of files")
+    rep.add_argument("--from-kafka", action="store_true",
+                     help="replay the call-events topic (events whose time is in [--start, --end)) instead of files")
+    _option(rep, "--start", env="CALLWATCH_REPLAY_START", help="with --from-kafka: first event time, RFC 3339")
+    _option(rep, "--end", env="CALLWATCH_REPLAY_END", help="with --from-kafka: end of the time range (exclusive)")
+    _option(rep, "--topic", env="CALLWATCH_EVENTS_TOPIC",
+            help="with --from-kafka: topic to read (default: <topic_prefix>events)")
     rep.set_defaults(handler=_cmd_replay)
 
     run = commands.add_parser("run", help="the whole pipeline in one process, metrics for Prometheus",
@@ -340,8 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
             spec.add_arguments(run.add_argument_group(f"{spec.help} (--source {name})"))
     run.set_defaults(handler=_cmd_run)
 
-    worker = commands.add_parser("worker", help="the Faust worker of the distributed pipeline")
-    worker.set_defaults(handler=_not_yet("callwatch worker (the distributed pipeline)"))
+    _register_optional(commands, "streams.worker.command", "worker", "the Faust worker of the distributed pipeline")
     connect = commands.add_parser("connect", help="run one connector", formatter_class=_formatter,
                                   description=("Read one telephony source and write canonical events: to "
                                                "Kafka, or with --out to a JSON Lines file for replay.\n\n" +
@@ -357,8 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="where rejected records go (JSON Lines) when writing to --out; stderr by default")
         _option(one, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
         one.set_defaults(handler=_cmd_connect, connector_spec=spec)
-    dashboards = commands.add_parser("dashboards", help="build and push Grafana dashboards")
-    dashboards.set_defaults(handler=_not_yet("callwatch dashboards"))
+    _register_optional(commands, "dashboards.command", "dashboards", "build and push Grafana dashboards")
     return parser
 
 
