@@ -95,3 +95,33 @@ def test_options_can_come_from_the_environment(tmp_path):
     assert by_flag.stdout == by_env.stdout
     help_text = b" ".join(callwatch("replay", "--help").stdout.split())
     assert b"[env: CALLWATCH_WINDOW]" in help_text
+
+
+def test_progress_bar_on_a_terminal_not_in_pipes(tmp_path):
+    import os
+    import pty
+    import subprocess
+
+    from .helpers import CALLWATCH
+
+    events = simulated_events(tmp_path, duration="2d")
+    main, secondary = pty.openpty()
+    try:
+        done = subprocess.run(CALLWATCH + ["replay", str(events), "--report", str(tmp_path / "r.jsonl")],
+                              stderr=secondary, stdout=subprocess.DEVNULL, timeout=120)
+        os.close(secondary)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+    assert done.returncode == 0
+    assert b"replay [" in shown and b"%" in shown
+    piped = callwatch("replay", str(events))
+    assert b"replay [" not in piped.stderr
