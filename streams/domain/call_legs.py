@@ -65,6 +65,7 @@ class Leg:
 class LineCall:
     first_offered_ms: int
     closed: bool = False
+    left_ms: int | None = None  # when its last leg on the line was transferred away
 
 
 @dataclass(slots=True)
@@ -188,7 +189,7 @@ class CallTracker:
         out.append(Arrival(site, line, queue, now_ms))
         key = (site, line)
         line_call = call.line_calls.get(key)
-        if line_call is None or line_call.closed:
+        if line_call is None or line_call.closed or self._left_line_long_ago(call, line_call, key, now_ms):
             call.line_calls[key] = LineCall(now_ms)
             out.append(Arrival(site, line, LINE_TOTAL, now_ms))
 
@@ -200,13 +201,22 @@ class CallTracker:
         out.append(LegClosed(leg.site, leg.line, leg.queue, outcome, leg.offered_ms, closed_ms, call_id))
         if not call.is_open:
             self._closed_calls.append((closed_ms + self._max_wait_ms, call_id))
-        if outcome == "transferred":
-            return  # the line-call goes on in the next queue (or leaves the line)
         line_call = call.line_calls.get((leg.site, leg.line))
+        if outcome == "transferred":
+            if line_call is not None:
+                line_call.left_ms = closed_ms
+            return  # the line-call goes on in the next queue (or leaves the line)
         if line_call is not None and not line_call.closed:
             line_call.closed = True
             out.append(LegClosed(leg.site, leg.line, LINE_TOTAL, outcome, line_call.first_offered_ms,
                                  closed_ms, call_id))
+
+    def _left_line_long_ago(self, call: CallState, line_call: LineCall, key: tuple[str, str], now_ms: int) -> bool:
+        """A call that left a line by a transfer and comes back more than max_wait later is a new
+        call there: the same answer whether or not the call has been forgotten meanwhile."""
+        if line_call.left_ms is None or now_ms - line_call.left_ms <= self._max_wait_ms:
+            return False
+        return not any(leg.outcome is None and (leg.site, leg.line) == key for leg in call.legs)
 
     def _forget(self, call_id: str, now_ms: int) -> None:
         # A call with every leg closed is kept for max_wait after its last event (to recognise

@@ -47,6 +47,7 @@ class Leg:
     queue: str
     offered_ms: int
     outcome: str | None = None
+    closed_ms: int = 0
     ended: bool = False
 
 
@@ -77,10 +78,6 @@ class Walk:
     conflicts: int
     unmatched: int
     lost: int
-    # Offers of a call with a line-call still open (it left a line by a transfer) after more than
-    # max_wait without any leg waiting: the domain may have forgotten the call by then (it keeps
-    # closed calls for max_wait only) and so start new line-calls. SPEC says nothing about this.
-    resumed_after_max_wait: int = 0
 
 
 def to_ms(ts: str) -> int:
@@ -112,6 +109,7 @@ def walk(events: list[dict[str, Any]], max_wait_s: float) -> Walk:
 
     def close(leg: Leg, outcome: str, at_ms: int) -> None:
         leg.outcome = outcome
+        leg.closed_ms = at_ms
         records.append(Record(leg.site, leg.line, leg.queue, at_ms, outcome, at_ms - leg.offered_ms))
         if outcome == "transferred":
             return
@@ -146,10 +144,12 @@ def walk(events: list[dict[str, Any]], max_wait_s: float) -> Walk:
             site, line = event.get("site", "default"), event["line"]
             open_line_calls = [lc for lc in line_calls
                                if (lc.call_id, lc.site, lc.line) == (call_id, site, line) and not lc.closed]
-            if any(lc.call_id == call_id and not lc.closed for lc in line_calls) \
-                    and all(leg.outcome is not None for leg in calls_legs) \
-                    and max(leg.offered_ms for leg in calls_legs) + max_wait_ms < now_ms:
-                result.resumed_after_max_wait += 1
+            on_line = [leg for leg in calls_legs if (leg.site, leg.line) == (site, line)]
+            if open_line_calls and all(leg.outcome is not None for leg in on_line) \
+                    and max(leg.closed_ms for leg in on_line) + max_wait_ms < now_ms:
+                # It left the line by a transfer more than max_wait ago: back now, it is a new call.
+                open_line_calls[0].closed = True
+                open_line_calls = []
             legs.append(Leg(call_id, site, line, queue, now_ms))
             records.append(Record(site, line, queue, now_ms))
             if not open_line_calls:
