@@ -183,13 +183,16 @@ class CallTracker:
         now_ms = event.occurred_ms
         call.last_ms = now_ms
         site, line, queue = event.site, event.line, event.queue
+        key = (site, line)
+        line_call = call.line_calls.get(key)
+        # Decided before the new leg joins the call: it is the call's past on the line that counts.
+        starts_line_call = (line_call is None or line_call.closed
+                            or self._left_line_long_ago(call, line_call, key, now_ms))
         call.legs.append(Leg(site, line, queue, now_ms))
         call.open_count += 1
         self._deadlines.append((now_ms + self._max_wait_ms, call_id, len(call.legs) - 1))
         out.append(Arrival(site, line, queue, now_ms))
-        key = (site, line)
-        line_call = call.line_calls.get(key)
-        if line_call is None or line_call.closed or self._left_line_long_ago(call, line_call, key, now_ms):
+        if starts_line_call:
             call.line_calls[key] = LineCall(now_ms)
             out.append(Arrival(site, line, LINE_TOTAL, now_ms))
 

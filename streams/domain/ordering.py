@@ -8,6 +8,7 @@ therefore yields the same release sequence as the sorted stream."""
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from dataclasses import dataclass
 from typing import Final
 
@@ -28,6 +29,9 @@ class OrderingCounts:
 class EventOrderer:
     def __init__(self, allowed_lateness_ms: int) -> None:
         self._lateness_ms = allowed_lateness_ms
+        # Most events arrive already in order: those go to a FIFO run (cheap); only the ones that
+        # arrive out of order pay for the heap. Release merges the two.
+        self._run: deque[tuple[int, int, str, CallEvent]] = deque()
         self._heap: list[tuple[int, int, str, CallEvent]] = []
         # event_id -> event time, kept while a duplicate could still be told from a late event.
         self._seen: dict[str, int] = {}
@@ -43,7 +47,7 @@ class EventOrderer:
 
     @property
     def pending(self) -> int:
-        return len(self._heap)
+        return len(self._run) + len(self._heap)
 
     def offer(self, event: CallEvent) -> str:
         """Take one event; returns ACCEPTED, DUPLICATE or LATE. Accepted events wait in the buffer."""
@@ -62,7 +66,12 @@ class EventOrderer:
             self.counts.late += 1
             return LATE
         seen[event_id] = occurred_ms
-        heapq.heappush(self._heap, (occurred_ms, TYPE_RANK[event.type], event_id, event))
+        entry = (occurred_ms, TYPE_RANK[event.type], event_id, event)
+        run = self._run
+        if not run or entry[:3] >= run[-1][:3]:
+            run.append(entry)
+        else:
+            heapq.heappush(self._heap, entry)
         if self._newest_ms is None or occurred_ms > self._newest_ms:
             self._newest_ms = occurred_ms
         self.counts.accepted += 1
@@ -77,10 +86,7 @@ class EventOrderer:
         if newest is None:
             return []
         watermark = newest - self._lateness_ms
-        heap = self._heap
-        out: list[CallEvent] = []
-        while heap and heap[0][0] < watermark:
-            out.append(heapq.heappop(heap)[3])
+        out = self._take_before(watermark)
         if self._released_before_ms is None or watermark > self._released_before_ms:
             self._released_before_ms = watermark
             if watermark >= self._next_prune_ms:
@@ -89,12 +95,29 @@ class EventOrderer:
 
     def drain(self) -> list[CallEvent]:
         """Release everything (end of a finite stream)."""
-        heap = self._heap
-        out = [heapq.heappop(heap)[3] for _ in range(len(heap))]
+        out = self._take_before(None)
         if out:
             last = out[-1].occurred_ms + 1
             if self._released_before_ms is None or last > self._released_before_ms:
                 self._released_before_ms = last
+        return out
+
+    def _take_before(self, watermark: int | None) -> list[CallEvent]:
+        """Merge the in-order run and the heap, taking entries earlier than the watermark (all of
+        them when it is None) in (time, type, event_id) order."""
+        run, heap = self._run, self._heap
+        out: list[CallEvent] = []
+        while True:
+            if heap and (not run or heap[0][:3] < run[0][:3]):
+                if watermark is not None and heap[0][0] >= watermark:
+                    break
+                out.append(heapq.heappop(heap)[3])
+            elif run:
+                if watermark is not None and run[0][0] >= watermark:
+                    break
+                out.append(run.popleft()[3])
+            else:
+                break
         return out
 
     def _prune(self, watermark: int) -> None:
