@@ -1,0 +1,150 @@
+"""Snapshots of the domain's running state as JSON-able values, and back: an adapter checkpoints a
+partition's orderer and call tracker with them and resumes exactly where it stopped (the restored
+objects behave, event for event, like the ones that were saved).
+
+Leg, line-call and counter records are written field by field in declaration order, with their
+field names kept in `schema()`; a snapshot taken under another schema is refused (IncompatibleState)
+rather than misread."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import fields
+from typing import Any, Final
+
+from .call_legs import CallState, CallTracker, Leg, LineCall, TrackerCounts
+from .events import CallEvent
+from .figures import Tally
+from .ordering import EventOrderer, OrderingCounts
+
+STATE_VERSION: Final = 1
+
+Json = Any  # JSON-able: dicts with string keys, lists, strings, numbers, booleans, None
+
+
+class IncompatibleState(ValueError):
+    """A snapshot written by another version of the domain (or not a snapshot at all)."""
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def schema() -> dict[str, Json]:
+    """What a snapshot's layout depends on; stored with it and compared on restore."""
+    return {"version": STATE_VERSION, "leg": _names(Leg), "line_call": _names(LineCall),
+            "tracker_counts": _names(TrackerCounts), "ordering_counts": _names(OrderingCounts),
+            "tally": _names(Tally), "event": list(CallEvent._fields)}
+
+
+def check_schema(stored: Json) -> None:
+    if stored != schema():
+        raise IncompatibleState("the snapshot was written by another version of the domain")
+
+
+# --- events ----------------------------------------------------------------------------------
+
+def event_state(event: CallEvent) -> list[Json]:
+    """An event as a list in CallEvent field order (`extra` as a dict, or None when empty)."""
+    values: list[Json] = list(event[:-1])
+    values.append(dict(event.extra) if event.extra else None)
+    return values
+
+
+def restore_event(values: list[Json]) -> CallEvent:
+    if values[-1]:
+        return CallEvent(*values)
+    return CallEvent(*values[:-1])  # the shared empty mapping, as parse_event gives
+
+
+# --- ordering --------------------------------------------------------------------------------
+
+def orderer_state(orderer: EventOrderer) -> dict[str, Json]:
+    # The orderer's fields are read directly: this module is the domain's own serialiser.
+    return {
+        "lateness_ms": orderer._lateness_ms,
+        "run": [event_state(entry[3]) for entry in orderer._run],
+        "heap": [event_state(entry[3]) for entry in orderer._heap],  # list order keeps the heap
+        "seen": dict(orderer._seen),
+        "newest_ms": orderer._newest_ms,
+        "released_before_ms": orderer._released_before_ms,
+        "next_prune_ms": orderer._next_prune_ms,
+        "counts": [getattr(orderer.counts, name) for name in _names(OrderingCounts)],
+    }
+
+
+def restore_orderer(state: dict[str, Json]) -> EventOrderer:
+    from .events import TYPE_RANK
+
+    orderer = EventOrderer(int(state["lateness_ms"]))
+
+    def entry(values: list[Json]) -> tuple[int, int, str, CallEvent]:
+        event = restore_event(values)
+        return (event.occurred_ms, TYPE_RANK[event.type], event.event_id, event)
+
+    orderer._run = deque(entry(values) for values in state["run"])
+    orderer._heap = [entry(values) for values in state["heap"]]
+    orderer._seen = {str(k): int(v) for k, v in state["seen"].items()}
+    orderer._newest_ms = state["newest_ms"]
+    orderer._released_before_ms = state["released_before_ms"]
+    orderer._next_prune_ms = int(state["next_prune_ms"])
+    orderer.counts = OrderingCounts(*state["counts"])
+    return orderer
+
+
+# --- call legs -------------------------------------------------------------------------------
+
+def _call_state(call: CallState) -> list[Json]:
+    leg_names, line_names = _names(Leg), _names(LineCall)
+    return [
+        [[getattr(leg, name) for name in leg_names] for leg in call.legs],
+        [[site, line, *(getattr(line_call, name) for name in line_names)]
+         for (site, line), line_call in call.line_calls.items()],
+        call.last_ms,
+        call.open_count,
+    ]
+
+
+def _restore_call(values: list[Json]) -> CallState:
+    legs, line_calls, last_ms, open_count = values
+    return CallState(
+        legs=[Leg(*leg) for leg in legs],
+        line_calls={(site, line): LineCall(*rest) for site, line, *rest in line_calls},
+        last_ms=last_ms,
+        open_count=open_count,
+    )
+
+
+def tracker_state(tracker: CallTracker) -> dict[str, Json]:
+    return {
+        "max_wait_ms": tracker._max_wait_ms,
+        "calls": {call_id: _call_state(call) for call_id, call in tracker.calls.items()},
+        "deadlines": [list(item) for item in tracker._deadlines],
+        "closed_calls": [list(item) for item in tracker._closed_calls],
+        "next_housekeeping_ms": tracker._next_housekeeping_ms,
+        "counts": [getattr(tracker.counts, name) for name in _names(TrackerCounts)],
+    }
+
+
+def restore_tracker(state: dict[str, Json]) -> CallTracker:
+    tracker = CallTracker(int(state["max_wait_ms"]))
+    tracker.calls = {str(call_id): _restore_call(values) for call_id, values in state["calls"].items()}
+    tracker._deadlines = deque((int(d), str(c), int(i)) for d, c, i in state["deadlines"])
+    tracker._closed_calls = deque((int(t), str(c)) for t, c in state["closed_calls"])
+    tracker._next_housekeeping_ms = int(state["next_housekeeping_ms"])
+    tracker.counts = TrackerCounts(*state["counts"])
+    return tracker
+
+
+# --- tallies ---------------------------------------------------------------------------------
+
+def tally_state(tally: Tally) -> list[Json]:
+    """A tally as a list in field order (the answer times last, as a list)."""
+    return [list(value) if isinstance(value, list) else value
+            for value in (getattr(tally, name) for name in _names(Tally))]
+
+
+def restore_tally(values: list[Json]) -> Tally:
+    if len(values) != len(fields(Tally)):
+        raise IncompatibleState("a tally with another number of fields")
+    return Tally(*values)
