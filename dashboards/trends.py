@@ -1,0 +1,182 @@
+"""The manager's trends: the day in 15-minute intervals, today so far, police.uk answer-time bands
+and month-to-date figures of the kind police.uk publishes, per line."""
+
+from __future__ import annotations
+
+from .grafana import Cell, Json, bargauge, dashboard, datasource_variable, layout, query_variable, row, stat, steps, table, target, timeseries
+
+UID = "callwatch-trends"
+LINES = 'site="$site", line=~"$line"'
+
+INTERVAL_NOTE = (
+    "Each bar is the rolling 15-minute figure read at the end of its quarter hour, which is the interval "
+    "report's 15-minute window to within one scrape (2 s). The exact record is the interval report itself "
+    "(callwatch run --report, or callwatch replay of the recorded events).")
+
+BAND_NAMES = (("lt10", "under 10 s"), ("10_60", "10 to 60 s"), ("ge60", "60 s or longer"))
+
+
+def _band_renames() -> list[Json]:
+    return [{"id": "renameByRegex", "options": {"regex": f"^(.*) {band}$", "renamePattern": f"$1 {name}"}}
+            for band, name in BAND_NAMES]
+
+
+def _target_dashes() -> Json:
+    return {"matcher": {"id": "byFrameRefID", "options": "B"},
+            "properties": [{"id": "custom.drawStyle", "value": "line"},
+                           {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+                           {"id": "custom.fillOpacity", "value": 0},
+                           {"id": "custom.lineWidth", "value": 2},
+                           {"id": "custom.lineInterpolation", "value": "stepAfter"}]}
+
+
+def intervals() -> list[Cell]:
+    q15 = f'{LINES}, queue="*", window="15m"'
+    return [
+        Cell(timeseries(
+            "Service level by 15-min interval",
+            "Service level of each line by its formula (answered: within ÷ answered; offered: within ÷ (offered − "
+            f"short abandons)), per quarter hour, with the line's target dashed. {INTERVAL_NOTE}",
+            [target(f"callwatch_service_level_ratio{{{q15}}}", "{{line}}", interval="15m"),
+             target(f"callwatch_service_level_target_ratio{{{LINES}}}", "{{line}} target", "B", interval="15m")],
+            unit="percentunit", bars=True, minimum=0, maximum=1, interval="15m",
+            overrides=[_target_dashes()]), 12, 9),
+        Cell(timeseries(
+            "Abandonment by 15-min interval",
+            f"Abandoned ÷ offered per quarter hour, with the line's target dashed. {INTERVAL_NOTE}",
+            [target(f"callwatch_abandonment_ratio{{{q15}}}", "{{line}}", interval="15m"),
+             target(f"callwatch_abandonment_target_ratio{{{LINES}}}", "{{line}} target", "B", interval="15m")],
+            unit="percentunit", bars=True, minimum=0, interval="15m", overrides=[_target_dashes()]), 12, 9),
+        Cell(timeseries(
+            "Calls offered and abandoned by 15-min interval",
+            "Calls reaching an outcome in each quarter hour (offered = answered + abandoned + timed out; line "
+            f"totals count calls, not legs) and those abandoned. {INTERVAL_NOTE}",
+            [target(f"callwatch_calls_offered{{{q15}}}", "{{line}} offered", interval="15m"),
+             target(f"callwatch_calls_abandoned{{{q15}}}", "{{line}} abandoned", "B", interval="15m")],
+            unit="none", bars=True, decimals=0, interval="15m"), 12, 9),
+        Cell(timeseries(
+            "Answer time by 15-min interval (mean, 90th percentile)",
+            "Mean speed of answer and the 90th percentile (nearest rank) of answer times of the calls answered in "
+            f"each quarter hour. {INTERVAL_NOTE}",
+            [target(f"callwatch_answer_time_mean_seconds{{{q15}}}", "{{line}} mean", interval="15m"),
+             target(f'callwatch_answer_time_seconds{{{q15}, quantile="0.9"}}', "{{line}} 90th percentile", "B",
+                    interval="15m")],
+            unit="s", bars=True, interval="15m"), 12, 9),
+    ]
+
+
+def today() -> list[Cell]:
+    q = f'{LINES}, queue="*", window="today"'
+    columns = (("A", "offered", "none", 0), ("B", "answered", "none", 0), ("C", "abandoned", "none", 0),
+               ("D", "service level", "percentunit", 1), ("E", "abandonment", "percentunit", 1),
+               ("F", "mean answer", "s", 1), ("G", "90th pct answer", "s", 1), ("H", "longest answer", "s", 0))
+    exprs = (f"callwatch_calls_offered{{{q}}}", f"callwatch_calls_answered{{{q}}}",
+             f"callwatch_calls_abandoned{{{q}}}", f"callwatch_service_level_ratio{{{q}}}",
+             f"callwatch_abandonment_ratio{{{q}}}", f"callwatch_answer_time_mean_seconds{{{q}}}",
+             f'callwatch_answer_time_seconds{{{q}, quantile="0.9"}}',
+             f'callwatch_answer_time_seconds{{{q}, quantile="1"}}')
+    return [
+        Cell(table(
+            "Today by line · since local midnight",
+            "Figures of each line since local midnight (window \"today\"; days start at midnight in the configured "
+            "time zone, Europe/London by default): calls offered, answered and abandoned, service level by the "
+            "line's formula, abandonment (abandoned ÷ offered), mean, 90th-percentile and longest answer time.",
+            [target(expr, "", ref, instant=True, table=True) for (ref, *_), expr in zip(columns, exprs)],
+            columns), 14, 7),
+        Cell(bargauge(
+            "police.uk answer-time bands · today",
+            "Share of today's answered calls answered in under 10 s, 10 to under 60 s, and 60 s or longer: the "
+            "bands police.uk publishes per force and month (callwatch_calls_answered_band ÷ "
+            "callwatch_calls_answered).",
+            [target(f"callwatch_calls_answered_band{{{q}}}\n  / ignoring(band) group_left()\n"
+                    f"callwatch_calls_answered{{{q}}}", "{{line}} {{band}}")],
+            unit="percentunit", decimals=1, minimum=0, maximum=1,
+            thresholds=steps("blue"), transformations=_band_renames()), 10, 7),
+    ]
+
+
+def hourly_bands() -> list[Cell]:
+    q = f'{LINES}, queue="*", window="60m"'
+    return [Cell(timeseries(
+        "police.uk answer-time bands by hour",
+        "Answered calls of each hour by police.uk band (under 10 s, 10 to 60 s, 60 s or longer), read at the end "
+        "of each hour from the rolling 60-minute window.",
+        [target(f"callwatch_calls_answered_band{{{q}}}", "{{line}} {{band}}", interval="1h")],
+        unit="none", bars=True, stacking="normal", decimals=0, interval="1h",
+        transformations=_band_renames()), 24, 8)]
+
+
+def _month_to_date(expr_15m: str) -> str:
+    # The rolling 15-minute count averaged over the month, times the month's length in quarter hours,
+    # is the month's total (each call counts in 900 s of windows); only the first and last quarter
+    # hour are counted in part.
+    return f"sum by (line) (avg_over_time({expr_15m}[${{__range_s}}s])) * ${{__range_s}} / 900"
+
+
+def _month_share(numerator_15m: str, denominator_15m: str) -> str:
+    return (f"sum by (line) (avg_over_time({numerator_15m}[${{__range_s}}s]))\n/\n"
+            f"sum by (line) (avg_over_time({denominator_15m}[${{__range_s}}s]))")
+
+
+def month_to_date() -> list[Cell]:
+    q = f'{LINES}, queue="*", window="15m"'
+    note = ("Month to date (this calendar month so far), estimated from the rolling 15-minute figures Prometheus "
+            "kept: exact up to the calls of the first and last quarter hour. The exact monthly return is "
+            "`callwatch replay` of the month's events with --window 1d.")
+    answered = f"callwatch_calls_answered{{{q}}}"
+
+    def band(name: str) -> str:
+        return f'callwatch_calls_answered_band{{{q}, band="{name}"}}'
+
+    def share(title: str, numerator: str, denominator: str, what: str, colour: Json) -> Cell:
+        return Cell(stat(title, f"{what} {note}", [target(_month_share(numerator, denominator), "{{line}}",
+                                                         instant=True)],
+                         unit="percentunit", decimals=1, text_mode="value_and_name", graph_mode="none",
+                         thresholds=colour, minimum=0, maximum=1), 4, 6)
+
+    cells = [
+        Cell(stat("Calls offered · month to date", f"Calls reaching an outcome this month. {note}",
+                  [target(_month_to_date(f"callwatch_calls_offered{{{q}}}"), "{{line}}", instant=True)],
+                  unit="none", decimals=0, text_mode="value_and_name", graph_mode="none", color_mode="none"), 4, 6),
+        share("Answered under 10 s · month to date", band("lt10"), answered,
+              "Share of answered calls answered in under 10 s (police.uk's first band; the 999 standard is 90 %).",
+              steps("red", (0.9, "green"))),
+        share("Answered in 10–60 s · month to date", band("10_60"), answered,
+              "Share of answered calls answered in 10 to under 60 s.", steps("blue")),
+        share("Answered in 60 s or more · month to date", band("ge60"), answered,
+              "Share of answered calls answered after 60 s or longer.", steps("blue")),
+        share("Abandoned · month to date", f"callwatch_calls_abandoned{{{q}}}", f"callwatch_calls_offered{{{q}}}",
+              "Abandoned ÷ offered this month.", steps("green", (0.05, "red"))),
+        Cell(stat("Mean answer time · month to date",
+                  f"Mean time to answer of the calls answered this month (each quarter hour weighted by its calls). "
+                  f"{note}",
+                  [target(f"sum by (line) (sum_over_time((callwatch_answer_time_mean_seconds{{{q}}} * {answered})"
+                          f"[${{__range_s}}s:1m]))\n/\nsum by (line) (sum_over_time({answered}[${{__range_s}}s:1m]))",
+                          "{{line}}", instant=True)],
+                  unit="s", decimals=1, text_mode="value_and_name", graph_mode="none", color_mode="none"), 4, 6),
+    ]
+    for cell in cells:
+        cell.panel["timeFrom"] = "now/M"
+        cell.panel["hideTimeOverride"] = False
+    return cells
+
+
+def build() -> Json:
+    interval_cells = intervals()
+    panels = layout([
+        row("15-minute intervals"), interval_cells[:2], interval_cells[2:],
+        row("Today"), today(),
+        row("police.uk bands"), hourly_bands(),
+        row("Month to date"), month_to_date(),
+    ])
+    variables = [
+        datasource_variable(),
+        query_variable("site", "Site", "label_values(callwatch_service_level_target_ratio, site)"),
+        query_variable("line", "Line", 'label_values(callwatch_service_level_target_ratio{site="$site"}, line)',
+                       multi=True, include_all=True),
+    ]
+    return dashboard(
+        UID, "callwatch · Manager's trends",
+        "Service level, abandonment and answer times per 15-minute interval, today, police.uk answer-time bands "
+        "and month-to-date figures per line. See docs/manager.md.",
+        panels, variables, refresh="1m", time_from="now-24h")
