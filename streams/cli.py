@@ -260,6 +260,8 @@ def _cmd_connect(args: argparse.Namespace) -> int:
     from connectors.sink import JsonLinesSink
 
     settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     connector = args.connector_spec.build(args, settings)
     out = dead = None
     if args.out:
