@@ -165,12 +165,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         window_s = interval_s(args.window)
     except InvalidConfig as error:
         raise UsageError(f"--window: {error}") from None
+    # Before any connector thread starts, so its first lines are formatted too.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     if args.source == "simulate":
         sources, clock, stop_connector = _simulated_source(args)
     else:
         sources, clock, stop_connector = _connector_source(args, settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
     registry = CollectorRegistry()
     collector = FigureCollector(settings.flow, registry=registry)
     report = _open_output(args.report) if args.report else None
