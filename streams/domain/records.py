@@ -9,12 +9,14 @@ the first: merging is idempotent when parts are keyed by (window, group, source)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
-from .call_legs import LegClosed, Record
+from .call_legs import LINE_TOTAL, CallTracker, LegClosed, Record
 from .config import FlowConfig
+from .events import AGENT_STATE, CallEvent
 from .figures import Tally, figures_of
 from .interval_report import format_window_bound
+from .live import TODAY, BoardSnapshot, QueueNow, rolling_label
 from .state import Json, restore_tally, tally_state
 from .windows import IntervalWindows, zone
 
@@ -104,3 +106,252 @@ def report_row(start_ms: int, end_ms: int, group: Group, tallies: Iterable[Tally
                               "site": site, "line": line, "queue": queue}
     row.update(figures_of(merged, config.line(line)))
     return row
+
+
+# --- the live board in parts -----------------------------------------------------------------
+
+BUCKET_MS = 10_000  # rolling windows are summed from buckets this long (SPEC: 10 s or finer)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupNow:
+    """What one source knows of one group now. Tallies replace the ones sent before for the same
+    bucket or day (a source always sends them whole), so sending them again changes nothing."""
+
+    group: Group
+    buckets: tuple[tuple[int, Tally], ...]  # (bucket start, tally): changed buckets, or all
+    day: tuple[int, Tally] | None  # (local day start, tally) of the source's current day
+    waiting: int
+    oldest_offered_ms: int | None  # offer time of the oldest leg still waiting
+    last_seen_ms: int | None  # time of the group's newest event
+    agents: tuple[tuple[str, int], ...]  # (state, agents in it), for agents of this queue
+
+
+def group_now_state(update: GroupNow) -> list[Json]:
+    return [list(update.group), [[start, tally_state(tally)] for start, tally in update.buckets],
+            None if update.day is None else [update.day[0], tally_state(update.day[1])],
+            update.waiting, update.oldest_offered_ms, update.last_seen_ms,
+            [list(item) for item in update.agents]]
+
+
+def restore_group_now(values: list[Json]) -> GroupNow:
+    group, buckets, day, waiting, oldest, seen, agents = values
+    return GroupNow((group[0], group[1], group[2]),
+                    tuple((int(start), restore_tally(tally)) for start, tally in buckets),
+                    None if day is None else (int(day[0]), restore_tally(day[1])),
+                    int(waiting), oldest, seen, tuple((str(state), int(n)) for state, n in agents))
+
+
+class LiveTallies:
+    """One source's part of the wallboard: its records tallied per group in short buckets (for the
+    rolling windows) and per local day (for today), the events it saw (data age, agents), and, from
+    its tracker, the legs waiting now. `updates` says what changed since it was last asked."""
+
+    def __init__(self, config: FlowConfig, bucket_ms: int = BUCKET_MS) -> None:
+        self._config = config
+        self._bucket_ms = bucket_ms
+        self._horizon_ms = max(config.rolling_windows_s) * 1000 + bucket_ms
+        self._days = IntervalWindows(86_400, zone(config.tz))
+        self._buckets: dict[Group, dict[int, Tally]] = {}
+        self._days_now: dict[Group, tuple[int, Tally]] = {}
+        self._seen: dict[Group, int] = {}
+        self._agents: dict[tuple[str, str], tuple[str, str, str]] = {}  # (site, agent) -> (line, queue, state)
+        self._changed_buckets: set[tuple[Group, int]] = set()
+        self._changed_days: set[Group] = set()
+
+    def observe(self, event: CallEvent) -> None:
+        if event.type == AGENT_STATE:
+            assert event.agent is not None and event.state is not None
+            self._agents[(event.site, event.agent)] = (event.line, event.queue, event.state)
+            return
+        seen = self._seen
+        for group in ((event.site, event.line, event.queue), (event.site, event.line, LINE_TOTAL)):
+            if event.occurred_ms > seen.get(group, -1):
+                seen[group] = event.occurred_ms
+
+    def add(self, records: Iterable[Record]) -> None:
+        line_config = self._config.line
+        bucket_ms = self._bucket_ms
+        for record in records:
+            closed = type(record) is LegClosed
+            at_ms = record.closed_ms if closed else record.occurred_ms  # type: ignore[union-attr]
+            group = (record.site, record.line, record.queue)
+            start = at_ms - at_ms % bucket_ms
+            buckets = self._buckets.setdefault(group, {})
+            bucket = buckets.get(start)
+            if bucket is None:
+                bucket = buckets[start] = Tally()
+            day_start, day_end = self._days.window_of(at_ms)
+            day = self._days_now.get(group)
+            if day is None or day[0] < day_start:
+                day = self._days_now[group] = (day_start, Tally())
+            counted = (bucket,) if day[0] > day_start else (bucket, day[1])  # a record of a past day
+            for tally in counted:
+                if closed:
+                    tally.add_outcome(record.outcome, record.wait_ms, line_config(record.line))  # type: ignore[union-attr]
+                else:
+                    tally.arrivals += 1
+            self._changed_buckets.add((group, start))
+            self._changed_days.add(group)
+
+    def updates(self, now_ms: int, tracker: CallTracker, full: bool = False) -> list[GroupNow]:
+        """Per group: the buckets and day that changed (every one when `full`), waiting legs and
+        agents now. Buckets that fell out of the longest rolling window are dropped first."""
+        horizon = now_ms - self._horizon_ms
+        for buckets in self._buckets.values():
+            for start in [s for s in buckets if s + self._bucket_ms <= horizon]:
+                del buckets[start]
+        waiting, oldest = _waiting(tracker)
+        agents: dict[Group, list[tuple[str, int]]] = {}
+        counts: dict[tuple[str, str, str, str], int] = {}
+        for (site, _agent), (line, queue, state) in self._agents.items():
+            counts[(site, line, queue, state)] = counts.get((site, line, queue, state), 0) + 1
+        for (site, line, queue, state), count in sorted(counts.items()):
+            agents.setdefault((site, line, queue), []).append((state, count))
+        groups = set(self._seen) | set(self._buckets) | set(waiting) | set(agents)
+        out: list[GroupNow] = []
+        for group in sorted(groups):
+            buckets = self._buckets.get(group, {})
+            changed = tuple((start, buckets[start]) for start in sorted(buckets)
+                            if full or (group, start) in self._changed_buckets)
+            day = self._days_now.get(group) if full or group in self._changed_days else None
+            out.append(GroupNow(group, changed, day, waiting.get(group, 0), oldest.get(group),
+                                self._seen.get(group), tuple(agents.get(group, ()))))
+        self._changed_buckets.clear()
+        self._changed_days.clear()
+        return out
+
+    def state(self) -> dict[str, Json]:
+        return {
+            "buckets": [[*group, [[start, tally_state(t)] for start, t in buckets.items()]]
+                        for group, buckets in self._buckets.items()],
+            "days": [[*group, start, tally_state(t)] for group, (start, t) in self._days_now.items()],
+            "seen": [[*group, at] for group, at in self._seen.items()],
+            "agents": [[site, agent, *value] for (site, agent), value in self._agents.items()],
+        }
+
+    def restore(self, state: dict[str, Json]) -> None:
+        self._buckets = {(s, l, q): {int(start): restore_tally(t) for start, t in buckets}
+                         for s, l, q, buckets in state["buckets"]}
+        self._days_now = {(s, l, q): (int(start), restore_tally(t)) for s, l, q, start, t in state["days"]}
+        self._seen = {(s, l, q): int(at) for s, l, q, at in state["seen"]}
+        self._agents = {(site, agent): (line, queue, st) for site, agent, line, queue, st in state["agents"]}
+
+
+def _waiting(tracker: CallTracker) -> tuple[dict[Group, int], dict[Group, int]]:
+    counts: dict[Group, int] = {}
+    oldest: dict[Group, int] = {}
+    for call in tracker.calls.values():
+        if not call.open_count:
+            continue
+        for leg in call.legs:
+            if leg.outcome is not None:
+                continue
+            for group in ((leg.site, leg.line, leg.queue), (leg.site, leg.line, LINE_TOTAL)):
+                counts[group] = counts.get(group, 0) + 1
+                if leg.offered_ms < oldest.get(group, leg.offered_ms + 1):
+                    oldest[group] = leg.offered_ms
+    return counts, oldest
+
+
+@dataclass(slots=True)
+class _SourceGroup:
+    day: tuple[int, Tally] | None = None
+    waiting: int = 0
+    oldest_offered_ms: int | None = None
+    last_seen_ms: int | None = None
+    agents: tuple[tuple[str, int], ...] = ()
+
+
+class LiveMerge:
+    """The wallboard of the groups one aggregator holds, from every source's GroupNow: rolling
+    windows summed from buckets (a bucket counts when it overlaps the window, so a window reaches
+    back at most one bucket further), today from the sources' day tallies, waiting legs and agents
+    added up, the longest wait from the oldest waiting leg of any source."""
+
+    def __init__(self, config: FlowConfig, bucket_ms: int = BUCKET_MS) -> None:
+        self._config = config
+        self._bucket_ms = bucket_ms
+        self._horizon_ms = max(config.rolling_windows_s) * 1000 + bucket_ms
+        self._days = IntervalWindows(86_400, zone(config.tz))
+        self._sources: dict[Group, dict[int, _SourceGroup]] = {}
+        # group -> bucket start -> source -> tally, and the merged tally of each bucket
+        self._parts: dict[Group, dict[int, dict[int, Tally]]] = {}
+        self._merged: dict[Group, dict[int, Tally]] = {}
+
+    def update(self, source: int, update: GroupNow) -> None:
+        group = update.group
+        parts = self._parts.setdefault(group, {})
+        merged = self._merged.setdefault(group, {})
+        for start, tally in update.buckets:
+            by_source = parts.setdefault(start, {})
+            by_source[source] = tally
+            total = Tally()
+            for part in by_source.values():
+                total.merge(part)
+            merged[start] = total
+        held = self._sources.setdefault(group, {}).setdefault(source, _SourceGroup())
+        if update.day is not None:
+            held.day = update.day
+        held.waiting = update.waiting
+        held.oldest_offered_ms = update.oldest_offered_ms
+        if update.last_seen_ms is not None:
+            held.last_seen_ms = update.last_seen_ms
+        held.agents = update.agents
+
+    def forget(self, keep: Callable[[Group], bool]) -> None:
+        """Drop the groups this aggregator no longer holds."""
+        for table in (self._sources, self._parts, self._merged):
+            for group in [g for g in table if not keep(g)]:
+                del table[group]
+
+    def groups(self) -> list[Group]:
+        return sorted(self._sources)
+
+    def snapshot(self, now_ms: int) -> BoardSnapshot:
+        horizon = now_ms - self._horizon_ms
+        for group, merged in self._merged.items():
+            for start in [s for s in merged if s + self._bucket_ms <= horizon]:
+                del merged[start]
+                del self._parts[group][start]
+        today = self._days.window_of(now_ms)[0]
+        figures: dict[str, dict[Group, dict[str, object]]] = {
+            rolling_label(w): {} for w in self._config.rolling_windows_s}
+        figures[TODAY] = {}
+        queues: dict[Group, QueueNow] = {}
+        agents: dict[tuple[str, str, str, str], int] = {}
+        data_age: dict[Group, float] = {}
+        for group, by_source in sorted(self._sources.items()):
+            line = self._config.line(group[1])
+            merged = self._merged.get(group, {})
+            for window_s in self._config.rolling_windows_s:
+                since = now_ms - window_s * 1000
+                total = Tally()
+                for start, tally in merged.items():
+                    if start + self._bucket_ms > since and start <= now_ms:
+                        total.merge(tally)
+                figures[rolling_label(window_s)][group] = figures_of(total, line)
+            day_total = Tally()
+            waiting = 0
+            oldest: int | None = None
+            seen: int | None = None
+            for held in by_source.values():
+                if held.day is not None and held.day[0] == today:
+                    day_total.merge(held.day[1])
+                waiting += held.waiting
+                if held.oldest_offered_ms is not None and (oldest is None or held.oldest_offered_ms < oldest):
+                    oldest = held.oldest_offered_ms
+                if held.last_seen_ms is not None and (seen is None or held.last_seen_ms > seen):
+                    seen = held.last_seen_ms
+                for state, count in held.agents:
+                    key = (*group, state)
+                    agents[key] = agents.get(key, 0) + count
+            if seen is None and not merged and not waiting:
+                for window in figures.values():  # a group of agents only: no calls, no figures
+                    window.pop(group, None)
+                continue
+            figures[TODAY][group] = figures_of(day_total, line)
+            queues[group] = QueueNow(waiting, max(0.0, (now_ms - oldest) / 1000) if oldest is not None else 0.0)
+            if seen is not None:
+                data_age[group] = max(0.0, (now_ms - seen) / 1000)
+        return BoardSnapshot(now_ms, figures, queues, agents, data_age)

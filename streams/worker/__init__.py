@@ -1,0 +1,1 @@
+"""`callwatch worker`: the Faust worker of the distributed pipeline (docs/worker.md)."""

@@ -1,0 +1,134 @@
+"""The worker's Faust agent and timer. `aggregate_figures` merges what the partitions that track calls
+send on the outcomes topic: window parts wait in a changelog-backed table until every source's
+watermark has passed the window, then become interval rows on the figures topic; wallboard parts
+go into a LiveMerge. `publish_figures` puts the merged board on /metrics (and the figures topic)
+every second, so figures decay when traffic stops."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from streams.domain.config import FlowConfig
+from streams.domain.records import LiveMerge, report_row
+from streams.domain.state import restore_tally, tally_state
+from streams.io.codec import encode
+
+from .messages import LIVE, PART, WATERMARK, BadOutcome, Outcome, decode_outcome, figure_key, live_key
+
+log = logging.getLogger("callwatch.worker")
+
+
+@dataclass
+class AggregateStatus:
+    rows: int = 0  # interval rows published
+    late_parts: int = 0  # parts of windows already published: counted, dropped
+    bad_outcomes: int = 0
+    stream_time_ms: int | None = None  # newest stream time any source reported
+
+
+def _part_key(partition: int, window: tuple[int, int], group: tuple[str, str, str], source: int) -> str:
+    return json.dumps([partition, window[0], window[1], *group, source], separators=(",", ":"))
+
+
+class Aggregator:
+    """The state behind `aggregate_figures`, in two Faust tables co-partitioned with the outcomes
+    topic: `parts` (window parts not yet published) and `progress` (per outcomes partition: each
+    source's watermark, and `done`, the end up to which windows are published)."""
+
+    def __init__(self, config: FlowConfig, parts: Any, progress: Any, figures: Any) -> None:
+        self.config = config
+        self.parts = parts
+        self.progress = progress
+        self.figures = figures
+        self.live = LiveMerge(config)
+        self.status = AggregateStatus()
+
+    async def on_outcome(self, partition: int, value: bytes | None) -> None:
+        try:
+            outcome = decode_outcome(value)
+        except BadOutcome as error:
+            self.status.bad_outcomes += 1
+            log.warning("outcomes partition %d: %s", partition, error)
+            return
+        if outcome.stream_time_ms is not None and (self.status.stream_time_ms is None
+                                                   or outcome.stream_time_ms > self.status.stream_time_ms):
+            self.status.stream_time_ms = outcome.stream_time_ms
+        if outcome.kind == PART:
+            self._keep_part(partition, outcome)
+        elif outcome.kind == WATERMARK:
+            await self._watermark(partition, outcome)
+        elif outcome.kind == LIVE:
+            for update in outcome.updates:
+                self.live.update(outcome.source, update)
+
+    def _keep_part(self, partition: int, outcome: Outcome) -> None:
+        done = self.progress.get(f"{partition}|done")
+        if done is not None and outcome.window[1] <= done:
+            self.status.late_parts += 1  # sent again after a restart (identical), or truly late
+            return
+        assert outcome.tally is not None
+        self.parts[_part_key(partition, outcome.window, outcome.group, outcome.source)] = tally_state(outcome.tally)
+
+    async def _watermark(self, partition: int, outcome: Outcome) -> None:
+        key = f"{partition}|wm|{outcome.source}"
+        if outcome.watermark_ms <= self.progress.get(key, -1):
+            return
+        self.progress[key] = outcome.watermark_ms
+        marks = [self.progress.get(f"{partition}|wm|{source}") for source in range(outcome.sources)]
+        if any(mark is None for mark in marks):
+            return  # a source that has not reported yet may still hold parts of any window
+        frontier = min(marks)
+        done = self.progress.get(f"{partition}|done")
+        if done is not None and frontier <= done:
+            return
+        await self._publish_windows(partition, frontier)
+        self.progress[f"{partition}|done"] = frontier
+
+    async def _publish_windows(self, partition: int, frontier: int) -> None:
+        """Rows of every window ending at or before the frontier, in report order, then forget them."""
+        final: dict[tuple[int, int, tuple[str, str, str]], list[str]] = {}
+        for key in list(self.parts.keys()):
+            held, start, end, site, line, queue, _source = json.loads(key)
+            if held == partition and end <= frontier:
+                final.setdefault((start, end, (site, line, queue)), []).append(key)
+        for (start, end, group), keys in sorted(final.items()):
+            row = report_row(start, end, group, (restore_tally(self.parts[k]) for k in keys), self.config)
+            if row is not None:
+                await self.figures.send(key=figure_key(start, group).encode(), value=encode(row).encode())
+                self.status.rows += 1
+        for keys in final.values():
+            for key in keys:
+                del self.parts[key]
+
+
+def live_rows(snapshot: Any) -> list[tuple[bytes, bytes]]:
+    """The board as figures-topic messages: one row per rolling window (and today) and group."""
+    rows = []
+    for window, by_group in snapshot.figures.items():
+        for group, figures in by_group.items():
+            row = {"window": window, "site": group[0], "line": group[1], "queue": group[2],
+                   "at_ms": snapshot.now_ms, **figures}
+            rows.append((live_key(window, group).encode(), encode(row).encode()))
+    return rows
+
+
+def register(app: Any, aggregator: Aggregator, outcomes: Any, publish: Callable[[], Any],
+             publish_every_s: float) -> None:
+    """Attach the agent and the timer to the Faust app."""
+
+    @app.agent(outcomes, concurrency=1, name="aggregate_figures")
+    async def aggregate_figures(stream: Any) -> None:
+        async for event in stream.events():
+            await aggregator.on_outcome(event.message.partition, event.value)
+
+    @app.timer(publish_every_s, name="publish_figures")
+    async def publish_figures() -> None:
+        await publish()
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,106 @@
+"""`callwatch worker`: runs the Faust worker of the distributed pipeline against Kafka until Ctrl-C or
+SIGTERM. Several workers with the same --app-id share the partitions; a restarted one carries on
+from the checkpoints and changelogs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from streams.domain.config import InvalidConfig
+from streams.domain.windows import interval_s
+from streams.options import EXIT_OK, Parser, UsageError, env_option, formatter, number
+from streams.settings import SettingsError, load_settings
+
+EXIT_FAILED = 1
+
+
+def register(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker", help="the Faust worker of the distributed pipeline", formatter_class=formatter,
+        description=("Read canonical events from Kafka, track call legs and compute the figures with the same "
+                     "domain code as `callwatch run`; interval rows go to the figures topic, live figures to "
+                     "http://127.0.0.1:9109/metrics. Run several with the same --app-id to share the work.\n\n"
+                     "  deploy/kafka/start.sh && deploy/kafka/topics.sh\n"
+                     "  callwatch worker --window 15m\n"
+                     "  callwatch connect simulate --speed 60"))
+    env_option(worker, "--window", env="CALLWATCH_WINDOW", default="15m", help="interval of the report")
+    env_option(worker, "--clock", env="CALLWATCH_CLOCK", default="stream",
+               help="stream: time moves with the events (history, replays); wall: with the wall clock too, so "
+                    "windows close and figures decay while no event arrives (live)")
+    env_option(worker, "--metrics-host", env="CALLWATCH_METRICS_HOST", default="127.0.0.1",
+               help="metrics listen address")
+    env_option(worker, "--metrics-port", env="CALLWATCH_WORKER_METRICS_PORT", default="9109", help="metrics port")
+    env_option(worker, "--workdir", env="CALLWATCH_WORKDIR", default="var/worker", help="Faust data directory")
+    env_option(worker, "--app-id", env="CALLWATCH_WORKER_APP_ID",
+               help="Faust app id, consumer-group and changelog prefix (default: <topic prefix>worker)")
+    env_option(worker, "--checkpoint-every", env="CALLWATCH_CHECKPOINT_EVERY", default="2s",
+               help="how often each partition's state is checkpointed")
+    env_option(worker, "--log-level", env="CALLWATCH_LOG_LEVEL", default="warning",
+               help="debug, info, warning or error")
+    env_option(worker, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
+    worker.set_defaults(handler=run_worker)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from streams.domain.windows import parse_duration_s
+
+    from .app import WorkerOptions
+    from .ingest import IngestOptions
+
+    try:
+        window_s = interval_s(args.window)
+    except InvalidConfig as error:
+        raise UsageError(f"--window: {error}") from None
+    if args.clock not in ("stream", "wall"):
+        raise UsageError(f"--clock must be stream or wall, not {args.clock!r}")
+    try:
+        checkpoint_s = parse_duration_s(args.checkpoint_every)
+    except InvalidConfig as error:
+        raise UsageError(f"--checkpoint-every: {error}") from None
+    if args.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise UsageError(f"--log-level must be debug, info, warning or error, not {args.log_level!r}")
+    return WorkerOptions(app_id=args.app_id or "", workdir=args.workdir,
+                         ingest=IngestOptions(window_s=window_s, wall_clock=args.clock == "wall",
+                                              checkpoint_every_s=checkpoint_s))
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from faust import Worker
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from .app import create_app
+    from .kafka import discover
+
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as error:
+        raise UsageError(str(error)) from None
+    options = _options(args)
+    port = number(args.metrics_port, "--metrics-port", int, 1)
+    topology = asyncio.run(discover(settings.kafka, options.resolved_app_id(settings)))
+    registry = CollectorRegistry()
+    worker_app = create_app(settings, options, topology, registry)
+    try:
+        server, _thread = start_http_server(port, addr=args.metrics_host, registry=registry)
+    except OSError as error:
+        raise UsageError(f"cannot listen on {args.metrics_host}:{port}: {error.strerror}") from None
+    log = logging.getLogger("callwatch.worker")
+    sys.stderr.write(f"callwatch worker: {options.resolved_app_id(settings)} on {topology.events} "
+                     f"({topology.events_partitions} partitions); metrics at "
+                     f"http://{args.metrics_host}:{port}/metrics\n")
+    worker = Worker(worker_app.app, loglevel=args.log_level.lower(), quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else EXIT_FAILED
+    else:
+        code = EXIT_OK
+    finally:
+        server.shutdown()
+    ingest = worker_app.ingest
+    log.info("stopped: %d events received, %d dead-lettered", ingest.status.received, ingest.status.dead_lettered)
+    return code

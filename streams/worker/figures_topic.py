@@ -1,0 +1,71 @@
+"""Reading the worker's results back: the interval report from the compacted figures topic (the
+latest row per key, in report order, comparable line for line with `callwatch replay`), and the
+end-of-stream marker that lets a finite stream's last windows close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from streams.domain.events import format_ts, parse_ts
+from streams.settings import Settings
+
+from .kafka import client_options, topic_partitions
+from .messages import LIVE_KEY_PREFIX
+from .partition import CONTROL_HEADER, END_OF_STREAM
+
+
+def read_interval_report(settings: Settings, topic: str | None = None, timeout_s: float = 60.0
+                         ) -> list[dict[str, Any]]:
+    """Every interval row on the figures topic as it is now, the latest per key, ordered by
+    window_start, site, line, queue (as the report is)."""
+    return asyncio.run(_read_rows(settings, topic or settings.kafka.topic("figures"), timeout_s))
+
+
+async def _read_rows(settings: Settings, topic: str, timeout_s: float) -> list[dict[str, Any]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    partitions = [TopicPartition(topic, p) for p in await topic_partitions(settings.kafka, topic)]
+    consumer = AIOKafkaConsumer(**client_options(settings.kafka), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    latest: dict[bytes, bytes | None] = {}
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        async with asyncio.timeout(timeout_s):
+            for tp in partitions:
+                while await consumer.position(tp) < ends[tp]:
+                    for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                        if record.offset < ends[tp] and record.key is not None:
+                            latest[record.key] = record.value
+    finally:
+        await consumer.stop()
+    rows = [json.loads(value) for key, value in latest.items()
+            if value is not None and not key.startswith(LIVE_KEY_PREFIX.encode())]
+    return sorted(rows, key=lambda row: (parse_ts(row["window_start"]), row["site"], row["line"], row["queue"]))
+
+
+def send_end_of_stream(settings: Settings, at_ms: int, topic: str | None = None) -> int:
+    """Tell every partition of the events topic that the stream ends at `at_ms` (the time of its last
+    event): the worker then processes what it holds and closes every window, as a replay does at the
+    end of its input. Returns the number of partitions told."""
+    return asyncio.run(_send_end(settings, topic or settings.kafka.topic("events"), at_ms))
+
+
+async def _send_end(settings: Settings, topic: str, at_ms: int) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        value = json.dumps({"at": format_ts(at_ms)}).encode()
+        for partition in partitions:
+            await producer.send_and_wait(topic, value, key=b"callwatch-control", partition=partition,
+                                         headers=[(CONTROL_HEADER, END_OF_STREAM)])
+    finally:
+        await producer.stop()
+    return len(partitions)

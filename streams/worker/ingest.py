@@ -1,0 +1,280 @@
+"""`track_calls`: the worker's reading of the call-events topic. Each assigned partition is a
+PartitionFlow (the domain); what it returns goes to the outcomes and dead-letter topics; every few
+seconds each partition's state is checkpointed with the offset of its next message.
+
+The topic is read in batches by aiokafka (Faust's own client) in a consumer group of its own,
+not through a Faust stream: Faust hands a stream one message at a time through several asyncio
+tasks, about 100 µs a message on the development machine (docs/worker.md), ten times what the
+domain needs. One loop, one batch at a time: concurrency 1, so nothing is processed twice at once.
+
+Exactly the same figures after a crash: outputs are flushed before a checkpoint is written, and a
+restored partition resumes at its checkpoint's offset; what it sends again is identical to what
+it sent before (parts replace parts, watermarks only move forward)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mode import Service
+
+from connectors.sink import DeadLetter
+from streams.domain.config import FlowConfig
+from streams.domain.state import IncompatibleState
+
+from .kafka import Topology, client_options, encode_checkpoint, load_checkpoint
+from .messages import encode_live, encode_part, encode_watermark, outcomes_partition
+from .partition import CheckpointMismatch, PartitionFlow
+
+log = logging.getLogger("callwatch.worker")
+
+REASON_HEADER = "callwatch-reason"  # as connectors.kafka_sink writes dead letters
+SOURCE_HEADER = "callwatch-source"
+LOCATION_HEADER = "callwatch-location"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOptions:
+    window_s: int = 900
+    wall_clock: bool = False
+    batch: int = 20_000  # records per poll
+    checkpoint_every_s: float = 2.0
+    live_every_s: float = 0.2
+    full_live_every_s: float = 30.0  # every wallboard part again, for aggregators that just started
+    watermark_every_s: float = 0.5
+
+
+@dataclass
+class IngestStatus:
+    """Totals over the partitions this worker holds now (restored with them from checkpoints)."""
+
+    received: int = 0
+    rejected: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    late: int = 0
+    conflicts: int = 0
+    unmatched: int = 0
+    pending: int = 0
+    stream_time_ms: int | None = None
+    dead_lettered: int = 0
+    checkpoints: int = 0
+    partitions: list[int] = field(default_factory=list)
+
+
+class CallIngest(Service):
+    def __init__(self, app: Any, kafka: Any, config: FlowConfig, topology: Topology, group_id: str,
+                 options: IngestOptions, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._app = app
+        self._kafka = kafka
+        self._config = config
+        self._topology = topology
+        self._group_id = group_id
+        self._options = options
+        self._flows: dict[int, PartitionFlow] = {}
+        self._lock = asyncio.Lock()
+        self._pending: list[asyncio.Future[Any]] = []  # sends not yet known to be acknowledged
+        self._sent_watermark: dict[int, tuple[int | None, float]] = {}
+        self._consumer: Any = None
+        self._fatal: BaseException | None = None
+        self._next_checkpoint = 0.0
+        self._next_live = 0.0
+        self._next_full_live = 0.0
+        self.status = IngestStatus()
+
+    async def on_start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+
+        ingest = self
+
+        class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                await ingest._on_revoked(revoked)
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                await ingest._on_assigned(assigned)
+
+        await self._app.producer.maybe_start()
+        self._consumer = AIOKafkaConsumer(
+            **client_options(self._kafka), group_id=self._group_id, client_id=f"{self._group_id}-ingest",
+            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
+            max_poll_records=self._options.batch, fetch_max_wait_ms=20,
+            max_partition_fetch_bytes=4 * 1024 * 1024)
+        self._consumer.subscribe([self._topology.events], listener=Rebalance())
+        await self._consumer.start()
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            if self._fatal is None:
+                try:
+                    async with self._lock:
+                        await self._checkpoint(list(self._flows))
+                except Exception:  # noqa: BLE001 - stopping anyway; the last checkpoint stands
+                    log.exception("final checkpoint failed")
+            await self._consumer.stop()
+
+    # --- partitions come and go ----------------------------------------------------------------
+
+    async def _on_revoked(self, revoked: Any) -> None:
+        async with self._lock:
+            mine = [tp.partition for tp in revoked if tp.partition in self._flows]
+            if mine and self._fatal is None:
+                try:
+                    await self._checkpoint(mine)  # the next owner carries on from here
+                except Exception:  # noqa: BLE001 - it will carry on from the previous one
+                    log.exception("checkpoint of revoked partitions failed")
+            for partition in mine:
+                del self._flows[partition]
+            self._refresh_status()
+
+    async def _on_assigned(self, assigned: Any) -> None:
+        async with self._lock:
+            for tp in sorted(assigned, key=lambda tp: tp.partition):
+                flow = PartitionFlow(tp.partition, self._config, self._options.window_s, self._options.wall_clock)
+                state = await load_checkpoint(self._kafka, self._topology.checkpoints, tp.partition)
+                if state is not None:
+                    try:
+                        flow.restore(state)
+                    except (CheckpointMismatch, IncompatibleState) as error:
+                        self._fatal = error
+                        log.error("partition %d: %s; run with a new --app-id (or reset the worker)",
+                                  tp.partition, error)
+                        return
+                self._consumer.seek(tp, flow.next_offset)
+                self._flows[tp.partition] = flow
+                log.info("partition %d: %s at offset %d", tp.partition,
+                         "restored" if state is not None else "starting", flow.next_offset)
+            self._refresh_status()
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    @Service.task
+    async def _track_calls(self) -> None:
+        while not self.should_stop:
+            if self._fatal is not None:
+                await self.crash(self._fatal)
+                return
+            batches = await self._consumer.getmany(timeout_ms=100, max_records=self._options.batch)
+            async with self._lock:
+                await self._process(batches)
+
+    async def _process(self, batches: dict[Any, list[Any]]) -> None:
+        flows = self._flows
+        for tp, records in batches.items():
+            flow = flows.get(tp.partition)
+            if flow is None:
+                continue  # revoked meanwhile
+            for rejected in flow.take(records):
+                await self._dead_letter(tp, rejected)
+        clock = time.monotonic()
+        now_ms = time.time_ns() // 1_000_000
+        for partition, flow in flows.items():
+            progress = flow.advance(now_ms)
+            for part in progress.parts:
+                await self._send(self._topology.outcomes,
+                                 encode_part(partition, self._topology.events_partitions, part),
+                                 outcomes_partition(part.group, self._topology.outcomes_partitions))
+            await self._maybe_send_watermark(partition, progress.watermark_ms, progress.stream_time_ms,
+                                             clock, force=bool(progress.parts))
+        if clock >= self._next_live:
+            full = clock >= self._next_full_live
+            await self._send_live(now_ms, full)
+            self._next_live = clock + self._options.live_every_s
+            if full:
+                self._next_full_live = clock + self._options.full_live_every_s
+        if clock >= self._next_checkpoint:
+            await self._checkpoint(list(flows))
+            self._next_checkpoint = time.monotonic() + self._options.checkpoint_every_s
+        self._refresh_status()
+
+    async def _maybe_send_watermark(self, partition: int, watermark_ms: int | None, stream_time_ms: int | None,
+                                    clock: float, force: bool) -> None:
+        if watermark_ms is None:
+            return
+        sent, at = self._sent_watermark.get(partition, (None, 0.0))
+        if watermark_ms == sent or (not force and clock - at < self._options.watermark_every_s):
+            return
+        value = encode_watermark(partition, self._topology.events_partitions, watermark_ms, stream_time_ms)
+        for target in range(self._topology.outcomes_partitions):
+            await self._send(self._topology.outcomes, value, target)
+        self._sent_watermark[partition] = (watermark_ms, clock)
+
+    async def _send_live(self, now_ms: int, full: bool) -> None:
+        targets = self._topology.outcomes_partitions
+        for partition, flow in self._flows.items():
+            stream_ms = flow.stream_time_ms
+            at_ms = now_ms if self._options.wall_clock else stream_ms
+            if at_ms is None:
+                continue
+            by_target: dict[int, list[Any]] = {}
+            for update in flow.live_updates(at_ms, full):
+                by_target.setdefault(outcomes_partition(update.group, targets), []).append(update)
+            for target, updates in by_target.items():
+                await self._send(self._topology.outcomes,
+                                 encode_live(partition, self._topology.events_partitions, stream_ms, updates), target)
+
+    async def _dead_letter(self, tp: Any, rejected: Any) -> None:
+        letter = DeadLetter.of(f"kafka:{tp.topic}", rejected.reason, f"{tp.topic}/{tp.partition}@{rejected.offset}",
+                               rejected.raw)
+        headers = [(REASON_HEADER, letter.reason.encode()), (SOURCE_HEADER, letter.source.encode()),
+                   (LOCATION_HEADER, letter.location.encode())]
+        value = json.dumps(letter.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+        await self._send(self._topology.deadletter, value, None, key=letter.source.encode(), headers=headers)
+        self.status.dead_lettered += 1
+        log.warning("dead-lettered %s: %s", letter.location, letter.reason)
+
+    async def _send(self, topic: str, value: bytes, partition: int | None, key: bytes | None = None,
+                    headers: list[tuple[str, bytes]] | None = None) -> None:
+        future = await self._app.producer.send(topic, key, value, partition, None, headers)
+        self._pending.append(future)
+
+    async def _settle(self) -> None:
+        """Wait until every send so far is acknowledged; fail (no checkpoint) if one was not."""
+        await self._app.producer.flush()
+        pending, self._pending = self._pending, []
+        for future in pending:
+            await future  # raises the send's error: the worker stops and a restart redoes the work
+
+    async def _checkpoint(self, partitions: list[int]) -> None:
+        """Outputs first, then the state that no longer needs them: a crash between the two only
+        makes the next run send some outputs again, identical ones."""
+        from aiokafka import TopicPartition
+
+        await self._settle()
+        offsets = {}
+        for partition in partitions:
+            flow = self._flows[partition]
+            await self._send(self._topology.checkpoints, encode_checkpoint(flow.snapshot()), partition,
+                             key=str(partition).encode())
+            offsets[TopicPartition(self._topology.events, partition)] = flow.next_offset
+        await self._settle()
+        self.status.checkpoints += 1
+        if offsets:
+            try:  # for lag monitoring only: a restart resumes at the checkpoint's offset
+                await self._consumer.commit(offsets)
+            except Exception as error:  # noqa: BLE001 - e.g. a rebalance under way; harmless
+                log.info("offset commit skipped: %s", error)
+
+    def _refresh_status(self) -> None:
+        status = self.status
+        totals = [0] * 6
+        received = rejected = pending = 0
+        newest: int | None = None
+        for flow in self._flows.values():
+            for index, value in enumerate(flow.exact_counts):
+                totals[index] += value
+            received += flow.counts.received
+            rejected += flow.counts.rejected
+            pending += flow.pending
+            stream_ms = flow.stream_time_ms
+            if stream_ms is not None and (newest is None or stream_ms > newest):
+                newest = stream_ms
+        (status.accepted, status.duplicates, status.late, status.conflicts, status.unmatched, _lost) = totals
+        status.received, status.rejected, status.pending = received, rejected, pending
+        status.stream_time_ms = newest
+        status.partitions = sorted(self._flows)

@@ -1,0 +1,184 @@
+"""The worker's Kafka connections (aiokafka, as Faust uses): client options and Faust credentials
+from the settings, the topics it needs (checked, and its own internal one created), and the
+checkpoint store: a compacted topic keyed by events partition, whose last record per partition is
+that partition's latest checkpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from streams.options import UsageError
+from streams.settings import KafkaSettings
+
+log = logging.getLogger("callwatch.worker")
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+CHECKPOINT_MAX_BYTES = 64 * 1024 * 1024  # one partition's state; compressed, usually a few kB
+
+
+class WorkerKafkaError(UsageError):
+    """Kafka cannot be used as configured (one line; the command exits with status 2)."""
+
+
+def client_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """aiokafka options shared by the worker's consumer, producer and admin client."""
+    protocol = kafka.security_protocol.upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise WorkerKafkaError(f"kafka.security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+                               f"not {kafka.security_protocol!r}")
+    options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers.split(","),
+                               "security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        options.update(sasl_mechanism=(kafka.sasl_mechanism or "PLAIN").upper(),
+                       sasl_plain_username=kafka.sasl_username, sasl_plain_password=kafka.sasl_password)
+    if protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile,
+                                                    keyfile=kafka.ssl_keyfile)
+    return options
+
+
+def faust_broker(kafka: KafkaSettings) -> tuple[list[str], Any]:
+    """Faust's broker URLs and credentials for the same settings."""
+    import faust
+
+    urls = [f"kafka://{server.strip()}" for server in kafka.bootstrap_servers.split(",") if server.strip()]
+    options = client_options(kafka)
+    protocol = options["security_protocol"]
+    credentials: Any = None
+    if protocol.startswith("SASL_"):
+        credentials = faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
+                                            ssl_context=options.get("ssl_context"),
+                                            mechanism=options["sasl_mechanism"])
+    elif protocol == "SSL":
+        credentials = faust.SSLCredentials(options["ssl_context"])
+    return urls, credentials
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """The topics the worker uses and their partition counts, read from the cluster at start."""
+
+    events: str
+    outcomes: str
+    figures: str
+    deadletter: str
+    checkpoints: str
+    events_partitions: int
+    outcomes_partitions: int
+
+
+async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float = 15.0) -> Topology:
+    """Check that the pipeline's topics exist (created explicitly, see deploy/kafka/topics.py) and
+    create the worker's checkpoint topic if needed, with as many partitions as the events topic."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError
+
+    names = {name: kafka.topic(name) for name in ("events", "outcomes", "figures", "deadletter")}
+    checkpoints = f"{app_id}-tracker-checkpoints"
+    admin = AIOKafkaAdminClient(**client_options(kafka), request_timeout_ms=int(connect_timeout_s * 1000))
+    try:
+        try:
+            await admin.start()
+            described = await admin.describe_topics([*names.values(), checkpoints])
+        except KafkaError as error:
+            raise WorkerKafkaError(f"no Kafka broker answered at {kafka.bootstrap_servers} "
+                                   f"({type(error).__name__}); is it running (deploy/kafka/start.sh)?") from None
+        partitions = {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}
+        for name in names.values():
+            if not partitions.get(name):
+                raise WorkerKafkaError(f"topic {name} does not exist at {kafka.bootstrap_servers}: create the "
+                                       "topics with deploy/kafka/topics.sh (same topic prefix)")
+        events_partitions = partitions[names["events"]]
+        if checkpoints not in partitions:
+            events_info = next(t for t in described if t["topic"] == names["events"])
+            replicas = max(1, len(events_info["partitions"][0].get("replicas") or ()))  # as the events have
+            await _create_checkpoint_topic(admin, NewTopic, checkpoints, events_partitions, replicas)
+        elif partitions[checkpoints] != events_partitions:
+            raise WorkerKafkaError(f"{checkpoints} has {partitions[checkpoints]} partitions but {names['events']} "
+                                   f"has {events_partitions}: the events topic changed; start with a new --app-id")
+    finally:
+        await admin.close()
+    return Topology(names["events"], names["outcomes"], names["figures"], names["deadletter"], checkpoints,
+                    events_partitions, partitions[names["outcomes"]])
+
+
+async def _create_checkpoint_topic(admin: Any, new_topic: Any, name: str, partitions: int, replicas: int) -> None:
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    configs = {"cleanup.policy": "compact", "max.message.bytes": str(CHECKPOINT_MAX_BYTES),
+               # Only the latest checkpoint of a partition matters: let the cleaner drop the rest soon.
+               "segment.ms": str(10 * 60 * 1000), "min.cleanable.dirty.ratio": "0.1",
+               "delete.retention.ms": str(60 * 60 * 1000)}
+    try:
+        response = await admin.create_topics([new_topic(name, partitions, replicas, topic_configs=configs)])
+    except TopicAlreadyExistsError:
+        return
+    for topic_name, code, *_rest in getattr(response, "topic_errors", []) or getattr(response, "topics", []):
+        if code not in (0, 36):  # 36: created meanwhile by another worker
+            raise WorkerKafkaError(f"cannot create {topic_name} (Kafka error {code})")
+    log.info("created checkpoint topic %s (%d partitions, compacted)", name, partitions)
+
+
+def encode_checkpoint(state: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(state, separators=(",", ":")).encode("utf-8"), 1)
+
+
+def decode_checkpoint(value: bytes) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(zlib.decompress(value))
+    return state
+
+
+async def load_checkpoint(kafka: KafkaSettings, topic: str, partition: int,
+                          timeout_s: float = 30.0) -> dict[str, Any] | None:
+    """The latest checkpoint of one events partition: the last record of its checkpoint partition
+    (compaction keeps the last record of a key, and each partition has one key)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False,
+                                max_partition_fetch_bytes=CHECKPOINT_MAX_BYTES,
+                                fetch_max_bytes=CHECKPOINT_MAX_BYTES)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return None
+        consumer.seek(tp, end - 1)
+        latest: bytes | None = None
+        async with asyncio.timeout(timeout_s):
+            while True:
+                records = (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])
+                for record in records:
+                    latest = record.value
+                if await consumer.position(tp) >= end:
+                    break
+        return None if latest is None else decode_checkpoint(latest)
+    finally:
+        await consumer.stop()
+
+
+SendFn = Callable[..., Awaitable[Any]]
+
+
+async def topic_partitions(kafka: KafkaSettings, topic: str) -> list[int]:
+    """The partition numbers of a topic (LookupError if it does not exist)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described["error_code"] or not described["partitions"]:
+        raise LookupError(f"topic {topic} does not exist")
+    return sorted(p["partition"] for p in described["partitions"])

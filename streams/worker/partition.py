@@ -1,0 +1,256 @@
+"""One partition of the call-events topic as the worker tracks it, with the domain code: decode and
+validate each message, order, track call legs, and tally windows. Two flows run side by side as in
+the embedded pipeline: the exact flow waits the full allowed lateness and yields interval-window
+parts; the board flow waits only the live lateness and feeds the wallboard's parts.
+
+No Kafka here: the ingest service hands it messages and publishes what it returns; `snapshot` and
+`restore` carry the whole state, with the offset of the next message, through a checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from streams.domain.call_legs import CallTracker, Record
+from streams.domain.config import FlowConfig
+from streams.domain.events import CallEvent, InvalidEvent, parse_event, parse_ts
+from streams.domain.ordering import DUPLICATE, LATE, EventOrderer
+from streams.domain.records import GroupNow, LiveTallies, WindowPart, WindowTallies
+from streams.domain.state import (check_schema, orderer_state, restore_orderer, restore_tracker, schema,
+                                  tracker_state)
+from streams.io.codec import decode
+
+CONTROL_HEADER = "callwatch-control"
+END_OF_STREAM = b"end-of-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a partition needs of a Kafka record."""
+
+    offset: int
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    offset: int
+    reason: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class PartitionCounts:
+    received: int = 0
+    rejected: int = 0
+    late: int = 0
+    duplicates: int = 0
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint written under other settings (window, lateness, lines, clock) or code."""
+
+
+def fingerprint(config: FlowConfig, window_s: int, wall_clock: bool) -> str:
+    """What a checkpoint's meaning depends on besides the code's schema."""
+    text = repr((dataclasses.asdict(config), window_s, wall_clock))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Advance:
+    """What a partition has to publish after `advance`."""
+
+    parts: list[WindowPart] = field(default_factory=list)
+    watermark_ms: int | None = None  # every later record of this partition is at or after this time
+    stream_time_ms: int | None = None
+
+
+class PartitionFlow:
+    def __init__(self, partition: int, config: FlowConfig, window_s: int, wall_clock: bool) -> None:
+        self.partition = partition
+        self.next_offset = 0
+        self._config = config
+        self._wall = wall_clock
+        self._fingerprint = fingerprint(config, window_s, wall_clock)
+        self._lateness_ms = config.allowed_lateness_ms
+        self._live_lateness_ms = min(round(config.live_lateness_s * 1000), self._lateness_ms)
+        self._exact = EventOrderer(self._lateness_ms)
+        self._exact_tracker = CallTracker(config.max_wait_ms)
+        self._windows = WindowTallies(window_s, config)
+        self._board = EventOrderer(self._live_lateness_ms)
+        self._board_tracker = CallTracker(config.max_wait_ms)
+        self._live = LiveTallies(config)
+        self._processed_until_ms: int | None = None  # the exact flow has applied everything before
+        self._board_until_ms: int | None = None
+        self._floor_ms: int | None = None  # an end-of-stream marker finished every window before this
+        self._parts: list[WindowPart] = []
+        self.counts = PartitionCounts()
+
+    # --- input -------------------------------------------------------------------------------
+
+    def take(self, messages: Sequence[Message]) -> list[Rejected]:
+        """Offer each message not taken yet (a re-read after a restart skips what the checkpoint has)."""
+        rejected: list[Rejected] = []
+        exact_offer, board_offer = self._exact.offer, self._board.offer
+        counts = self.counts
+        for message in messages:
+            if message.offset < self.next_offset:
+                continue
+            self.next_offset = message.offset + 1
+            if message.headers and _control(message.headers) == END_OF_STREAM:
+                problem = self._end_of_stream(message.value)
+                if problem:
+                    rejected.append(Rejected(message.offset, problem, message.value or b""))
+                continue
+            counts.received += 1
+            try:
+                event = parse_event(decode(message.value))  # type: ignore[arg-type]
+            except InvalidEvent as error:
+                counts.rejected += 1
+                rejected.append(Rejected(message.offset, f"invalid {error}", message.value or b""))
+                continue
+            except (ValueError, TypeError, RecursionError) as error:
+                counts.rejected += 1
+                reason = "empty message" if message.value is None else f"not JSON: {str(error).splitlines()[0]}"
+                rejected.append(Rejected(message.offset, reason, message.value or b""))
+                continue
+            status = exact_offer(event)
+            if status == LATE:
+                counts.late += 1
+            elif status == DUPLICATE:
+                counts.duplicates += 1
+            board_offer(event)
+        return rejected
+
+    def _end_of_stream(self, value: bytes | None) -> str | None:
+        """Everything before the marker is final: process it all, close lost legs up to `at` (the
+        last event time of the whole stream, as a replay's last event would) and emit every window."""
+        try:
+            at_ms = parse_ts(json.loads(value or b"{}").get("at"))
+        except (ValueError, AttributeError) as error:
+            return f"bad end-of-stream marker: {error}"
+        records: list[Record] = []
+        for event in self._exact.drain():
+            self._exact_tracker.apply(event, records)
+        self._exact_tracker.expire(at_ms, records)
+        self._windows.add(records)
+        self._parts.extend(self._windows.take_until(None))
+        floor = self._windows.window_of(at_ms)[1]
+        self._floor_ms = floor if self._floor_ms is None else max(self._floor_ms, floor)
+        if self._processed_until_ms is None or at_ms > self._processed_until_ms:
+            self._processed_until_ms = at_ms
+        self._advance_board(None, drain=True)
+        return None
+
+    # --- progress ----------------------------------------------------------------------------
+
+    def advance(self, now_ms: int | None = None) -> Advance:
+        """Apply what the orderers release (pushed by `now_ms` on the wall clock) and say what to
+        publish: the window parts that became final and this partition's watermark."""
+        now = now_ms if self._wall else None
+        released = self._exact.release(now)
+        records: list[Record] = []
+        if released:
+            apply = self._exact_tracker.apply
+            for event in released:
+                apply(event, records)
+            self._processed_until_ms = released[-1].occurred_ms
+        if now is not None:
+            until = now - self._lateness_ms
+            if self._processed_until_ms is None or until > self._processed_until_ms:
+                self._exact_tracker.expire(until, records)
+                self._processed_until_ms = until
+        if records:
+            self._windows.add(records)
+        parts, self._parts = self._parts, []
+        if self._processed_until_ms is not None:
+            parts.extend(self._windows.take_until(self._processed_until_ms))
+        self._advance_board(now, drain=False)
+        return Advance(parts, self.watermark_ms, self.stream_time_ms)
+
+    def _advance_board(self, now: int | None, drain: bool) -> None:
+        released = self._board.drain() if drain else self._board.release(now)
+        records: list[Record] = []
+        if released:
+            apply, observe = self._board_tracker.apply, self._live.observe
+            for event in released:
+                apply(event, records)
+                observe(event)
+            self._board_until_ms = released[-1].occurred_ms
+        if now is not None:
+            until = now - self._live_lateness_ms
+            if self._board_until_ms is None or until > self._board_until_ms:
+                self._board_tracker.expire(until, records)
+                self._board_until_ms = until
+        if records:
+            self._live.add(records)
+
+    def live_updates(self, now_ms: int, full: bool = False) -> list[GroupNow]:
+        return self._live.updates(now_ms, self._board_tracker, full)
+
+    @property
+    def watermark_ms(self) -> int | None:
+        until = self._processed_until_ms
+        if self._floor_ms is not None and (until is None or self._floor_ms > until):
+            return self._floor_ms
+        return until
+
+    @property
+    def stream_time_ms(self) -> int | None:
+        """The newest event time seen (the board's orderer sees every valid event first)."""
+        return self._board.newest_ms
+
+    @property
+    def pending(self) -> int:
+        return self._exact.pending
+
+    @property
+    def exact_counts(self) -> tuple[int, int, int, int, int, int]:
+        """accepted, duplicates, late, conflicts, unmatched, lost of the exact flow."""
+        ordering, tracking = self._exact.counts, self._exact_tracker.counts
+        return (ordering.accepted, ordering.duplicates, ordering.late, tracking.conflicts,
+                tracking.unmatched, tracking.lost)
+
+    # --- checkpoint --------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "schema": schema(), "fingerprint": self._fingerprint, "partition": self.partition,
+            "next_offset": self.next_offset,
+            "exact": {"orderer": orderer_state(self._exact), "tracker": tracker_state(self._exact_tracker),
+                      "windows": self._windows.state(), "processed_until_ms": self._processed_until_ms,
+                      "floor_ms": self._floor_ms},
+            "board": {"orderer": orderer_state(self._board), "tracker": tracker_state(self._board_tracker),
+                      "live": self._live.state(), "until_ms": self._board_until_ms},
+            "counts": dataclasses.astuple(self.counts),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a snapshot (raises CheckpointMismatch if it was taken under other settings)."""
+        check_schema(state.get("schema"))
+        if state.get("fingerprint") != self._fingerprint:
+            raise CheckpointMismatch("checkpoint taken with other settings (window, lateness, lines or clock)")
+        exact, board = state["exact"], state["board"]
+        self.next_offset = int(state["next_offset"])
+        self._exact = restore_orderer(exact["orderer"])
+        self._exact_tracker = restore_tracker(exact["tracker"])
+        self._windows.restore(exact["windows"])
+        self._processed_until_ms = exact["processed_until_ms"]
+        self._floor_ms = exact["floor_ms"]
+        self._board = restore_orderer(board["orderer"])
+        self._board_tracker = restore_tracker(board["tracker"])
+        self._live.restore(board["live"])
+        self._board_until_ms = board["until_ms"]
+        self.counts = PartitionCounts(*state["counts"])
+
+
+def _control(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
+    for key, value in headers:
+        if key == CONTROL_HEADER:
+            return value
+    return None
