@@ -169,9 +169,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     if args.source == "simulate":
-        sources, clock, stop_connector = _simulated_source(args)
+        sources, clock, stop_connector, failures = _simulated_source(args)
     else:
-        sources, clock, stop_connector = _connector_source(args, settings)
+        sources, clock, stop_connector, failures = _connector_source(args, settings)
     registry = CollectorRegistry()
     collector = FigureCollector(settings.flow, registry=registry)
     report = _open_output(args.report) if args.report else None
@@ -205,10 +205,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         server.shutdown()
     log.info("stopped: %s events received, %s rejected, %s report rows",
              sum(totals.received.values()), sum(totals.rejected.values()), totals.rows)
+    if failures:
+        from connectors.errors import ConnectorError
+        failure = failures[0]
+        if isinstance(failure, ConnectorError):
+            raise UsageError(f"source {args.source} stopped: {failure}")
+        raise failure
     return EXIT_REJECTED if sum(totals.rejected.values()) else EXIT_OK
 
 
-def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[[], None]]:
+def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[[], None], list[BaseException]]:
     from streams.embedded.sources import AcceleratedClock, PacedEvents
     from streams.simulator import SCENARIOS, simulate
 
@@ -221,10 +227,10 @@ def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[
     duration_s = _duration(args.duration, "--duration") if args.duration else float("inf")
     source = PacedEvents("simulate", simulate(seed=number(args.seed, "--seed", int), start_ms=start_ms,
                                               duration_s=duration_s, scenario=args.scenario, site=args.site))
-    return [source], AcceleratedClock(start_ms, speed), lambda: None
+    return [source], AcceleratedClock(start_ms, speed), lambda: None, []
 
 
-def _connector_source(args: argparse.Namespace, settings: Settings) -> tuple[list, object, Callable[[], None]]:
+def _connector_source(args: argparse.Namespace, settings: Settings) -> tuple[list, object, Callable[[], None], list[BaseException]]:
     """A connector in its own thread, writing through a QueueSink into the pipeline."""
     import threading
 
@@ -239,17 +245,19 @@ def _connector_source(args: argparse.Namespace, settings: Settings) -> tuple[lis
     source = QueueSource(args.source)
     sink = QueueSink(source.items, args.source)
     stop = threading.Event()
+    failures: list[BaseException] = []  # an error that ended the connector thread
 
     def read() -> None:
         try:
             connector.run(sink, stop)
-        except Exception:  # noqa: BLE001 - a dying connector must still end its source cleanly
+        except Exception as error:  # noqa: BLE001 - a dying connector must still end its source
+            failures.append(error)
             logging.getLogger("callwatch.run").exception("connector %s failed", args.source)
         finally:
             sink.close()
 
     threading.Thread(target=read, name=f"connector-{args.source}", daemon=True).start()
-    return [source], (WallClock() if connector.realtime else StreamClock(source)), stop.set
+    return [source], (WallClock() if connector.realtime else StreamClock(source)), stop.set, failures
 
 
 # --- connect ----------------------------------------------------------------------------------

@@ -15,6 +15,12 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: `--ami-secret x` must never be taken for `--ami-secret-file x` and
+        # then echoed in an error message.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         # One line that says what is wrong (argparse would print the whole usage first).
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
