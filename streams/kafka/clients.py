@@ -1,0 +1,93 @@
+"""kafka-python client options from KafkaSettings (bootstrap, TLS, SASL) and the start-up checks
+every client does: a broker answers, the topics exist."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from streams.settings import KafkaSettings
+
+from . import KafkaConfigError, KafkaUnavailable, TopicMissing
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# Mechanisms that authenticate with the username and password of the settings.
+PASSWORD_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def client_options(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """Options shared by every kafka-python client (producer, consumer, admin)."""
+    protocol = kafka.security_protocol.upper()
+    if protocol not in SECURITY_PROTOCOLS:
+        raise KafkaConfigError(f"kafka.security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, "
+                               f"not {kafka.security_protocol!r}")
+    options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers.split(","),
+                               "client_id": client_id, "security_protocol": protocol,
+                               # A misspelt topic must fail, not be created with one partition.
+                               "allow_auto_create_topics": False}
+    if protocol.startswith("SASL_"):
+        mechanism = (kafka.sasl_mechanism or "").upper()
+        if mechanism in PASSWORD_MECHANISMS:
+            if not kafka.sasl_username or kafka.sasl_password is None:
+                raise KafkaConfigError(f"kafka SASL {mechanism} needs sasl_username and a password "
+                                       "(CALLWATCH_KAFKA_SASL_PASSWORD or sasl_password_file)")
+            options.update(sasl_mechanism=mechanism, sasl_plain_username=kafka.sasl_username,
+                           sasl_plain_password=kafka.sasl_password)
+        elif mechanism == "GSSAPI":
+            options["sasl_mechanism"] = mechanism
+        else:
+            raise KafkaConfigError(f"kafka.sasl_mechanism must be one of {', '.join((*PASSWORD_MECHANISMS, 'GSSAPI'))} "
+                                   f"with security_protocol {protocol}, not {kafka.sasl_mechanism!r}")
+    elif kafka.sasl_mechanism:
+        raise KafkaConfigError(f"kafka.sasl_mechanism is set but security_protocol is {protocol}: "
+                               "use SASL_SSL (or SASL_PLAINTEXT)")
+    if protocol in ("SSL", "SASL_SSL"):
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(kafka, name)
+            if value:
+                options[name] = value
+    return options
+
+
+def await_broker(consumer: Any, bootstrap: str, wait_s: float) -> None:
+    """Block until the client has cluster metadata, or raise KafkaUnavailable."""
+    from kafka.errors import KafkaError
+
+    try:
+        consumer.bootstrap(timeout_ms=int(wait_s * 1000))
+    except KafkaError as error:
+        raise KafkaUnavailable(f"no Kafka broker answered at {bootstrap} within {wait_s:g} s "
+                               f"({type(error).__name__}); is it running (deploy/kafka/start.sh) "
+                               "and is CALLWATCH_KAFKA_BOOTSTRAP right?") from None
+
+
+def require_topics(consumer: Any, names: Iterable[str], bootstrap: str) -> dict[str, set[int]]:
+    """The partitions of each topic, fetched afresh; TopicMissing names the first one absent."""
+    partitions: dict[str, set[int]] = {}
+    for name in names:
+        found = consumer.partitions_for_topic(name)
+        if not found:
+            raise TopicMissing(f"topic {name} does not exist at {bootstrap}: create the topics with "
+                               "deploy/kafka/topics.sh (same CALLWATCH_KAFKA_TOPIC_PREFIX)")
+        partitions[name] = set(found)
+    return partitions
+
+
+def open_metadata_client(kafka: KafkaSettings, client_id: str, wait_s: float, **consumer_options: Any) -> Any:
+    """A group-less KafkaConsumer whose broker answered: for metadata, offsets and manual reads."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    options = client_options(kafka, client_id)
+    try:
+        consumer = KafkaConsumer(**options, group_id=None, enable_auto_commit=False,
+                                 bootstrap_timeout_ms=int(wait_s * 1000), **consumer_options)
+    except KafkaError as error:
+        raise KafkaUnavailable(f"no Kafka broker answered at {kafka.bootstrap_servers} within {wait_s:g} s "
+                               f"({type(error).__name__}); is it running (deploy/kafka/start.sh) "
+                               "and is CALLWATCH_KAFKA_BOOTSTRAP right?") from None
+    try:
+        await_broker(consumer, kafka.bootstrap_servers, wait_s)
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer
