@@ -1,5 +1,6 @@
 """deploy/kafka end to end: start a real Kafka broker (or use CALLWATCH_KAFKA_BOOTSTRAP), create topics,
-produce 1000 messages with acks=all and consume them all back."""
+produce 1000 messages with acks=all and consume them all back. The broker is the session's
+(`kafka_bootstrap` in conftest.py), shared by every Kafka test."""
 
 from __future__ import annotations
 
@@ -10,37 +11,14 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-KAFKA_DIR = REPO / "deploy" / "kafka"
+from .kafka_helpers import KAFKA_DIR
 
 # kafka-python 3 loads its protocol schemas with a deprecated importlib.resources API.
 pytestmark = [pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")]
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap servers of a running Kafka: an external one (CALLWATCH_KAFKA_BOOTSTRAP) or the local
-    broker of deploy/kafka/start.sh. A broker started here is stopped at the end of the session unless
-    CALLWATCH_KAFKA_KEEP=1; its watchdog stops it anyway after CALLWATCH_KAFKA_MAX_LIFETIME_S."""
-    env = dict(os.environ)
-    env.setdefault("CALLWATCH_KAFKA_MAX_LIFETIME_S", "1800")
-    env.setdefault("PYTHON", sys.executable)
-    start = subprocess.run([str(KAFKA_DIR / "start.sh")], env=env, capture_output=True, text=True, timeout=900)
-    if start.returncode != 0:
-        pytest.fail(f"deploy/kafka/start.sh failed (exit {start.returncode}):\n{start.stdout}{start.stderr}")
-    ready = start.stdout.strip().splitlines()[-1]
-    assert ready.startswith("kafka ready at "), ready
-    external = env.get("CALLWATCH_KAFKA_BOOTSTRAP")
-    started_here = not external and "already running" not in ready
-    yield external or f"127.0.0.1:{env.get('KAFKA_PORT', '19092')}"
-    if started_here and env.get("CALLWATCH_KAFKA_KEEP") != "1":
-        subprocess.run([str(KAFKA_DIR / "stop.sh")], env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.kafka
