@@ -158,6 +158,9 @@ class LiveTallies:
         self._agents: dict[tuple[str, str], tuple[str, str, str]] = {}  # (site, agent) -> (line, queue, state)
         self._changed_buckets: set[tuple[Group, int]] = set()
         self._changed_days: set[Group] = set()
+        # What was last said of each group's waiting legs, newest event and agents (not saved:
+        # after a restore everything is said again).
+        self._sent: dict[Group, tuple[int, int | None, int | None, tuple[tuple[str, int], ...]]] = {}
 
     def observe(self, event: CallEvent) -> None:
         if event.type == AGENT_STATE:
@@ -195,8 +198,9 @@ class LiveTallies:
             self._changed_days.add(group)
 
     def updates(self, now_ms: int, tracker: CallTracker, full: bool = False) -> list[GroupNow]:
-        """Per group: the buckets and day that changed (every one when `full`), waiting legs and
-        agents now. Buckets that fell out of the longest rolling window are dropped first."""
+        """The groups with news since the last call (every group when `full`): the buckets and day
+        that changed (every one when `full`), waiting legs, newest event and agents now. Buckets that
+        fell out of the longest rolling window are dropped first."""
         horizon = now_ms - self._horizon_ms
         for buckets in self._buckets.values():
             for start in [s for s in buckets if s + self._bucket_ms <= horizon]:
@@ -208,15 +212,17 @@ class LiveTallies:
             counts[(site, line, queue, state)] = counts.get((site, line, queue, state), 0) + 1
         for (site, line, queue, state), count in sorted(counts.items()):
             agents.setdefault((site, line, queue), []).append((state, count))
-        groups = set(self._seen) | set(self._buckets) | set(waiting) | set(agents)
+        groups = set(self._seen) | set(self._buckets) | set(waiting) | set(agents) | set(self._sent)
         out: list[GroupNow] = []
         for group in sorted(groups):
             buckets = self._buckets.get(group, {})
             changed = tuple((start, buckets[start]) for start in sorted(buckets)
                             if full or (group, start) in self._changed_buckets)
             day = self._days_now.get(group) if full or group in self._changed_days else None
-            out.append(GroupNow(group, changed, day, waiting.get(group, 0), oldest.get(group),
-                                self._seen.get(group), tuple(agents.get(group, ()))))
+            summary = (waiting.get(group, 0), oldest.get(group), self._seen.get(group), tuple(agents.get(group, ())))
+            if full or changed or day is not None or self._sent.get(group) != summary:
+                out.append(GroupNow(group, changed, day, *summary))
+                self._sent[group] = summary
         self._changed_buckets.clear()
         self._changed_days.clear()
         return out

@@ -14,30 +14,33 @@ from typing import Any, Callable
 
 from streams.domain.config import FlowConfig
 from streams.domain.records import LiveMerge, report_row
-from streams.domain.state import restore_tally, tally_state
+from streams.domain.state import restore_tally
 from streams.io.codec import encode
 
-from .messages import LIVE, PART, WATERMARK, BadOutcome, Outcome, decode_outcome, figure_key, live_key
+from .messages import LIVE, PARTS, WATERMARK, BadOutcome, Outcome, decode_outcome, figure_key, live_key
 
 log = logging.getLogger("callwatch.worker")
 
 
 @dataclass
 class AggregateStatus:
+    messages: int = 0
     rows: int = 0  # interval rows published
     late_parts: int = 0  # parts of windows already published: counted, dropped
     bad_outcomes: int = 0
     stream_time_ms: int | None = None  # newest stream time any source reported
 
 
-def _part_key(partition: int, window: tuple[int, int], group: tuple[str, str, str], source: int) -> str:
-    return json.dumps([partition, window[0], window[1], *group, source], separators=(",", ":"))
+def _entry_key(partition: int, source: int, windows: list[tuple[int, int, list[Any]]]) -> str:
+    return json.dumps([partition, source, windows[0][0], windows[-1][1]], separators=(",", ":"))
 
 
 class Aggregator:
     """The state behind `aggregate_figures`, in two Faust tables co-partitioned with the outcomes
-    topic: `parts` (window parts not yet published) and `progress` (per outcomes partition: each
-    source's watermark, and `done`, the end up to which windows are published)."""
+    topic. `parts`: each parts message not yet published, as it came (one table write per message,
+    not per part); a message sent again after a restart may be cut differently, so parts are told
+    apart by (window, source) when published. `progress`, per outcomes partition: each source's
+    watermark, and `done`, the end up to which windows are published."""
 
     def __init__(self, config: FlowConfig, parts: Any, progress: Any, figures: Any) -> None:
         self.config = config
@@ -48,6 +51,7 @@ class Aggregator:
         self.status = AggregateStatus()
 
     async def on_outcome(self, partition: int, value: bytes | None) -> None:
+        self.status.messages += 1
         try:
             outcome = decode_outcome(value)
         except BadOutcome as error:
@@ -57,21 +61,20 @@ class Aggregator:
         if outcome.stream_time_ms is not None and (self.status.stream_time_ms is None
                                                    or outcome.stream_time_ms > self.status.stream_time_ms):
             self.status.stream_time_ms = outcome.stream_time_ms
-        if outcome.kind == PART:
-            self._keep_part(partition, outcome)
+        if outcome.kind == PARTS:
+            self._keep_parts(partition, outcome)
         elif outcome.kind == WATERMARK:
             await self._watermark(partition, outcome)
         elif outcome.kind == LIVE:
             for update in outcome.updates:
                 self.live.update(outcome.source, update)
 
-    def _keep_part(self, partition: int, outcome: Outcome) -> None:
+    def _keep_parts(self, partition: int, outcome: Outcome) -> None:
         done = self.progress.get(f"{partition}|done")
-        if done is not None and outcome.window[1] <= done:
-            self.status.late_parts += 1  # sent again after a restart (identical), or truly late
-            return
-        assert outcome.tally is not None
-        self.parts[_part_key(partition, outcome.window, outcome.group, outcome.source)] = tally_state(outcome.tally)
+        windows = [window for window in outcome.windows if done is None or window[1] > done]
+        self.status.late_parts += len(outcome.windows) - len(windows)  # sent again after a restart, or late
+        if windows:
+            self.parts[_entry_key(partition, outcome.source, windows)] = windows
 
     async def _watermark(self, partition: int, outcome: Outcome) -> None:
         key = f"{partition}|wm|{outcome.source}"
@@ -89,19 +92,40 @@ class Aggregator:
         self.progress[f"{partition}|done"] = frontier
 
     async def _publish_windows(self, partition: int, frontier: int) -> None:
-        """Rows of every window ending at or before the frontier, in report order, then forget them."""
-        final: dict[tuple[int, int, tuple[str, str, str]], list[str]] = {}
+        """Rows of every window ending at or before the frontier, in report order; then the parts
+        they used are forgotten (after the rows are sent: a crash in between sends them again)."""
+        # window -> (group, source) -> tally: a part that came twice (a message sent again after a
+        # restart, cut differently) counts once
+        final: dict[tuple[int, int], dict[tuple[tuple[str, str, str], int], Any]] = {}
+        changed: dict[str, list[Any]] = {}
         for key in list(self.parts.keys()):
-            held, start, end, site, line, queue, _source = json.loads(key)
-            if held == partition and end <= frontier:
-                final.setdefault((start, end, (site, line, queue)), []).append(key)
-        for (start, end, group), keys in sorted(final.items()):
-            row = report_row(start, end, group, (restore_tally(self.parts[k]) for k in keys), self.config)
-            if row is not None:
-                await self.figures.send(key=figure_key(start, group).encode(), value=encode(row).encode())
-                self.status.rows += 1
-        for keys in final.values():
-            for key in keys:
+            held, source, _first, _last = json.loads(key)
+            if held != partition:
+                continue
+            entry = self.parts[key]
+            keep = []
+            for start, end, groups in entry:
+                if end <= frontier:
+                    window = final.setdefault((start, end), {})
+                    for site, line, queue, tally in groups:
+                        window[((site, line, queue), source)] = tally
+                else:
+                    keep.append([start, end, groups])
+            if len(keep) != len(entry):
+                changed[key] = keep
+        for (start, end), by_part in sorted(final.items()):
+            tallies: dict[tuple[str, str, str], list[Any]] = {}
+            for (group, _source), tally in by_part.items():
+                tallies.setdefault(group, []).append(restore_tally(tally))
+            for group, parts in sorted(tallies.items()):
+                row = report_row(start, end, group, parts, self.config)
+                if row is not None:
+                    await self.figures.send(key=figure_key(start, group).encode(), value=encode(row).encode())
+                    self.status.rows += 1
+        for key, keep in changed.items():
+            if keep:
+                self.parts[key] = keep
+            else:
                 del self.parts[key]
 
 

@@ -102,5 +102,7 @@ def run_worker(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
     ingest = worker_app.ingest
-    log.info("stopped: %d events received, %d dead-lettered", ingest.status.received, ingest.status.dead_lettered)
+    log.warning("stopped: %d events received, %d dead-lettered; %d outcomes messages, %d rows",
+                ingest.status.received, ingest.status.dead_lettered, worker_app.aggregator.status.messages,
+                worker_app.aggregator.status.rows)
     return code

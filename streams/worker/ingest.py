@@ -27,7 +27,7 @@ from streams.domain.config import FlowConfig
 from streams.domain.state import IncompatibleState
 
 from .kafka import Topology, client_options, encode_checkpoint, load_checkpoint
-from .messages import encode_live, encode_part, encode_watermark, outcomes_partition
+from .messages import encode_live, encode_parts, encode_watermark, outcomes_partition
 from .partition import CheckpointMismatch, PartitionFlow
 
 log = logging.getLogger("callwatch.worker")
@@ -45,7 +45,8 @@ class IngestOptions:
     checkpoint_every_s: float = 2.0
     live_every_s: float = 0.2
     full_live_every_s: float = 30.0  # every wallboard part again, for aggregators that just started
-    watermark_every_s: float = 0.5
+    watermark_every_s: float = 0.5  # window parts and watermarks go out this often
+    parts_per_message: int = 200
 
 
 @dataclass
@@ -79,7 +80,10 @@ class CallIngest(Service):
         self._flows: dict[int, PartitionFlow] = {}
         self._lock = asyncio.Lock()
         self._pending: list[asyncio.Future[Any]] = []  # sends not yet known to be acknowledged
-        self._sent_watermark: dict[int, tuple[int | None, float]] = {}
+        self._sent_watermark: dict[int, int] = {}
+        self._unsent: dict[int, dict[int, list[Any]]] = {}  # partition -> outcomes partition -> parts
+        self._fresh: set[int] = set()  # partitions whose wallboard parts have not been sent whole yet
+        self._next_emit = 0.0
         self._consumer: Any = None
         self._fatal: BaseException | None = None
         self._next_checkpoint = 0.0
@@ -130,6 +134,8 @@ class CallIngest(Service):
                     log.exception("checkpoint of revoked partitions failed")
             for partition in mine:
                 del self._flows[partition]
+                self._sent_watermark.pop(partition, None)
+                self._unsent.pop(partition, None)
             self._refresh_status()
 
     async def _on_assigned(self, assigned: Any) -> None:
@@ -147,6 +153,7 @@ class CallIngest(Service):
                         return
                 self._consumer.seek(tp, flow.next_offset)
                 self._flows[tp.partition] = flow
+                self._fresh.add(tp.partition)
                 log.info("partition %d: %s at offset %d", tp.partition,
                          "restored" if state is not None else "starting", flow.next_offset)
             self._refresh_status()
@@ -173,50 +180,56 @@ class CallIngest(Service):
                 await self._dead_letter(tp, rejected)
         clock = time.monotonic()
         now_ms = time.time_ns() // 1_000_000
+        targets = self._topology.outcomes_partitions
         for partition, flow in flows.items():
             progress = flow.advance(now_ms)
+            held = self._unsent.setdefault(partition, {})
             for part in progress.parts:
-                await self._send(self._topology.outcomes,
-                                 encode_part(partition, self._topology.events_partitions, part),
-                                 outcomes_partition(part.group, self._topology.outcomes_partitions))
-            await self._maybe_send_watermark(partition, progress.watermark_ms, progress.stream_time_ms,
-                                             clock, force=bool(progress.parts))
+                held.setdefault(outcomes_partition(part.group, targets), []).append(part)
+        if clock >= self._next_emit:
+            await self._emit(clock)
         if clock >= self._next_live:
-            full = clock >= self._next_full_live
-            await self._send_live(now_ms, full)
+            await self._send_live(now_ms, full=clock >= self._next_full_live)
             self._next_live = clock + self._options.live_every_s
-            if full:
-                self._next_full_live = clock + self._options.full_live_every_s
         if clock >= self._next_checkpoint:
             await self._checkpoint(list(flows))
             self._next_checkpoint = time.monotonic() + self._options.checkpoint_every_s
         self._refresh_status()
 
-    async def _maybe_send_watermark(self, partition: int, watermark_ms: int | None, stream_time_ms: int | None,
-                                    clock: float, force: bool) -> None:
-        if watermark_ms is None:
-            return
-        sent, at = self._sent_watermark.get(partition, (None, 0.0))
-        if watermark_ms == sent or (not force and clock - at < self._options.watermark_every_s):
-            return
-        value = encode_watermark(partition, self._topology.events_partitions, watermark_ms, stream_time_ms)
-        for target in range(self._topology.outcomes_partitions):
-            await self._send(self._topology.outcomes, value, target)
-        self._sent_watermark[partition] = (watermark_ms, clock)
+    async def _emit(self, clock: float) -> None:
+        """Window parts collected since the last emit, then each partition's watermark (after the
+        parts it covers: Kafka keeps one producer's order within a partition)."""
+        sources = self._topology.events_partitions
+        for partition, by_target in self._unsent.items():
+            for target, parts in sorted(by_target.items()):
+                for chunk in _chunks(parts, self._options.parts_per_message):
+                    await self._send(self._topology.outcomes, encode_parts(partition, sources, chunk), target)
+            by_target.clear()
+        for partition, flow in self._flows.items():
+            watermark_ms = flow.watermark_ms
+            if watermark_ms is not None and watermark_ms != self._sent_watermark.get(partition):
+                value = encode_watermark(partition, sources, watermark_ms, flow.stream_time_ms)
+                for target in range(self._topology.outcomes_partitions):
+                    await self._send(self._topology.outcomes, value, target)
+                self._sent_watermark[partition] = watermark_ms
+        self._next_emit = clock + self._options.watermark_every_s
 
     async def _send_live(self, now_ms: int, full: bool) -> None:
         targets = self._topology.outcomes_partitions
+        if full:
+            self._next_full_live = time.monotonic() + self._options.full_live_every_s
         for partition, flow in self._flows.items():
             stream_ms = flow.stream_time_ms
             at_ms = now_ms if self._options.wall_clock else stream_ms
             if at_ms is None:
                 continue
             by_target: dict[int, list[Any]] = {}
-            for update in flow.live_updates(at_ms, full):
+            for update in flow.live_updates(at_ms, full or partition in self._fresh):
                 by_target.setdefault(outcomes_partition(update.group, targets), []).append(update)
             for target, updates in by_target.items():
                 await self._send(self._topology.outcomes,
                                  encode_live(partition, self._topology.events_partitions, stream_ms, updates), target)
+            self._fresh.discard(partition)
 
     async def _dead_letter(self, tp: Any, rejected: Any) -> None:
         letter = DeadLetter.of(f"kafka:{tp.topic}", rejected.reason, f"{tp.topic}/{tp.partition}@{rejected.offset}",
@@ -245,6 +258,7 @@ class CallIngest(Service):
         makes the next run send some outputs again, identical ones."""
         from aiokafka import TopicPartition
 
+        await self._emit(time.monotonic())  # parts taken out of a partition's state go out before it is saved
         await self._settle()
         offsets = {}
         for partition in partitions:
@@ -278,3 +292,7 @@ class CallIngest(Service):
         status.received, status.rejected, status.pending = received, rejected, pending
         status.stream_time_ms = newest
         status.partitions = sorted(self._flows)
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[start:start + size] for start in range(0, len(items), size)]

@@ -1,8 +1,9 @@
 """What travels on the outcomes topic from the partitions that track calls to the aggregators, and
 the keys of the figures topic. JSON values, compact; every message names its source partition.
 
-- part: one source's tally of one (window, group); keyed by group, so every part of a group meets
-  in one aggregator. The same part sent again is identical (it replaces the first).
+- parts: one source's tallies of the groups of one outcomes partition, for one or more windows
+  (every group of a window at once); groups are placed by `outcomes_partition`, so every part of a
+  group meets in one aggregator. Parts sent again are identical (they replace the first ones).
 - watermark: a source has emitted every part of the windows ending at or before `t`; sent to every
   outcomes partition, after the parts it covers (Kafka keeps a producer's order in a partition).
 - live: a source's wallboard parts (GroupNow) for the groups of one outcomes partition."""
@@ -14,14 +15,13 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from streams.domain.figures import Tally
 from streams.domain.interval_report import format_window_bound
 from streams.domain.records import GroupNow, WindowPart, group_now_state, restore_group_now
-from streams.domain.state import restore_tally, tally_state
+from streams.domain.state import tally_state
 
 Group = tuple[str, str, str]
 
-PART, WATERMARK, LIVE = "part", "wm", "live"
+PARTS, WATERMARK, LIVE = "parts", "wm", "live"
 LIVE_KEY_PREFIX = "live|"
 
 
@@ -49,9 +49,12 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def encode_part(source: int, sources: int, part: WindowPart) -> bytes:
-    return _dumps({"k": PART, "src": source, "n": sources, "w": [part.start_ms, part.end_ms],
-                   "g": list(part.group), "t": tally_state(part.tally)})
+def encode_parts(source: int, sources: int, parts: list[WindowPart]) -> bytes:
+    windows: dict[tuple[int, int], list[Any]] = {}
+    for part in parts:
+        windows.setdefault((part.start_ms, part.end_ms), []).append([*part.group, tally_state(part.tally)])
+    return _dumps({"k": PARTS, "src": source, "n": sources,
+                   "p": [[start, end, groups] for (start, end), groups in windows.items()]})
 
 
 def encode_watermark(source: int, sources: int, watermark_ms: int, stream_time_ms: int | None) -> bytes:
@@ -70,9 +73,8 @@ class Outcome:
     kind: str
     source: int
     sources: int
-    window: tuple[int, int] = (0, 0)
-    group: Group = ("", "", "")
-    tally: Tally | None = None
+    # parts: (window start, window end, the window's groups as [site, line, queue, tally state])
+    windows: tuple[tuple[int, int, list[Any]], ...] = ()
     watermark_ms: int = 0
     stream_time_ms: int | None = None
     updates: tuple[GroupNow, ...] = ()
@@ -86,11 +88,9 @@ def decode_outcome(value: bytes | None) -> Outcome:
     try:
         obj = json.loads(value or b"")
         kind, source, sources = obj["k"], int(obj["src"]), int(obj["n"])
-        if kind == PART:
-            site, line, queue = obj["g"]
-            start, end = obj["w"]
-            return Outcome(kind, source, sources, (int(start), int(end)), (site, line, queue),
-                           restore_tally(obj["t"]))
+        if kind == PARTS:
+            return Outcome(kind, source, sources,
+                           windows=tuple((int(start), int(end), list(groups)) for start, end, groups in obj["p"]))
         if kind == WATERMARK:
             return Outcome(kind, source, sources, watermark_ms=int(obj["t"]), stream_time_ms=obj.get("st"))
         if kind == LIVE:
