@@ -24,6 +24,7 @@ class WorkerOptions:
     app_id: str = ""  # default: <topic prefix>worker; also the consumer groups' and changelogs' prefix
     workdir: str = "var/worker"
     publish_every_s: float = 1.0
+    session_timeout_s: float = 10.0  # a dead worker's partitions move on after this long
     live_rows_to_topic: bool = True  # the board's rows on the figures topic too, every publish
     ingest: IngestOptions = field(default_factory=IngestOptions)
 
@@ -50,7 +51,8 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology,
         app_id, broker=brokers, broker_credentials=credentials, datadir=options.workdir,
         web_enabled=False, topic_disable_leader=True, topic_partitions=topology.outcomes_partitions,
         consumer_auto_offset_reset="earliest", producer_max_request_size=CHECKPOINT_MAX_BYTES,
-        stream_buffer_maxsize=4096)
+        stream_buffer_maxsize=4096, broker_session_timeout=options.session_timeout_s,
+        broker_heartbeat_interval=options.session_timeout_s / 4)
     outcomes = app.topic(topology.outcomes, key_serializer="raw", value_serializer="raw")
     figures = app.topic(topology.figures, key_serializer="raw", value_serializer="raw")
     table_options: dict[str, Any] = {"default": None, "partitions": topology.outcomes_partitions,

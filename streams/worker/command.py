@@ -39,6 +39,8 @@ def register(commands: Any) -> None:
                help="Faust app id, consumer-group and changelog prefix (default: <topic prefix>worker)")
     env_option(worker, "--checkpoint-every", env="CALLWATCH_CHECKPOINT_EVERY", default="2s",
                help="how often each partition's state is checkpointed")
+    env_option(worker, "--session-timeout", env="CALLWATCH_WORKER_SESSION_TIMEOUT", default="10s",
+               help="how soon the other workers take over the partitions of one that died")
     env_option(worker, "--log-level", env="CALLWATCH_LOG_LEVEL", default="warning",
                help="debug, info, warning or error")
     env_option(worker, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
@@ -61,11 +63,17 @@ def _options(args: argparse.Namespace) -> Any:
         checkpoint_s = parse_duration_s(args.checkpoint_every)
     except InvalidConfig as error:
         raise UsageError(f"--checkpoint-every: {error}") from None
+    try:
+        session_s = parse_duration_s(args.session_timeout)
+    except InvalidConfig as error:
+        raise UsageError(f"--session-timeout: {error}") from None
+    if not 6 <= session_s <= 300:
+        raise UsageError(f"--session-timeout must be between 6s and 300s, not {args.session_timeout!r}")
     if args.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f"--log-level must be debug, info, warning or error, not {args.log_level!r}")
-    return WorkerOptions(app_id=args.app_id or "", workdir=args.workdir,
+    return WorkerOptions(app_id=args.app_id or "", workdir=args.workdir, session_timeout_s=session_s,
                          ingest=IngestOptions(window_s=window_s, wall_clock=args.clock == "wall",
-                                              checkpoint_every_s=checkpoint_s))
+                                              checkpoint_every_s=checkpoint_s, session_timeout_s=session_s))
 
 
 def run_worker(args: argparse.Namespace) -> int:

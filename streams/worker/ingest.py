@@ -47,6 +47,7 @@ class IngestOptions:
     full_live_every_s: float = 30.0  # every wallboard part again, for aggregators that just started
     watermark_every_s: float = 0.5  # window parts and watermarks go out this often
     parts_per_message: int = 200
+    session_timeout_s: float = 10.0
 
 
 @dataclass
@@ -108,7 +109,9 @@ class CallIngest(Service):
             **client_options(self._kafka), group_id=self._group_id, client_id=f"{self._group_id}-ingest",
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
             max_poll_records=self._options.batch, fetch_max_wait_ms=20,
-            max_partition_fetch_bytes=4 * 1024 * 1024)
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=int(self._options.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(self._options.session_timeout_s * 250))
         self._consumer.subscribe([self._topology.events], listener=Rebalance())
         await self._consumer.start()
 
