@@ -38,8 +38,8 @@ class Policy:
     min_abandoned: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({"15m": 3, "60m": 5}))
     longest_wait_timing: tuple[int, int] = (30, 300)
     waiting_timing: tuple[int, int] = (120, 300)
-    # Stale data: no event on a line for stale_after_s of stream time, while the line's busiest
-    # hour in the last two hours says stale_expected_calls or more would have arrived meanwhile.
+    # Stale data: no event on a line for stale_after_s of stream time, while the line's arrivals in
+    # the rest of its rolling 15-minute window say stale_expected_calls or more would have arrived.
     stale_after_s: int = 300
     stale_expected_calls: int = 5
     stale_timing: tuple[int, int] = (60, 120)
@@ -95,7 +95,7 @@ class Group:
     rules: tuple[Record | Alert, ...]
 
 
-STALE_RATE: Final = "site_line:callwatch_calls_arrived:per_second_max2h"
+STALE_EXPECTED: Final = "site_line:callwatch_calls_arrived:expected_in_silence_15m"
 REJECT_SHARE: Final = "source:callwatch_events_rejected:ratio_rate15m"
 RECEIVED_RATE: Final = "source:callwatch_events_received:rate1m"
 
@@ -186,8 +186,7 @@ def data_stale(policy: Policy) -> Alert:
     age = 'callwatch_data_age_seconds{queue="*"}'
     condition = (f"{age} > {policy.stale_after_s}\n"
                  "and on(job, instance, site, line)\n"
-                 f"(\n  {age}\n    * on(job, instance, site, line) group_left()\n  {STALE_RATE}\n)"
-                 f" >= {policy.stale_expected_calls}")
+                 f"{STALE_EXPECTED} >= {policy.stale_expected_calls}")
     latch = f"{age} > {policy.stale_after_s}"
     for_s, keep_s = policy.stale_timing
     return Alert(
@@ -195,10 +194,10 @@ def data_stale(policy: Policy) -> Alert:
         for_s=policy.scaled(for_s), keep_firing_for_s=policy.scaled(keep_s),
         labels={"severity": "page", "team": "platform"},
         summary="No events from line {{ $labels.line }} while it should be busy (site {{ $labels.site }})",
-        description=(f"No event for line {{{{ $labels.line }}}} for VALUE of stream time, while its busiest hour "
-                     f"of the last two hours says at least {policy.stale_expected_calls} calls would have "
-                     "arrived meanwhile. The line's figures are stale: its figure alerts are inhibited until "
-                     "events flow again."),
+        description=(f"No event for line {{{{ $labels.line }}}} for VALUE of stream time, while the calls that "
+                     f"arrived just before say at least {policy.stale_expected_calls} would have arrived "
+                     "meanwhile. The line's figures are stale: its figure alerts are inhibited until events "
+                     "flow again."),
         value_format="humanizeDuration")
 
 
@@ -273,9 +272,17 @@ def late_events(policy: Policy) -> Alert:
 
 def recordings() -> tuple[Record, ...]:
     return (
-        Record(STALE_RATE,
+        # Calls the line would have had during its current silence (data age a) at the rate of the
+        # rest of the rolling 15-minute window: arrivals x a / (900 s - a). Recent, so the tail of a
+        # surge does not make an ordinary gap look like an outage; 0 once the window is empty.
+        Record(STALE_EXPECTED,
                'max without (queue, window) (\n'
-               '  max_over_time(callwatch_calls_arrived{queue="*", window="60m"}[2h])\n) / 3600'),
+               '  callwatch_calls_arrived{queue="*", window="15m"}\n'
+               '    * on(job, instance, site, line, queue) group_left()\n'
+               '  (\n'
+               '    callwatch_data_age_seconds{queue="*"}\n'
+               '    / clamp_min(900 - callwatch_data_age_seconds{queue="*"}, 60)\n'
+               '  )\n)'),
         Record(RECEIVED_RATE, "sum by (job, instance, source) (rate(callwatch_events_received_total[1m]))"),
         Record(REJECT_SHARE,
                "sum by (job, instance, source) (rate(callwatch_events_rejected_total[15m]))\n"
@@ -285,7 +292,7 @@ def recordings() -> tuple[Record, ...]:
 
 def groups(policy: Policy = PRODUCTION) -> tuple[Group, ...]:
     """Rule groups in evaluation order: a recording rule comes before the alerts that use it."""
-    stale_rate, received_rate, reject_share = recordings()
+    stale_expected, received_rate, reject_share = recordings()
     return (
         Group("callwatch-figures", (
             *(service_level(policy, w) for w in WINDOWS),
@@ -293,7 +300,7 @@ def groups(policy: Policy = PRODUCTION) -> tuple[Group, ...]:
             longest_wait(policy),
             calls_waiting(policy),
         )),
-        Group("callwatch-data", (stale_rate, data_stale(policy))),
+        Group("callwatch-data", (stale_expected, data_stale(policy))),
         Group("callwatch-pipeline", (
             received_rate, reject_share,
             pipeline_down(policy), figures_not_published(policy), processing_lag(policy),

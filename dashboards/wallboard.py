@@ -144,8 +144,8 @@ def build() -> Json:
         [Cell(service_level("15m", 15), 5, 8), Cell(service_level("60m", 60), 4, 8),
          Cell(abandonment("15m", 15), 4, 8), Cell(calls_waiting(), 3, 8), Cell(longest_wait(), 4, 8),
          Cell(agents(), 4, 8)],
-        [Cell(threshold(), 3, 5), Cell(data_age(), 3, 5), Cell(by_queue_waiting(), 6, 5),
-         Cell(by_queue_longest_wait(), 6, 5), Cell(by_queue_service_level(), 6, 5)],
+        [Cell(threshold(), 4, 5), Cell(data_age(), 4, 5), Cell(by_queue_waiting(), 5, 5),
+         Cell(by_queue_longest_wait(), 5, 5), Cell(by_queue_service_level(), 6, 5)],
     ])
     variables = [
         datasource_variable(),
