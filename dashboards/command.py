@@ -56,10 +56,10 @@ def _root(args: argparse.Namespace) -> Path:
         if not (root / "dashboards").is_dir():
             raise UsageError(f"--root: {root} is not a callwatch checkout (no dashboards/ folder)")
         return root
-    root = repository_root()
-    if root is None:
+    checkout = repository_root()
+    if checkout is None:
         raise UsageError("callwatch is not running from a checkout: give --root (or CALLWATCH_DASHBOARDS_ROOT)")
-    return root
+    return checkout
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ def prometheus_fetch(url: str, range_s: float, step_s: float) -> Fetch:
 def _legend(fmt: str, labels: dict[str, str]) -> str:
     if fmt in ("", "__auto"):
         return labels.get("__name__", "")
-    return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt)
+    return str(re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt))
 
 
 def _format(value: float | None, unit: str, decimals: int | None) -> str:
@@ -171,7 +171,7 @@ def _timeseries(panel: Json, data: Series, names: list[str], width: float, heigh
     top = defaults.get("max", max(p[1] for p in points) * 1.1 or 1)
     plot_w, plot_h = width * 0.62, height - 20
     bars = panel["fieldConfig"]["defaults"]["custom"]["drawStyle"] == "bars"
-    svg = []
+    svg: list[str] = []
     for i, (_, series) in enumerate(data):
         colour = PALETTE[i % len(PALETTE)]
         xy = [((t - t0) / ((t1 - t0) or 1) * plot_w, plot_h - v / top * plot_h) for t, v in series if not math.isnan(v)]
@@ -195,7 +195,9 @@ def _table(panel: Json, values: dict[str, str], fetch: Fetch | None, speed: floa
     rows: dict[str, dict[str, str]] = {}
     overrides = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
                  for o in panel["fieldConfig"]["overrides"]}
-    for target in panel["targets"] if fetch else []:
+    for target in panel["targets"]:
+        if fetch is None:
+            break
         header = organize["renameByName"].get(f"Value #{target['refId']}")
         for labels, points in fetch(_expr(target, values, speed), None):
             unit = overrides.get(header, {})
@@ -280,11 +282,11 @@ def render_html(board: Json, lines: Sequence[str], values: dict[str, str], fetch
         title = panel["title"] + (f" (panel time: {panel['timeFrom']})" if panel.get("timeFrom") else "")
         cells.append(f'<div class="panel" style="left:{x}px;top:{y}px;width:{w}px;height:{h}px">'
                      f'<div class="ptitle">{html.escape(title)}</div><div class="body">{content}</div></div>')
-    variables = " ".join(f'<span class="var">{html.escape(v["label"])}: '
+    top_bar = " ".join(f'<span class="var">{html.escape(v["label"])}: '
                          f'{html.escape(values.get(v["name"], "All") if v["name"] != "line" else ", ".join(lines))}</span>'
                          for v in board["templating"]["list"])
     page = (f"<!doctype html><meta charset=utf-8><style>{CSS}</style>"
-            f'<div class="top"><h1>{html.escape(board["title"])}</h1>{variables}'
+            f'<div class="top"><h1>{html.escape(board["title"])}</h1>{top_bar}'
             f'<span class="var dim">{html.escape(note)}</span></div>'
             f'<div class="grid" style="height:{bottom + 10}px">{"".join(cells)}</div>')
     return page, bottom + 70
