@@ -41,7 +41,9 @@ def _rule(alert: Alert) -> dict[str, Any]:
     }
     if alert.keep_firing_for_s:
         rule["keepFiringFor"] = duration(alert.keep_firing_for_s)
-    rule["labels"] = {"alertname": alert.name, **alert.labels}
+    # Grafana names the alert after the rule's title (its alertname label); the 15- and 60-minute
+    # copies of a rule need distinct titles, so they carry the window in it.
+    rule["labels"] = dict(alert.labels)
     rule["annotations"] = alert.annotations("$values.A.Value")
     return rule
 

@@ -155,7 +155,8 @@ def test_grafana_alert_rules_agree_with_the_prometheus_rules():
     assert len(ours) == len(theirs) == len(alerts())
     uid = datasources["datasources"][0]["uid"]
     for prom, graf in zip(ours, theirs):
-        assert graf["labels"] == {"alertname": prom["alert"], **prom["labels"]}
+        assert graf["labels"] == prom["labels"]
+        assert graf["title"] == " ".join([prom["alert"], *([prom["labels"]["window"]] if "window" in prom["labels"] else [])])
         assert graf["for"] == prom.get("for", "0s")
         assert graf.get("keepFiringFor") == prom.get("keep_firing_for")
         assert graf["data"][0]["datasourceUid"] == uid and graf["condition"] == "B"
