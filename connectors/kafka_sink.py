@@ -40,6 +40,9 @@ class SinkLimits:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     stall_warning_s: float = 5.0  # no acknowledgement for this long: say that the broker is away
+    # The broker answers, yet the producer acknowledges nothing for this long: it is wedged (kafka-
+    # python 3.0.12 never asks for a new producer id after one expired batch), so it is replaced.
+    stuck_after_s: float = 30.0
     # Kafka 4 brokers refuse messages stamped more than message.timestamp.after.max.ms (1 h by
     # default) ahead of their clock; such events are dead-lettered here, with a minute's margin.
     max_ahead_s: float = 3540.0
@@ -84,8 +87,10 @@ class KafkaSink:
 
     def __init__(self, new_producer: Callable[[], Producer], events_topic: str, dead_letter_topic: str,
                  source: str, bootstrap: str, limits: SinkLimits = SinkLimits(),
-                 clock: Callable[[], float] = time.monotonic, wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 broker_answers: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall_clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self._new_producer = new_producer
+        self._broker_answers = broker_answers
         self._events_topic = events_topic
         self._dead_topic = dead_letter_topic
         self._source = source
@@ -108,6 +113,8 @@ class KafkaSink:
         self._isolating = False  # while suspects are sent alone, other sends wait
         self._last_progress = clock()
         self._stalled_since: float | None = None  # set while we have said that the broker is away
+        self._last_probe = clock()
+        self._answering_since: float | None = None  # the broker answers probes, the producer is silent
         self._closing = False
         self._resender = threading.Thread(target=self._resend_failed, name=f"kafka-sink-{source}", daemon=True)
         self._resender.start()
@@ -302,10 +309,14 @@ class KafkaSink:
         delay = self._limits.backoff_initial_s
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._retry or self._suspects or self._closing)
-                if not (self._retry or self._suspects):
-                    return
+                woke = self._cond.wait_for(lambda: self._retry or self._suspects or self._closing, timeout=1.0)
+                queued = bool(self._retry or self._suspects)
                 progressed = self._clock() - self._last_progress < delay
+            if not woke:
+                self._check_wedged()
+                continue
+            if not queued:
+                return  # closing, and nothing left to send
             delay = self._limits.backoff_initial_s if progressed else min(delay * 2, self._limits.backoff_max_s)
             time.sleep(delay)
             with self._cond:
@@ -335,6 +346,38 @@ class KafkaSink:
                     log.exception("sending %s again failed; it stays buffered and is tried again", message.label)
                     with self._cond:
                         self._retry.append(ident)
+
+    def _check_wedged(self) -> None:
+        """While nothing is acknowledged, ask (now and then) whether the broker answers; if it has
+        answered for `stuck_after_s` and the producer still delivers nothing, replace the producer
+        and send every buffered message again."""
+        limits = self._limits
+        with self._cond:
+            now = self._clock()
+            if (self._broker_answers is None or not self._pending or now - self._last_progress < limits.stall_warning_s
+                    or now - self._last_probe < limits.stall_warning_s):
+                if not self._pending:
+                    self._answering_since = None
+                return
+            self._last_probe = now
+        answers = self._broker_answers()
+        with self._cond:
+            now = self._clock()
+            if not answers or now - self._last_progress < limits.stall_warning_s:
+                self._answering_since = None
+                return
+            if self._answering_since is None:
+                self._answering_since = now
+            if now - self._answering_since < limits.stuck_after_s:
+                return
+            log.warning("the broker at %s answers, but the producer has delivered nothing for %.0f s: replacing it "
+                        "and sending the %d buffered messages again", self._bootstrap, now - self._last_progress,
+                        len(self._pending))
+            self._answering_since = None
+            self._replace_producer = True
+            queued = set(self._retry) | set(self._suspects)
+            self._retry.extend(ident for ident in self._pending if ident not in queued)
+            self._cond.notify_all()
 
     def _isolate(self, ident: int) -> None:
         """Send one suspect alone, nothing else in flight, and wait: refused again, it is guilty and
@@ -419,8 +462,18 @@ class KafkaSink:
 def _close_quietly(producer: Producer) -> None:
     try:
         producer.close(timeout=10)
-    except Exception:  # noqa: BLE001 - a refusing producer may fail to flush; it is discarded anyway
+        return
+    except Exception:  # noqa: BLE001 - a wedged producer cannot flush; it is abandoned below
         log.debug("closing a replaced producer failed", exc_info=True)
+    # kafka-python has no public way to abandon a producer whose flush cannot finish: stop its
+    # sender without sending (its records fail, and are already buffered again here), then close.
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+    try:
+        producer.close(timeout=5)
+    except Exception:  # noqa: BLE001 - nothing more can be done with it
+        log.debug("abandoning a replaced producer failed", exc_info=True)
 
 
 def _refused_record(error: BaseException) -> bool:
@@ -473,7 +526,16 @@ def open_kafka_sink(settings: Settings, source: str, limits: SinkLimits = SinkLi
             bootstrap_timeout_ms=int(limits.connect_wait_s * 1000))
         return producer
 
-    return KafkaSink(new_producer, events_topic, dead_topic, source, kafka.bootstrap_servers, limits)
+    def broker_answers() -> bool:
+        from streams.kafka import KafkaUnavailable
+
+        try:
+            open_metadata_client(kafka, f"callwatch-connect-{source}", min(limits.connect_wait_s, 5.0)).close()
+        except KafkaUnavailable:
+            return False
+        return True
+
+    return KafkaSink(new_producer, events_topic, dead_topic, source, kafka.bootstrap_servers, limits, broker_answers)
 
 
 def _wait_for_topics(settings: Settings, source: str, topics: tuple[str, ...], limits: SinkLimits) -> None:

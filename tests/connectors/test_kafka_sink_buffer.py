@@ -274,3 +274,28 @@ def test_flush_waits_for_every_acknowledgement() -> None:
     flusher.join()
     assert sink.counts.sent == 5
     sink.close()
+
+
+def test_a_producer_that_delivers_nothing_while_the_broker_answers_is_replaced(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """kafka-python 3.0.12 can wedge (no producer id after an expired batch): nothing fails, nothing
+    is delivered. Once the broker answers and the producer stays silent, the sink replaces it."""
+    written: list[dict[str, Any]] = []
+    made: list[ScriptedProducer] = []
+
+    def new_producer() -> ScriptedProducer:
+        producer = ScriptedProducer(written)
+        producer.holding = not made  # the first one takes everything and delivers nothing
+        made.append(producer)
+        return producer
+
+    limits = SinkLimits(backoff_initial_s=0.01, backoff_max_s=0.05, stall_warning_s=0.05, stuck_after_s=0.2)
+    sink = KafkaSink(new_producer, "cw.events", "cw.deadletter", "test", "127.0.0.1:1", limits,
+                     broker_answers=lambda: True)
+    with caplog.at_level(logging.WARNING, logger="callwatch.kafka_sink"):
+        for n in range(5):
+            sink.send(offered(n))
+        sink.close()
+    assert sorted(json.loads(r["value"])["event_id"] for r in written) == [f"e{n}" for n in range(5)]
+    assert sink.counts.sent == 5 and sink.producers_replaced == 1 and len(made) == 2
+    assert "answers, but the producer has delivered nothing" in caplog.text
