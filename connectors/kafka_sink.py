@@ -115,6 +115,8 @@ class KafkaSink:
         self._stalled_since: float | None = None  # set while we have said that the broker is away
         self._last_probe = clock()
         self._answering_since: float | None = None  # the broker answers probes, the producer is silent
+        self._last_failure_log = clock() - 1.0
+        self._failures_unlogged = 0
         self._closing = False
         self._resender = threading.Thread(target=self._resend_failed, name=f"kafka-sink-{source}", daemon=True)
         self._resender.start()
@@ -233,7 +235,8 @@ class KafkaSink:
                     raise
                 with self._cond:
                     self._say_stalled(f"cannot hand over {message.label} ({type(error).__name__}); "
-                                      f"buffering, retrying in {delay:g} s")
+                                      f"buffering, retrying in {delay:g} s",
+                                      refused_access=_is_authorization_error(error))
                 time.sleep(delay)
                 delay = min(delay * 2, self._limits.backoff_max_s)
                 continue
@@ -271,14 +274,22 @@ class KafkaSink:
             (self._suspects if refused else self._retry).append(ident)
             if poisoned and generation == self._generation:
                 self._replace_producer = True
-            log.warning("delivery of %s to %s failed after %d attempt(s) (%s: %s); sending it again",
-                        message.label, message.topic, message.attempts, type(error).__name__, error)
+            now = self._clock()
+            if now - self._last_failure_log >= 1.0:  # a whole buffer may fail at once: one line a second
+                more = f" ({self._failures_unlogged} more failed since the last line)" if self._failures_unlogged else ""
+                log.warning("delivery of %s to %s failed after %d attempt(s) (%s: %s); sending it again%s",
+                            message.label, message.topic, message.attempts, type(error).__name__, error, more)
+                self._last_failure_log, self._failures_unlogged = now, 0
+            else:
+                self._failures_unlogged += 1
             self._cond.notify_all()
 
     def _refuse(self, ident: int, message: _Message, error: BaseException) -> None:
         """Kafka will never take this record: an event becomes a dead letter in its place; a dead
         letter is sent again without its payload (the reason and location are what matter)."""
         reason = f"refused by Kafka: {type(error).__name__}"
+        if _is_timestamp_error(error):
+            reason += " (event time outside the topic's message.timestamp.before.max.ms / after.max.ms)"
         if message.letter is None:
             replacement: _Message | None = self._dead_letter_message(
                 DeadLetter.of(self._source, reason, message.label, message.value))
@@ -298,6 +309,7 @@ class KafkaSink:
                 return
             log.warning("%s refused by Kafka (%s: %s); dead-lettering it instead", message.label,
                         type(error).__name__, error)
+            replacement.attempts = message.attempts  # callbacks of earlier sends stay stale
             self._pending[ident] = replacement
             self._pending_bytes += replacement.size
             self._retry.append(ident)
@@ -309,7 +321,8 @@ class KafkaSink:
         delay = self._limits.backoff_initial_s
         while True:
             with self._cond:
-                woke = self._cond.wait_for(lambda: self._retry or self._suspects or self._closing, timeout=1.0)
+                woke = self._cond.wait_for(lambda: self._retry or self._suspects or self._closing,
+                                           timeout=min(1.0, max(0.05, self._limits.stall_warning_s)))
                 queued = bool(self._retry or self._suspects)
                 progressed = self._clock() - self._last_progress < delay
             if not woke:
@@ -440,8 +453,7 @@ class KafkaSink:
             old, self._producer = self._producer, fresh
             self._generation += 1
             self.producers_replaced += 1
-            log.warning("replaced the Kafka producer (an idempotent producer refuses everything after a "
-                        "non-retriable error); %d messages buffered", len(self._pending))
+            log.warning("replaced the Kafka producer; %d messages buffered", len(self._pending))
         # The old producer's remaining sends fail and come back to the re-send queue.
         threading.Thread(target=_close_quietly, args=(old,), name="kafka-sink-close-old", daemon=True).start()
 
@@ -452,11 +464,12 @@ class KafkaSink:
         key = letter.reason.split(":")[0]
         self.counts.by_reason[key] = self.counts.by_reason.get(key, 0) + 1
 
-    def _say_stalled(self, what: str) -> None:
+    def _say_stalled(self, what: str, refused_access: bool = False) -> None:
         if self._stalled_since is None:
             self._stalled_since = self._last_progress
-        log.warning("broker unavailable at %s (no acknowledgement for %.1f s): %s", self._bootstrap,
-                    self._clock() - self._last_progress, what)
+        log.warning("%s at %s (no acknowledgement for %.1f s): %s",
+                    "Kafka refuses access (check the ACLs)" if refused_access else "broker unavailable",
+                    self._bootstrap, self._clock() - self._last_progress, what)
 
 
 def _close_quietly(producer: Producer) -> None:
@@ -491,6 +504,18 @@ def _leaves_producer_refusing(error: BaseException) -> bool:
     from kafka.errors import RetriableError
 
     return not isinstance(error, RetriableError)
+
+
+def _is_authorization_error(error: BaseException) -> bool:
+    from kafka.errors import AuthorizationError
+
+    return isinstance(error, AuthorizationError)
+
+
+def _is_timestamp_error(error: BaseException) -> bool:
+    from kafka.errors import InvalidTimestampError
+
+    return isinstance(error, InvalidTimestampError)
 
 
 def _is_timeout(error: BaseException) -> bool:
@@ -541,18 +566,24 @@ def open_kafka_sink(settings: Settings, source: str, limits: SinkLimits = SinkLi
 def _wait_for_topics(settings: Settings, source: str, topics: tuple[str, ...], limits: SinkLimits) -> None:
     from streams.kafka import KafkaUnavailable
 
+    bootstrap = settings.kafka.bootstrap_servers
     delay = limits.backoff_initial_s
-    while True:
-        try:
-            client = open_metadata_client(settings.kafka, f"callwatch-connect-{source}", limits.connect_wait_s)
-        except KafkaUnavailable:
-            log.warning("broker unavailable at %s; connector %s waiting, retrying in %g s",
-                        settings.kafka.bootstrap_servers, source, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, limits.backoff_max_s)
-            continue
-        try:
-            require_topics(client, topics, settings.kafka.bootstrap_servers)
-            return
-        finally:
-            client.close()
+    try:
+        while True:
+            try:
+                client = open_metadata_client(settings.kafka, f"callwatch-connect-{source}",
+                                              min(limits.connect_wait_s, 2.0))
+            except KafkaUnavailable:
+                log.warning("broker unavailable at %s; connector %s waiting for it, retrying in %g s",
+                            bootstrap, source, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, limits.backoff_max_s)
+                continue
+            try:
+                require_topics(client, topics, bootstrap)
+                return
+            finally:
+                client.close()
+    except KeyboardInterrupt:
+        # Nothing was sent yet: a one-line message rather than a traceback.
+        raise KafkaUnavailable(f"interrupted while waiting for a broker at {bootstrap}") from None

@@ -67,6 +67,35 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_connector_keeps_going(
     assert all("900123" not in (r.value or b"").decode() for r in letters)
 
 
+def test_records_the_broker_refuses_are_dead_lettered_and_the_others_delivered(
+        kafka_bootstrap: str, kafka_prefix: str) -> None:
+    """The broker refuses messages stamped hours ahead; with the sink's own check loosened, it sees
+    kafka-python's idempotent producer refuse everything after that error, replaces it, finds the
+    guilty records by sending suspects alone, and dead-letters only those."""
+    from connectors.kafka_sink import SinkLimits, open_kafka_sink
+    from streams.domain.events import format_ts
+
+    now_ms = time.time_ns() // 1_000_000
+    events = [{"v": 1, "event_id": f"ok-{n}", "call_id": f"call-{n % 40}", "type": "offered",
+               "ts": format_ts(now_ms - 60_000 + n), "line": "101", "queue": "general"} for n in range(300)]
+    ahead = {50, 51, 180}
+    for n in ahead:
+        events[n] = {**events[n], "event_id": f"ahead-{n}", "ts": format_ts(now_ms + 2 * 3600_000)}
+    limits = SinkLimits(max_ahead_s=10 * 86400, backoff_initial_s=0.1, backoff_max_s=0.5)
+    sink = open_kafka_sink(settings_for(kafka_bootstrap, kafka_prefix), "refusal-test", limits)
+    for event in events:
+        sink.send(event)
+    sink.close()
+
+    copies = Counter(event_ids(read_topic(kafka_bootstrap, kafka_prefix + "events")))
+    assert set(copies) == {e["event_id"] for n, e in enumerate(events) if n not in ahead}
+    assert max(copies.values()) == 1
+    letters = read_topic(kafka_bootstrap, kafka_prefix + "deadletter")
+    assert sorted(json.loads(r.value or b"")["location"] for r in letters) == sorted(f"ahead-{n}" for n in ahead)
+    assert all(r.headers["callwatch-reason"].startswith(b"refused by Kafka: InvalidTimestampError") for r in letters)
+    assert sink.counts.sent == 297 and sink.counts.dead_lettered == 3 and sink.producers_replaced >= 1
+
+
 # --- a broker going away ------------------------------------------------------------------------
 
 
