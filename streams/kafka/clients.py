@@ -20,7 +20,10 @@ def client_options(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
     if protocol not in SECURITY_PROTOCOLS:
         raise KafkaConfigError(f"kafka.security_protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, "
                                f"not {kafka.security_protocol!r}")
-    options: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers.split(","),
+    servers = [server.strip() for server in kafka.bootstrap_servers.split(",") if server.strip()]
+    if not servers:
+        raise KafkaConfigError("kafka.bootstrap_servers is empty: give host:port[,host:port...]")
+    options: dict[str, Any] = {"bootstrap_servers": servers,
                                "client_id": client_id, "security_protocol": protocol,
                                # A misspelt topic must fail, not be created with one partition.
                                "allow_auto_create_topics": False}
