@@ -271,6 +271,7 @@ def _cmd_connect(args: argparse.Namespace) -> int:
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # the sink reports the broker's state itself
     connector = args.connector_spec.build(args, settings)
     out = dead = None
     if args.out:
@@ -285,8 +286,10 @@ def _cmd_connect(args: argparse.Namespace) -> int:
         sink = open_kafka_sink(settings, connector.name)
     stop = threading.Event()
 
-    def on_signal(_signum: int, _frame: object) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
         stop.set()
+        # A graceful stop waits for the broker to take what is buffered; a second signal insists.
+        signal.signal(signum, signal.SIG_DFL)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
