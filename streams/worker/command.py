@@ -39,6 +39,8 @@ def register(commands: Any) -> None:
                help="Faust app id, consumer-group and changelog prefix (default: <topic prefix>worker)")
     env_option(worker, "--checkpoint-every", env="CALLWATCH_CHECKPOINT_EVERY", default="2s",
                help="how often each partition's state is checkpointed")
+    env_option(worker, "--publish-every", env="CALLWATCH_PUBLISH_EVERY", default="1s",
+               help="how often live figures are published to /metrics and the figures topic")
     env_option(worker, "--session-timeout", env="CALLWATCH_WORKER_SESSION_TIMEOUT", default="10s",
                help="how soon the other workers take over the partitions of one that died")
     env_option(worker, "--log-level", env="CALLWATCH_LOG_LEVEL", default="warning",
@@ -64,6 +66,12 @@ def _options(args: argparse.Namespace) -> Any:
     except InvalidConfig as error:
         raise UsageError(f"--checkpoint-every: {error}") from None
     try:
+        publish_s = parse_duration_s(args.publish_every)
+    except InvalidConfig as error:
+        raise UsageError(f"--publish-every: {error}") from None
+    if not 0.05 <= publish_s <= 60:
+        raise UsageError(f"--publish-every must be between 50ms and 60s, not {args.publish_every!r}")
+    try:
         session_s = parse_duration_s(args.session_timeout)
     except InvalidConfig as error:
         raise UsageError(f"--session-timeout: {error}") from None
@@ -72,8 +80,11 @@ def _options(args: argparse.Namespace) -> Any:
     if args.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f"--log-level must be debug, info, warning or error, not {args.log_level!r}")
     return WorkerOptions(app_id=args.app_id or "", workdir=args.workdir, session_timeout_s=session_s,
+                         publish_every_s=publish_s,
                          ingest=IngestOptions(window_s=window_s, wall_clock=args.clock == "wall",
-                                              checkpoint_every_s=checkpoint_s, session_timeout_s=session_s))
+                                              checkpoint_every_s=checkpoint_s, session_timeout_s=session_s,
+                                              # wallboard parts twice per publication, at most 5 a second
+                                              live_every_s=min(0.2, publish_s / 2)))
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from mode import Service
 
 from connectors.sink import DeadLetter
@@ -64,6 +65,7 @@ class IngestStatus:
     pending: int = 0
     stream_time_ms: int | None = None
     dead_lettered: int = 0
+    deleted_unread: int = 0  # events the topic's retention deleted before they were read
     checkpoints: int = 0
     partitions: list[int] = field(default_factory=list)
 
@@ -107,7 +109,9 @@ class CallIngest(Service):
         await self._app.producer.maybe_start()
         self._consumer = AIOKafkaConsumer(
             **client_options(self._kafka), group_id=self._group_id, client_id=f"{self._group_id}-ingest",
-            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
+            # "none": a position the log no longer has (retention deleted unread events) is reported,
+            # not silently skipped (see _track_calls).
+            enable_auto_commit=False, auto_offset_reset="none", isolation_level="read_committed",
             max_poll_records=self._options.batch, fetch_max_wait_ms=20,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             session_timeout_ms=int(self._options.session_timeout_s * 1000),
@@ -169,9 +173,27 @@ class CallIngest(Service):
             if self._fatal is not None:
                 await self.crash(self._fatal)
                 return
-            batches = await self._consumer.getmany(timeout_ms=100, max_records=self._options.batch)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=100, max_records=self._options.batch)
+            except OffsetOutOfRangeError as error:
+                await self._skip_deleted(error)
+                continue
+            except NoOffsetForPartitionError:
+                await asyncio.sleep(0.05)  # assigned a moment ago: the rebalance listener is placing it
+                continue
             async with self._lock:
                 await self._process(batches)
+
+    async def _skip_deleted(self, error: Any) -> None:
+        """Events deleted by the topic's retention before this worker read them cannot be counted:
+        say so loudly, count them, and go on from the oldest event the topic still has."""
+        positions = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+        for tp, offset in positions.items():
+            first = (await self._consumer.beginning_offsets([tp]))[tp]
+            self.status.deleted_unread += max(0, first - offset)
+            log.error("partition %d: events at offsets %d to %d were deleted (retention) before this worker "
+                      "read them; they are missing from the figures", tp.partition, offset, first - 1)
+            self._consumer.seek(tp, first)
 
     async def _process(self, batches: dict[Any, list[Any]]) -> None:
         flows = self._flows
