@@ -1,0 +1,30 @@
+"""parse_ts's memo of minutes must give exactly what the strict parser gives, and must not let a
+malformed second or millisecond through once its minute is known."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.domain.events import InvalidEvent, format_ts, parse_ts
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(min_value=0, max_value=4_102_444_800_000))  # 1970 to 2100
+def test_canonical_timestamps_round_trip_through_the_memo(occurred_ms):
+    text = format_ts(occurred_ms)
+    assert parse_ts(text) == occurred_ms  # first: strict parse, fills the memo
+    assert parse_ts(text) == occurred_ms  # then: from the memo
+    expected = (datetime.fromisoformat(text.replace("Z", "+00:00")) - EPOCH) // timedelta(milliseconds=1)
+    assert expected == occurred_ms
+
+
+@pytest.mark.parametrize("second_and_ms", ["60.000", "0x.000", "0\u0663.000", "+1.000", " 1.000", "01.0_0"])
+def test_a_known_minute_does_not_let_bad_seconds_through(second_and_ms):
+    parse_ts("2024-03-01T09:00:01.000Z")  # the minute is now memoised
+    with pytest.raises(InvalidEvent) as error:
+        parse_ts(f"2024-03-01T09:00:{second_and_ms}Z")
+    assert error.value.field == "ts"
