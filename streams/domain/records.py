@@ -175,27 +175,39 @@ class LiveTallies:
     def add(self, records: Iterable[Record]) -> None:
         line_config = self._config.line
         bucket_ms = self._bucket_ms
+        window_of = self._days.window_of
+        all_buckets, days_now = self._buckets, self._days_now
+        changed_buckets, changed_days = self._changed_buckets, self._changed_days
+        day_start = day_end = 0
         for record in records:
             closed = type(record) is LegClosed
             at_ms = record.closed_ms if closed else record.occurred_ms  # type: ignore[union-attr]
+            if not day_start <= at_ms < day_end:
+                day_start, day_end = window_of(at_ms)
             group = (record.site, record.line, record.queue)
             start = at_ms - at_ms % bucket_ms
-            buckets = self._buckets.setdefault(group, {})
+            buckets = all_buckets.get(group)
+            if buckets is None:
+                buckets = all_buckets[group] = {}
             bucket = buckets.get(start)
             if bucket is None:
                 bucket = buckets[start] = Tally()
-            day_start, day_end = self._days.window_of(at_ms)
-            day = self._days_now.get(group)
+            day = days_now.get(group)
             if day is None or day[0] < day_start:
-                day = self._days_now[group] = (day_start, Tally())
-            counted = (bucket,) if day[0] > day_start else (bucket, day[1])  # a record of a past day
-            for tally in counted:
-                if closed:
-                    tally.add_outcome(record.outcome, record.wait_ms, line_config(record.line))  # type: ignore[union-attr]
-                else:
-                    tally.arrivals += 1
-            self._changed_buckets.add((group, start))
-            self._changed_days.add(group)
+                day = days_now[group] = (day_start, Tally())
+            today = day[1] if day[0] == day_start else None  # None: a record of a day already past
+            if closed:
+                outcome, wait_ms = record.outcome, record.closed_ms - record.offered_ms  # type: ignore[union-attr]
+                rules = line_config(record.line)
+                bucket.add_outcome(outcome, wait_ms, rules)
+                if today is not None:
+                    today.add_outcome(outcome, wait_ms, rules)
+            else:
+                bucket.arrivals += 1
+                if today is not None:
+                    today.arrivals += 1
+            changed_buckets.add((group, start))
+            changed_days.add(group)
 
     def updates(self, now_ms: int, tracker: CallTracker, full: bool = False) -> list[GroupNow]:
         """The groups with news since the last call (every group when `full`): the buckets and day

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from streams.domain.config import FlowConfig
 from streams.domain.records import LiveMerge, report_row
@@ -42,11 +42,12 @@ class Aggregator:
     apart by (window, source) when published. `progress`, per outcomes partition: each source's
     watermark, and `done`, the end up to which windows are published."""
 
-    def __init__(self, config: FlowConfig, parts: Any, progress: Any, figures: Any) -> None:
+    def __init__(self, config: FlowConfig, parts: Any, progress: Any,
+                 send_figure: Callable[[bytes, bytes], Awaitable[Any]]) -> None:
         self.config = config
         self.parts = parts
         self.progress = progress
-        self.figures = figures
+        self.send_figure = send_figure
         self.live = LiveMerge(config)
         self.status = AggregateStatus()
 
@@ -120,7 +121,7 @@ class Aggregator:
             for group, parts in sorted(tallies.items()):
                 row = report_row(start, end, group, parts, self.config)
                 if row is not None:
-                    await self.figures.send(key=figure_key(start, group).encode(), value=encode(row).encode())
+                    await self.send_figure(figure_key(start, group).encode(), encode(row).encode())
                     self.status.rows += 1
         for key, keep in changed.items():
             if keep:

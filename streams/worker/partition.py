@@ -109,12 +109,13 @@ class PartitionFlow:
                 continue
             counts.received += 1
             try:
-                event = parse_event(decode(message.value))  # type: ignore[arg-type]
+                # text first: the decoder would otherwise sniff the encoding of every message
+                event = parse_event(decode(message.value.decode("utf-8")))  # type: ignore[union-attr]
             except InvalidEvent as error:
                 counts.rejected += 1
                 rejected.append(Rejected(message.offset, f"invalid {error}", message.value or b""))
                 continue
-            except (ValueError, TypeError, RecursionError) as error:
+            except (ValueError, AttributeError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
                 counts.rejected += 1
                 reason = "empty message" if message.value is None else f"not JSON: {str(error).splitlines()[0]}"
                 rejected.append(Rejected(message.offset, reason, message.value or b""))
