@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .call_legs import LINE_TOTAL, CallTracker, LegClosed, Record
+from .call_legs import LINE_TOTAL, LegClosed, Record
 from .config import FlowConfig
 from .events import AGENT_STATE, CallEvent
 from .figures import Tally, figures_of
@@ -144,8 +144,11 @@ def restore_group_now(values: list[Json]) -> GroupNow:
 
 class LiveTallies:
     """One source's part of the wallboard: its records tallied per group in short buckets (for the
-    rolling windows) and per local day (for today), the events it saw (data age, agents), and, from
-    its tracker, the legs waiting now. `updates` says what changed since it was last asked."""
+    rolling windows) and per local day (for today), the events it saw (data age, agents), and the
+    legs waiting now, followed from the records themselves (an arrival opens a leg, its LegClosed
+    closes it; a line's total counts its queues' waiting legs, as the LiveBoard does), so asking
+    costs nothing however many calls the tracker remembers. `updates` says what changed since it
+    was last asked."""
 
     def __init__(self, config: FlowConfig, bucket_ms: int = BUCKET_MS) -> None:
         self._config = config
@@ -158,6 +161,8 @@ class LiveTallies:
         self._agents: dict[tuple[str, str], tuple[str, str, str]] = {}  # (site, agent) -> (line, queue, state)
         self._changed_buckets: set[tuple[Group, int]] = set()
         self._changed_days: set[Group] = set()
+        # group -> offer time -> legs offered then and still waiting
+        self._waiting: dict[Group, dict[int, int]] = {}
         # What was last said of each group's waiting legs, newest event and agents (not saved:
         # after a restore everything is said again).
         self._sent: dict[Group, tuple[int, int | None, int | None, tuple[tuple[str, int], ...]]] = {}
@@ -208,8 +213,22 @@ class LiveTallies:
                     today.arrivals += 1
             changed_buckets.add((group, start))
             changed_days.add(group)
+            if record.queue != LINE_TOTAL:
+                offered_ms = record.offered_ms if closed else at_ms  # type: ignore[union-attr]
+                for held in (group, (record.site, record.line, LINE_TOTAL)):
+                    self._count_waiting(held, offered_ms, -1 if closed else 1)
 
-    def updates(self, now_ms: int, tracker: CallTracker, full: bool = False) -> list[GroupNow]:
+    def _count_waiting(self, group: Group, offered_ms: int, change: int) -> None:
+        offers = self._waiting.get(group)
+        if offers is None:
+            offers = self._waiting[group] = {}
+        left = offers.get(offered_ms, 0) + change
+        if left > 0:
+            offers[offered_ms] = left
+        else:
+            offers.pop(offered_ms, None)
+
+    def updates(self, now_ms: int, full: bool = False) -> list[GroupNow]:
         """The groups with news since the last call (every group when `full`): the buckets and day
         that changed (every one when `full`), waiting legs, newest event and agents now. Buckets that
         fell out of the longest rolling window are dropped first."""
@@ -217,7 +236,8 @@ class LiveTallies:
         for buckets in self._buckets.values():
             for start in [s for s in buckets if s + self._bucket_ms <= horizon]:
                 del buckets[start]
-        waiting, oldest = _waiting(tracker)
+        waiting = {group: sum(offers.values()) for group, offers in self._waiting.items() if offers}
+        oldest = {group: min(offers) for group, offers in self._waiting.items() if offers}
         agents: dict[Group, list[tuple[str, int]]] = {}
         counts: dict[tuple[str, str, str, str], int] = {}
         for (site, _agent), (line, queue, state) in self._agents.items():
@@ -246,6 +266,7 @@ class LiveTallies:
             "days": [[*group, start, tally_state(t)] for group, (start, t) in self._days_now.items()],
             "seen": [[*group, at] for group, at in self._seen.items()],
             "agents": [[site, agent, *value] for (site, agent), value in self._agents.items()],
+            "waiting": [[*group, list(offers.items())] for group, offers in self._waiting.items() if offers],
         }
 
     def restore(self, state: dict[str, Json]) -> None:
@@ -254,22 +275,7 @@ class LiveTallies:
         self._days_now = {(s, l, q): (int(start), restore_tally(t)) for s, l, q, start, t in state["days"]}
         self._seen = {(s, l, q): int(at) for s, l, q, at in state["seen"]}
         self._agents = {(site, agent): (line, queue, st) for site, agent, line, queue, st in state["agents"]}
-
-
-def _waiting(tracker: CallTracker) -> tuple[dict[Group, int], dict[Group, int]]:
-    counts: dict[Group, int] = {}
-    oldest: dict[Group, int] = {}
-    for call in tracker.calls.values():
-        if not call.open_count:
-            continue
-        for leg in call.legs:
-            if leg.outcome is not None:
-                continue
-            for group in ((leg.site, leg.line, leg.queue), (leg.site, leg.line, LINE_TOTAL)):
-                counts[group] = counts.get(group, 0) + 1
-                if leg.offered_ms < oldest.get(group, leg.offered_ms + 1):
-                    oldest[group] = leg.offered_ms
-    return counts, oldest
+        self._waiting = {(s, l, q): {int(at): int(n) for at, n in offers} for s, l, q, offers in state["waiting"]}
 
 
 @dataclass(slots=True)

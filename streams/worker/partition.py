@@ -192,7 +192,7 @@ class PartitionFlow:
             self._live.add(records)
 
     def live_updates(self, now_ms: int, full: bool = False) -> list[GroupNow]:
-        return self._live.updates(now_ms, self._board_tracker, full)
+        return self._live.updates(now_ms, full)
 
     @property
     def watermark_ms(self) -> int | None:

@@ -15,7 +15,8 @@ from streams.domain import CallFlow, FlowConfig, parse_event, parse_ts
 from streams.domain.call_legs import CallTracker, Record
 from streams.domain.events import CallEvent
 from streams.domain.ordering import EventOrderer
-from streams.domain.records import WindowTallies, report_row
+from streams.domain.records import (LiveMerge, LiveTallies, WindowTallies, group_now_state, report_row,
+                                    restore_group_now)
 from streams.domain.state import (IncompatibleState, check_schema, orderer_state, restore_orderer,
                                   restore_tally, restore_tracker, schema, tally_state, tracker_state)
 from streams.simulator import simulate
@@ -176,3 +177,59 @@ def test_parts_of_partitions_merge_into_the_replay_rows(window_s: int, partition
     expected = _replay_rows(events, config, window_s)
     assert len(expected) > 10
     assert merged == expected
+
+
+@pytest.mark.parametrize("cut", [0.37, 0.61, 1.0])
+def test_wallboard_parts_of_partitions_merge_into_the_live_board(cut: float) -> None:
+    """Each partition's LiveTallies, merged by a LiveMerge, show what one LiveBoard over all the
+    events shows: waiting legs and longest waits, agents, data age, today, and the rolling windows
+    (at an instant whose windows start on a bucket boundary, where buckets lose no precision)."""
+    config = FlowConfig(allowed_lateness_s=0)
+    events = _events(hours=30, seed=4, scenario="surge")
+    if cut < 1:  # end just after an offer: at least that call waits
+        at = next(i for i in range(int(len(events) * cut), len(events)) if events[i].type == "offered")
+        events = events[:at + 1]
+    reference = CallFlow(config, live=True)
+    for event in events:
+        reference.ingest(event)
+    reference.finish()
+    end_ms = max(e.occurred_ms for e in events)
+
+    merge = LiveMerge(config)
+    partitions = 5
+    by_partition: list[list[CallEvent]] = [[] for _ in range(partitions)]
+    for event in events:
+        by_partition[zlib.crc32((event.call_id or event.agent or "").encode()) % partitions].append(event)
+    for number, partition_events in enumerate(by_partition):
+        tallies = LiveTallies(config)
+        partition = _Partition(config)
+        half = len(partition_events) // 2
+        for part in (partition_events[:half], partition_events[half:]):
+            partition.feed(part)
+            partition.finish()
+            for event in part:
+                tallies.observe(event)
+            tallies.add(partition.records)
+            partition.records = []
+            for update in tallies.updates(end_ms):  # sent twice: the second replaces the first
+                merge.update(number, restore_group_now(_json(group_now_state(update))))
+        partition.tracker.expire(end_ms, partition.records)
+        tallies.add(partition.records)
+        restored = LiveTallies(config)
+        restored.restore(_json(tallies.state()))
+        for update in restored.updates(end_ms, full=True):
+            merge.update(number, restore_group_now(_json(group_now_state(update))))
+
+    now_ms = end_ms - end_ms % 10_000 + 10_000
+    expected, merged = reference.snapshot(now_ms), merge.snapshot(now_ms)
+    assert merged.queues == expected.queues
+    assert merged.agents == expected.agents
+    assert merged.data_age_s == expected.data_age_s
+    assert merged.figures.keys() == expected.figures.keys()
+    for window in expected.figures:
+        assert merged.figures[window] == expected.figures[window], window
+    assert sum(f["offered"] for f in expected.figures["today"].values()) > 100  # type: ignore[misc]
+    assert sum(f["offered"] for f in expected.figures["15m"].values()) > 10  # type: ignore[misc]
+    assert expected.agents and len(expected.queues) >= 6
+    if cut < 1:
+        assert sum(q.waiting for q in expected.queues.values()) > 0
