@@ -47,6 +47,7 @@ class IngestOptions:
     live_every_s: float = 0.2
     full_live_every_s: float = 30.0  # every wallboard part again, for aggregators that just started
     watermark_every_s: float = 0.5  # window parts and watermarks go out this often
+    quiet_watermark_every_s: float = 10.0  # a watermark that closes no window, at most this often
     parts_per_message: int = 200
     session_timeout_s: float = 10.0
 
@@ -83,7 +84,7 @@ class CallIngest(Service):
         self._flows: dict[int, PartitionFlow] = {}
         self._lock = asyncio.Lock()
         self._pending: list[asyncio.Future[Any]] = []  # sends not yet known to be acknowledged
-        self._sent_watermark: dict[int, int] = {}
+        self._sent_watermark: dict[int, tuple[int, float]] = {}  # partition -> (watermark, monotonic time)
         self._unsent: dict[int, dict[int, list[Any]]] = {}  # partition -> outcomes partition -> parts
         self._fresh: set[int] = set()  # partitions whose wallboard parts have not been sent whole yet
         self._next_emit = 0.0
@@ -225,18 +226,26 @@ class CallIngest(Service):
         """Window parts collected since the last emit, then each partition's watermark (after the
         parts it covers: Kafka keeps one producer's order within a partition)."""
         sources = self._topology.events_partitions
+        sent_parts = set()
         for partition, by_target in self._unsent.items():
             for target, parts in sorted(by_target.items()):
                 for chunk in _chunks(parts, self._options.parts_per_message):
                     await self._send(self._topology.outcomes, encode_parts(partition, sources, chunk), target)
+                sent_parts.add(partition)
             by_target.clear()
         for partition, flow in self._flows.items():
             watermark_ms = flow.watermark_ms
-            if watermark_ms is not None and watermark_ms != self._sent_watermark.get(partition):
+            sent_ms, sent_at = self._sent_watermark.get(partition, (None, 0.0))
+            if watermark_ms is None or watermark_ms == sent_ms:
+                continue
+            # Aggregators act on a watermark only when it passes a window's end: send it then, after
+            # parts, and now and then anyway (it also carries the stream time).
+            if (partition in sent_parts or sent_ms is None or clock - sent_at >= self._options.quiet_watermark_every_s
+                    or flow.window_of(watermark_ms)[0] != flow.window_of(sent_ms)[0]):
                 value = encode_watermark(partition, sources, watermark_ms, flow.stream_time_ms)
                 for target in range(self._topology.outcomes_partitions):
                     await self._send(self._topology.outcomes, value, target)
-                self._sent_watermark[partition] = watermark_ms
+                self._sent_watermark[partition] = (watermark_ms, clock)
         self._next_emit = clock + self._options.watermark_every_s
 
     async def _send_live(self, now_ms: int, full: bool) -> None:

@@ -194,6 +194,9 @@ class PartitionFlow:
     def live_updates(self, now_ms: int, full: bool = False) -> list[GroupNow]:
         return self._live.updates(now_ms, full)
 
+    def window_of(self, instant_ms: int) -> tuple[int, int]:
+        return self._windows.window_of(instant_ms)
+
     @property
     def watermark_ms(self) -> int | None:
         until = self._processed_until_ms
