@@ -49,6 +49,7 @@ class Aggregator:
         self.progress = progress
         self.send_figure = send_figure
         self.live = LiveMerge(config)
+        self.live_changed = False  # wallboard news not yet published
         self.status = AggregateStatus()
 
     async def on_outcome(self, partition: int, value: bytes | None) -> None:
@@ -69,6 +70,7 @@ class Aggregator:
         elif outcome.kind == LIVE:
             for update in outcome.updates:
                 self.live.update(outcome.source, update)
+            self.live_changed = True
 
     def _keep_parts(self, partition: int, outcome: Outcome) -> None:
         done = self.progress.get(f"{partition}|done")
@@ -141,18 +143,29 @@ def live_rows(snapshot: Any) -> list[tuple[bytes, bytes]]:
     return rows
 
 
-def register(app: Any, aggregator: Aggregator, outcomes: Any, publish: Callable[[], Any],
+def register(app: Any, aggregator: Aggregator, outcomes: Any, publish: Callable[[bool], Awaitable[None]],
              publish_every_s: float) -> None:
-    """Attach the agent and the timer to the Faust app."""
+    """Attach the agent and the timer to the Faust app. The timer publishes every period (so figures
+    decay when nothing arrives); wallboard news is also published as it comes, at most ten times a
+    second, so the board does not wait for the timer."""
+    last = [0.0]
 
     @app.agent(outcomes, concurrency=1, name="aggregate_figures")
     async def aggregate_figures(stream: Any) -> None:
         async for event in stream.events():
+            delay = time.time() - event.message.timestamp
+            if delay > 0.5:
+                log.info("outcomes partition %d offset %d: %.3f s after it was sent",
+                         event.message.partition, event.message.offset, delay)
             await aggregator.on_outcome(event.message.partition, event.value)
+            if aggregator.live_changed and time.monotonic() - last[0] >= 0.1:
+                last[0] = time.monotonic()
+                await publish(False)
 
     @app.timer(publish_every_s, name="publish_figures")
     async def publish_figures() -> None:
-        await publish()
+        last[0] = time.monotonic()
+        await publish(True)
 
 
 def wall_ms() -> int:

@@ -69,7 +69,9 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology,
     wall = options.ingest.wall_clock
     source = f"kafka:{topology.events}"
 
-    async def publish() -> None:
+    async def publish(to_topic: bool) -> None:
+        """The merged board to the Prometheus collector (and, with `to_topic`, to the figures topic)."""
+        aggregator.live_changed = False
         held = {tp.partition for tp in app.consumer.assignment() if tp.topic == topology.outcomes}
         aggregator.live.forget(lambda group: outcomes_partition(group, topology.outcomes_partitions) in held)
         clock_ms = agents.wall_ms()
@@ -86,7 +88,7 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology,
             stream_time_s=None if newest is None else newest / 1000,
             processing_lag_s=None if newest is None else max(0.0, (clock_ms - newest) / 1000),
             published_at_s=time.time()))
-        if options.live_rows_to_topic:
+        if to_topic and options.live_rows_to_topic:
             for key, value in agents.live_rows(snapshot):
                 await send_figure(key, value)
 

@@ -28,7 +28,7 @@ from streams.domain.config import FlowConfig
 from streams.domain.state import IncompatibleState
 
 from .kafka import Topology, client_options, encode_checkpoint, load_checkpoint
-from .messages import encode_live, encode_parts, encode_watermark, outcomes_partition
+from .messages import encode_live, encode_parts, encode_tick, encode_watermark, outcomes_partition
 from .partition import CheckpointMismatch, PartitionFlow
 
 log = logging.getLogger("callwatch.worker")
@@ -43,7 +43,7 @@ class IngestOptions:
     window_s: int = 900
     wall_clock: bool = False
     batch: int = 20_000  # records per poll
-    checkpoint_every_s: float = 2.0
+    checkpoint_every_s: float = 2.0  # each partition's state is saved about this often
     live_every_s: float = 0.2
     full_live_every_s: float = 30.0  # every wallboard part again, for aggregators that just started
     watermark_every_s: float = 0.5  # window parts and watermarks go out this often
@@ -91,6 +91,7 @@ class CallIngest(Service):
         self._consumer: Any = None
         self._fatal: BaseException | None = None
         self._next_checkpoint = 0.0
+        self._saved_at: dict[int, float] = {}  # partition -> when its last checkpoint was written
         self._next_live = 0.0
         self._next_full_live = 0.0
         self.status = IngestStatus()
@@ -142,6 +143,7 @@ class CallIngest(Service):
                     log.exception("checkpoint of revoked partitions failed")
             for partition in mine:
                 del self._flows[partition]
+                self._saved_at.pop(partition, None)
                 self._sent_watermark.pop(partition, None)
                 self._unsent.pop(partition, None)
             self._refresh_status()
@@ -182,8 +184,12 @@ class CallIngest(Service):
             except NoOffsetForPartitionError:
                 await asyncio.sleep(0.05)  # assigned a moment ago: the rebalance listener is placing it
                 continue
+            started = time.monotonic()
             async with self._lock:
                 await self._process(batches)
+            took = time.monotonic() - started
+            if took > 0.25:
+                log.info("slow batch: %d records in %.3f s", sum(len(r) for r in batches.values()), took)
 
     async def _skip_deleted(self, error: Any) -> None:
         """Events deleted by the topic's retention before this worker read them cannot be counted:
@@ -217,9 +223,14 @@ class CallIngest(Service):
         if clock >= self._next_live:
             await self._send_live(now_ms, full=clock >= self._next_full_live)
             self._next_live = clock + self._options.live_every_s
-        if clock >= self._next_checkpoint:
-            await self._checkpoint(list(flows))
-            self._next_checkpoint = time.monotonic() + self._options.checkpoint_every_s
+        if clock >= self._next_checkpoint and flows:
+            # One partition at a time, the one saved longest ago, so that the loop pauses for one
+            # partition's state at once; and never more than a tenth of the time on checkpoints.
+            partition = min(flows, key=lambda p: self._saved_at.get(p, 0.0))
+            started = time.monotonic()
+            await self._checkpoint([partition])
+            took = time.monotonic() - started
+            self._next_checkpoint = time.monotonic() + max(self._options.checkpoint_every_s / len(flows), 9 * took)
         self._refresh_status()
 
     async def _emit(self, clock: float) -> None:
@@ -252,6 +263,7 @@ class CallIngest(Service):
         targets = self._topology.outcomes_partitions
         if full:
             self._next_full_live = time.monotonic() + self._options.full_live_every_s
+        told: set[int] = set()
         for partition, flow in self._flows.items():
             stream_ms = flow.stream_time_ms
             at_ms = now_ms if self._options.wall_clock else stream_ms
@@ -263,7 +275,11 @@ class CallIngest(Service):
             for target, updates in by_target.items():
                 await self._send(self._topology.outcomes,
                                  encode_live(partition, self._topology.events_partitions, stream_ms, updates), target)
+                told.add(target)
             self._fresh.discard(partition)
+        if told:
+            for target in set(range(targets)) - told:
+                await self._send(self._topology.outcomes, encode_tick(self._topology.events_partitions), target)
 
     async def _dead_letter(self, tp: Any, rejected: Any) -> None:
         letter = DeadLetter.of(f"kafka:{tp.topic}", rejected.reason, f"{tp.topic}/{tp.partition}@{rejected.offset}",
@@ -292,6 +308,7 @@ class CallIngest(Service):
         makes the next run send some outputs again, identical ones."""
         from aiokafka import TopicPartition
 
+        started = time.monotonic()
         await self._emit(time.monotonic())  # parts taken out of a partition's state go out before it is saved
         await self._settle()
         offsets = {}
@@ -301,7 +318,12 @@ class CallIngest(Service):
                              key=str(partition).encode())
             offsets[TopicPartition(self._topology.events, partition)] = flow.next_offset
         await self._settle()
+        for partition in partitions:
+            self._saved_at[partition] = time.monotonic()
         self.status.checkpoints += 1
+        took = time.monotonic() - started
+        if took > 0.1:
+            log.info("checkpoint of %d partitions took %.3f s", len(partitions), took)
         if offsets:
             try:  # for lag monitoring only: a restart resumes at the checkpoint's offset
                 await self._consumer.commit(offsets)

@@ -6,7 +6,10 @@ the keys of the figures topic. JSON values, compact; every message names its sou
   group meets in one aggregator. Parts sent again are identical (they replace the first ones).
 - watermark: a source has emitted every part of the windows ending at or before `t`; sent to every
   outcomes partition, after the parts it covers (Kafka keeps a producer's order in a partition).
-- live: a source's wallboard parts (GroupNow) for the groups of one outcomes partition."""
+- live: a source's wallboard parts (GroupNow) for the groups of one outcomes partition.
+- tick: nothing; sent with live news to the outcomes partitions that got none, because Faust's
+  consumer waits up to 1.5 s (its fixed fetch_max_wait_ms) on quiet partitions before it fetches
+  again from busy ones."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from streams.domain.state import tally_state
 
 Group = tuple[str, str, str]
 
-PARTS, WATERMARK, LIVE = "parts", "wm", "live"
+PARTS, WATERMARK, LIVE, TICK = "parts", "wm", "live", "tick"
 LIVE_KEY_PREFIX = "live|"
 
 
@@ -61,6 +64,10 @@ def encode_watermark(source: int, sources: int, watermark_ms: int, stream_time_m
     return _dumps({"k": WATERMARK, "src": source, "n": sources, "t": watermark_ms, "st": stream_time_ms})
 
 
+def encode_tick(sources: int) -> bytes:
+    return _dumps({"k": TICK, "src": -1, "n": sources})
+
+
 def encode_live(source: int, sources: int, stream_time_ms: int | None, updates: list[GroupNow]) -> bytes:
     return _dumps({"k": LIVE, "src": source, "n": sources, "st": stream_time_ms,
                    "u": [group_now_state(update) for update in updates]})
@@ -96,6 +103,8 @@ def decode_outcome(value: bytes | None) -> Outcome:
         if kind == LIVE:
             return Outcome(kind, source, sources, stream_time_ms=obj.get("st"),
                            updates=tuple(restore_group_now(values) for values in obj["u"]))
+        if kind == TICK:
+            return Outcome(kind, source, sources)
     except (ValueError, KeyError, TypeError, IndexError) as error:
         raise BadOutcome(f"unreadable outcomes message: {error}") from None
     raise BadOutcome(f"unknown outcomes message kind {kind!r}")

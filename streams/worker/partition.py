@@ -24,6 +24,7 @@ from streams.domain.state import (check_schema, orderer_state, restore_orderer, 
 from streams.io.codec import decode
 
 CONTROL_HEADER = "callwatch-control"
+BOARD_IDLE_MS = 1000
 END_OF_STREAM = b"end-of-stream"
 
 
@@ -175,6 +176,12 @@ class PartitionFlow:
         return Advance(parts, self.watermark_ms, self.stream_time_ms)
 
     def _advance_board(self, now: int | None, drain: bool) -> None:
+        if now is not None:
+            # While events flow, the board's watermark follows them (newest - live lateness): a
+            # pause of this worker (a checkpoint, a rebalance) then makes no event late. Only when
+            # none comes does the wall clock move it, max(live lateness, BOARD_IDLE_MS) behind, so
+            # the last ones show.
+            now -= max(0, BOARD_IDLE_MS - self._live_lateness_ms)
         released = self._board.drain() if drain else self._board.release(now)
         records: list[Record] = []
         if released:
