@@ -80,11 +80,14 @@ class ScriptedProducer:
             future.failure(error)
 
     def release(self) -> None:
+        # Held records join the log before any later send can (a partition keeps the order in
+        # which records were sent); the futures complete afterwards, outside the lock.
         with self.lock:
             self.holding = False
             held, self.held = self.held, []
+            self.written.extend(record for _, record in held)
         for future, record in held:
-            self._complete(future, record, None)
+            future.success(record)
 
     def flush(self, timeout: float | None = None) -> None:
         pass
