@@ -625,6 +625,15 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     workdir = cache / f"worker-run-{uuid.uuid4().hex[:6]}"
     workdir.mkdir()
+    try:
+        _run(args, cache, workdir)
+    finally:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
     bootstrap = _broker()
     path = _simulated(args.events, cache)
 

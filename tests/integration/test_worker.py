@@ -350,3 +350,29 @@ def _dead_letters(stack: Stack) -> list[tuple[dict[str, str], bytes]]:
         return letters
     finally:
         consumer.close()
+
+
+def test_two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies(stack: Stack) -> None:
+    """Two workers with the same app id split the partitions; the first is killed midway and the
+    second carries on with all of them: still exactly the replay's report."""
+    path = stack.tmp_path / "shared.jsonl"
+    lines = _simulate(stack, path, "10d", seed=5, start="2024-03-01T00:00:00Z")
+    expected = _replay(stack, path)
+    first, second = WorkerProcess(stack, "first"), WorkerProcess(stack, "second")
+    workers = [first, second]
+    try:
+        stack.produce(lines[:len(lines) // 2])
+        both = _wait(lambda: first.received() > 0 and second.received() > 0, 120,
+                     "both workers reading events", workers)
+        assert both
+        first.kill9()
+        workers = [second]
+        stack.produce(lines[len(lines) // 2:])
+        stack.end_of_stream(lines)
+        rows = _wait(_complete(stack, len(expected)), 300, "the interval report", workers)
+        assert rows == expected
+        _wait(lambda: second.metrics().get("callwatch_events_accepted_total") == len(lines), 60,
+              "the second worker to count every event", workers)
+    finally:
+        for worker in (first, second):
+            worker.stop()
