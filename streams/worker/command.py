@@ -12,7 +12,7 @@ from typing import Any
 
 from streams.domain.config import InvalidConfig
 from streams.domain.windows import interval_s
-from streams.options import EXIT_OK, Parser, UsageError, env_option, formatter, number
+from streams.options import EXIT_OK, EXIT_USAGE, UsageError, env_option, formatter, number
 from streams.settings import SettingsError, load_settings
 
 EXIT_FAILED = 1
@@ -121,6 +121,10 @@ def run_worker(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
     ingest = worker_app.ingest
+    if ingest.fatal is not None:
+        sys.stderr.write(f"callwatch worker: error: {ingest.fatal}: the state saved by app id "
+                         f"{options.resolved_app_id(settings)} cannot be used; start with another --app-id\n")
+        return EXIT_USAGE
     log.warning("stopped: %d events received, %d dead-lettered; %d outcomes messages, %d rows",
                 ingest.status.received, ingest.status.dead_lettered, worker_app.aggregator.status.messages,
                 worker_app.aggregator.status.rows)

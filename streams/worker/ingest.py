@@ -99,6 +99,11 @@ class CallIngest(Service):
         self._next_full_live = 0.0
         self.status = IngestStatus()
 
+    @property
+    def fatal(self) -> BaseException | None:
+        """Why the worker cannot go on (a checkpoint written under other settings), if so."""
+        return self._fatal
+
     async def on_start(self) -> None:
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 
