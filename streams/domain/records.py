@@ -111,6 +111,7 @@ def report_row(start_ms: int, end_ms: int, group: Group, tallies: Iterable[Tally
 # --- the live board in parts -----------------------------------------------------------------
 
 BUCKET_MS = 10_000  # rolling windows are summed from buckets this long (SPEC: 10 s or finer)
+DAY_EVERY_MS = 5_000  # a source's "today" tally goes out at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,7 @@ class LiveTallies:
         self._agents: dict[tuple[str, str], tuple[str, str, str]] = {}  # (site, agent) -> (line, queue, state)
         self._changed_buckets: set[tuple[Group, int]] = set()
         self._changed_days: set[Group] = set()
+        self._day_sent_ms: dict[Group, int] = {}  # when each group's day tally was last sent
         # group -> offer time -> legs offered then and still waiting
         self._waiting: dict[Group, dict[int, int]] = {}
         # What was last said of each group's waiting legs, newest event and agents (not saved:
@@ -250,13 +252,18 @@ class LiveTallies:
             buckets = self._buckets.get(group, {})
             changed = tuple((start, buckets[start]) for start in sorted(buckets)
                             if full or (group, start) in self._changed_buckets)
-            day = self._days_now.get(group) if full or group in self._changed_days else None
+            # A day tally holds every answer time of the day: sent whole, so not at every change.
+            day_due = full or (group in self._changed_days
+                               and now_ms - self._day_sent_ms.get(group, -DAY_EVERY_MS) >= DAY_EVERY_MS)
+            day = self._days_now.get(group) if day_due else None
+            if day is not None:
+                self._day_sent_ms[group] = now_ms
+                self._changed_days.discard(group)
             summary = (waiting.get(group, 0), oldest.get(group), self._seen.get(group), tuple(agents.get(group, ())))
             if full or changed or day is not None or self._sent.get(group) != summary:
                 out.append(GroupNow(group, changed, day, *summary))
                 self._sent[group] = summary
         self._changed_buckets.clear()
-        self._changed_days.clear()
         return out
 
     def state(self) -> dict[str, Json]:

@@ -363,11 +363,13 @@ def _throughput_textbook(bootstrap: str, prefix: str, total: int, workdir: Path,
 
 class Paced:
     """Synthetic calls at `rate` events per second, stamped with the wall clock: each call offered,
-    then answered half a second later (so half the events are offers). Records each offer's send
-    time (time.time()) in order."""
+    then answered half a second later (so half the events are offers). Records the send time
+    (time.time()) of each offer of the first `seconds`, in order; the traffic goes on `tail_s`
+    longer, so that the last measured offers see the steady state, not the end of the stream."""
 
-    def __init__(self, bootstrap: str, topic: str, rate: int, seconds: float, site: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, rate: int, seconds: float, site: str, tail_s: float = 0.0) -> None:
         self.bootstrap, self.topic, self.rate, self.seconds, self.site = bootstrap, topic, rate, seconds, site
+        self.tail_s = tail_s
         self.offers: list[tuple[str, float]] = []  # (event_id, sent at)
 
     def run(self) -> None:
@@ -383,7 +385,8 @@ class Paced:
         try:
             start = time.time()
             answer_after = self.rate // 2  # events: an answer half a second after its offer
-            total = int(self.rate * self.seconds)
+            total = int(self.rate * (self.seconds + self.tail_s))
+            measured = int(self.rate * self.seconds)
             for number in range(total):
                 due = start + number / self.rate
                 delay = due - time.time()
@@ -402,7 +405,7 @@ class Paced:
                 if kind == "answered":
                     event["agent"] = "agent-1"
                 await producer.send(self.topic, json.dumps(event).encode(), key=event["call_id"].encode())
-                if kind == "offered":
+                if kind == "offered" and number < measured:
                     self.offers.append((event["event_id"], now))
             await producer.flush()
         finally:
@@ -416,21 +419,37 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def _latency_by_scraping(port: int, metric: str, paced: Paced) -> list[float]:
-    """Scrape every 10 ms while the paced producer runs; the k-th offer is visible at the first
-    scrape whose count reaches k."""
+def _sample(port: int, metric: str) -> float:
+    """One metric's value from /metrics, found in the text (parsing the whole page every 20 ms
+    would cost this process the time its producer thread needs)."""
+    import re
+
+    name, _, labels = metric.partition("{")
+    wanted = {tuple(item.split("=", 1)) for item in labels.rstrip("}").split(",") if item}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for match in re.finditer(rf"^{re.escape(name)}(?:{{(.*?)}})? (\S+)$", text, re.MULTILINE):
+        found = {tuple(part.split("=", 1)) for part in re.findall(r'(\w+="[^"]*")', match.group(1) or "")}
+        if {(k, v.strip('"')) for k, v in found} == wanted:
+            return float(match.group(2))
+    return 0.0
+
+
+def _latency_by_scraping(port: int, metric: str, paced: Paced, base: float = 0.0) -> list[float]:
+    """Scrape every 20 ms while the paced producer runs; the k-th offer is visible at the first
+    scrape whose count (less `base`) reaches k."""
     seen: list[tuple[float, float]] = []  # (scrape time, count)
     producing = threading.Thread(target=paced.run)
     producing.start()
     while producing.is_alive() or (seen and seen[-1][1] < len(paced.offers)):
         try:
-            value = _scrape(port).get(metric, 0.0)
+            value = _sample(port, metric) - base
         except OSError:
             value = 0.0
         seen.append((time.time(), value))
         if not producing.is_alive() and len(seen) > 1 and seen[-1][0] - seen[0][0] > paced.seconds + 30:
             break
-        time.sleep(0.01)
+        time.sleep(0.02)
     producing.join()
     latencies: list[float] = []
     index = 0
@@ -452,7 +471,7 @@ def _latency_worker(bootstrap: str, rate: int, seconds: float, workdir: Path, ex
         _warm_up(bootstrap, prefix, worker.port)
         site = "bench"
         metric = f"callwatch_calls_arrived{{line=999,queue=*,site={site},window=15m}}"
-        paced = Paced(bootstrap, prefix + "events", rate, seconds, site)
+        paced = Paced(bootstrap, prefix + "events", rate, seconds, site, tail_s=5.0)
         latencies = _latency_by_scraping(worker.port, metric, paced)
         p50, p99 = _percentiles(latencies)
         return p50, p99, len(latencies)
@@ -468,7 +487,7 @@ def _warm_up(bootstrap: str, prefix: str, port: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if _scrape(port).get("callwatch_calls_arrived{line=999,queue=*,site=warmup,window=15m}", 0) > 0:
+            if _sample(port, "callwatch_calls_arrived{line=999,queue=*,site=warmup,window=15m}") > 0:
                 return
         except OSError:
             pass
@@ -482,21 +501,18 @@ def _latency_textbook(bootstrap: str, rate: int, seconds: float, workdir: Path) 
     port = _free_port()
     process, _result = _run_textbook(bootstrap, prefix, 10**12, workdir, 0, port)
     try:
-        paced = Paced(bootstrap, prefix + "events", 20, 1.0, "warmup")
-        paced.run()
+        warm = Paced(bootstrap, prefix + "events", 20, 1.0, "warmup")
+        warm.run()
         deadline = time.monotonic() + 120
         base = 0.0
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and base < len(warm.offers):  # every warm-up offer counted
             try:
-                base = _scrape(port).get("textbook_calls_arrived{}", 0.0)
-                if base > 0:
-                    break
+                base = _sample(port, "textbook_calls_arrived")
             except OSError:
                 pass
             time.sleep(0.2)
-        paced = Paced(bootstrap, prefix + "events", rate, seconds, "bench")
-        offset_metric = "textbook_calls_arrived{}"
-        latencies = _latency_by_scraping_offset(port, offset_metric, paced, base)
+        paced = Paced(bootstrap, prefix + "events", rate, seconds, "bench", tail_s=5.0)
+        latencies = _latency_by_scraping(port, "textbook_calls_arrived", paced, base)
         p50, p99 = _percentiles(latencies)
         return p50, p99, len(latencies)
     finally:
@@ -507,21 +523,6 @@ def _latency_textbook(bootstrap: str, rate: int, seconds: float, workdir: Path) 
             process.kill()
             process.wait()
         _delete_topics(bootstrap, prefix)
-
-
-def _latency_by_scraping_offset(port: int, metric: str, paced: Paced, base: float) -> list[float]:
-    original = _scrape
-
-    def shifted(scrape_port: int) -> dict[str, float]:
-        values = original(scrape_port)
-        values[metric] = values.get(metric, 0.0) - base
-        return values
-
-    globals()["_scrape"] = shifted
-    try:
-        return _latency_by_scraping(port, metric, paced)
-    finally:
-        globals()["_scrape"] = original
 
 
 def _latency_raw(bootstrap: str, rate: int, seconds: float) -> tuple[float, float, int]:
@@ -557,7 +558,7 @@ def _latency_raw(bootstrap: str, rate: int, seconds: float) -> tuple[float, floa
     try:
         ready.wait(60)
         time.sleep(1)
-        paced = Paced(bootstrap, prefix + "events", rate, seconds, "bench")
+        paced = Paced(bootstrap, prefix + "events", rate, seconds, "bench", tail_s=5.0)
         paced.run()
         time.sleep(2)
     finally:
