@@ -116,6 +116,21 @@ class CallTracker:
         self._closed_calls: deque[tuple[int, str]] = deque()
         self._next_housekeeping_ms = 0
         self.counts = TrackerCounts()
+        # Ids of the calls changed (or forgotten) since the owner last took them: off (None) unless
+        # an owner stores calls one by one (the worker's call table); see `take_changed`.
+        self._changed: set[str] | None = None
+
+    def track_changes(self) -> None:
+        """From now on remember which calls change, for `take_changed`."""
+        if self._changed is None:
+            self._changed = set()
+
+    def take_changed(self) -> set[str]:
+        """The ids of the calls changed or forgotten since the last call (tracking must be on)."""
+        if self._changed is None:
+            raise RuntimeError("track_changes() was not called")
+        changed, self._changed = self._changed, set()
+        return changed
 
     def open_legs(self) -> list[Leg]:
         return [leg for call in self.calls.values() for leg in call.legs if leg.outcome is None]
@@ -153,6 +168,8 @@ class CallTracker:
             self.counts.unmatched += 1
             return
         call.last_ms = now_ms
+        if self._changed is not None:
+            self._changed.add(event.call_id)
         if event_type == ENDED:
             leg = call.latest_leg(event.queue)
             if leg is None:
@@ -182,6 +199,8 @@ class CallTracker:
             return
         now_ms = event.occurred_ms
         call.last_ms = now_ms
+        if self._changed is not None:
+            self._changed.add(call_id)
         site, line, queue = event.site, event.line, event.queue
         key = (site, line)
         line_call = call.line_calls.get(key)
@@ -201,6 +220,8 @@ class CallTracker:
         leg.outcome = outcome
         leg.closed_ms = closed_ms
         call.open_count -= 1
+        if self._changed is not None:
+            self._changed.add(call_id)
         out.append(LegClosed(leg.site, leg.line, leg.queue, outcome, leg.offered_ms, closed_ms, call_id))
         if not call.is_open:
             self._closed_calls.append((closed_ms + self._max_wait_ms, call_id))
@@ -229,5 +250,7 @@ class CallTracker:
             return  # already forgotten, or offered again since (it will be queued when it closes)
         if call.last_ms + self._max_wait_ms < now_ms:
             del self.calls[call_id]
+            if self._changed is not None:
+                self._changed.add(call_id)
         else:
             self._closed_calls.append((call.last_ms + self._max_wait_ms, call_id))

@@ -17,7 +17,7 @@ from .events import CallEvent
 from .figures import Tally
 from .ordering import EventOrderer, OrderingCounts
 
-STATE_VERSION: Final = 1
+STATE_VERSION: Final = 2  # 2: a tracker state may leave its calls out
 
 Json = Any  # JSON-able: dicts with string keys, lists, strings, numbers, booleans, None
 
@@ -94,7 +94,8 @@ def restore_orderer(state: dict[str, Json]) -> EventOrderer:
 
 # --- call legs -------------------------------------------------------------------------------
 
-def _call_state(call: CallState) -> list[Json]:
+def call_state(call: CallState) -> list[Json]:
+    """One call's legs and line-calls (what the worker's call table stores per call)."""
     leg_names, line_names = _names(Leg), _names(LineCall)
     return [
         [[getattr(leg, name) for name in leg_names] for leg in call.legs],
@@ -105,7 +106,7 @@ def _call_state(call: CallState) -> list[Json]:
     ]
 
 
-def _restore_call(values: list[Json]) -> CallState:
+def restore_call(values: list[Json]) -> CallState:
     legs, line_calls, last_ms, open_count = values
     return CallState(
         legs=[Leg(*leg) for leg in legs],
@@ -115,10 +116,12 @@ def _restore_call(values: list[Json]) -> CallState:
     )
 
 
-def tracker_state(tracker: CallTracker) -> dict[str, Json]:
+def tracker_state(tracker: CallTracker, with_calls: bool = True) -> dict[str, Json]:
+    """The tracker's state; without its calls (`"calls": None`) when they are stored one by one
+    elsewhere (call_state) and handed back to restore_tracker."""
     return {
         "max_wait_ms": tracker._max_wait_ms,
-        "calls": {call_id: _call_state(call) for call_id, call in tracker.calls.items()},
+        "calls": {call_id: call_state(call) for call_id, call in tracker.calls.items()} if with_calls else None,
         "deadlines": [list(item) for item in tracker._deadlines],
         "closed_calls": [list(item) for item in tracker._closed_calls],
         "next_housekeeping_ms": tracker._next_housekeeping_ms,
@@ -126,9 +129,15 @@ def tracker_state(tracker: CallTracker) -> dict[str, Json]:
     }
 
 
-def restore_tracker(state: dict[str, Json]) -> CallTracker:
+def restore_tracker(state: dict[str, Json], calls: dict[str, CallState] | None = None) -> CallTracker:
+    """The tracker of `tracker_state`; `calls` are its calls when the state was taken without them."""
     tracker = CallTracker(int(state["max_wait_ms"]))
-    tracker.calls = {str(call_id): _restore_call(values) for call_id, values in state["calls"].items()}
+    if state["calls"] is not None:
+        tracker.calls = {str(call_id): restore_call(values) for call_id, values in state["calls"].items()}
+    elif calls is not None:
+        tracker.calls = calls
+    else:
+        raise IncompatibleState("a tracker state without calls needs its calls")
     tracker._deadlines = deque((int(d), str(c), int(i)) for d, c, i in state["deadlines"])
     tracker._closed_calls = deque((int(t), str(c)) for t, c in state["closed_calls"])
     tracker._next_housekeeping_ms = int(state["next_housekeeping_ms"])

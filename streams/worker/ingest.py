@@ -1,6 +1,8 @@
 """`track_calls`: the worker's reading of the call-events topic. Each assigned partition is a
 PartitionFlow (the domain); what it returns goes to the outcomes and dead-letter topics; every few
-seconds each partition's state is checkpointed with the offset of its next message.
+seconds each partition's state is saved: its calls changed since the last time to the call table
+(one record per call, streams/worker/call_table.py), then the rest with the offset of its next
+message as the partition's checkpoint.
 
 The topic is read in batches by aiokafka (Faust's own client) in a consumer group of its own,
 not through a Faust stream: Faust hands a stream one message at a time through several asyncio
@@ -27,7 +29,8 @@ from connectors.sink import DeadLetter
 from streams.domain.config import FlowConfig
 from streams.domain.state import IncompatibleState
 
-from .kafka import Topology, client_options, encode_checkpoint, load_checkpoint
+from .call_table import CorruptCallTable
+from .kafka import Topology, client_options, encode_checkpoint, load_call_table, load_checkpoint
 from .messages import encode_live, encode_parts, encode_tick, encode_watermark, outcomes_partition
 from .partition import CheckpointMismatch, PartitionFlow
 
@@ -70,6 +73,7 @@ class IngestStatus:
     dead_lettered: int = 0
     deleted_unread: int = 0  # events the topic's retention deleted before they were read
     checkpoints: int = 0
+    call_records: int = 0  # records written to the call table
     partitions: list[int] = field(default_factory=list)
 
 
@@ -162,19 +166,19 @@ class CallIngest(Service):
             for tp in sorted(assigned, key=lambda tp: tp.partition):
                 flow = PartitionFlow(tp.partition, self._config, self._options.window_s, self._options.wall_clock)
                 state = await load_checkpoint(self._kafka, self._topology.checkpoints, tp.partition)
-                if state is not None:
-                    try:
-                        flow.restore(state)
-                    except (CheckpointMismatch, IncompatibleState) as error:
-                        self._fatal = error
-                        log.error("partition %d: %s; run with a new --app-id (or reset the worker)",
-                                  tp.partition, error)
-                        return
+                calls = await load_call_table(self._kafka, self._topology.call_table, tp.partition)
+                try:
+                    flow.restore(state, calls.items())
+                except (CheckpointMismatch, IncompatibleState, CorruptCallTable) as error:
+                    self._fatal = error
+                    log.error("partition %d: %s; run with a new --app-id (or reset the worker)",
+                              tp.partition, error)
+                    return
                 self._consumer.seek(tp, flow.next_offset)
                 self._flows[tp.partition] = flow
                 self._fresh.add(tp.partition)
-                log.info("partition %d: %s at offset %d", tp.partition,
-                         "restored" if state is not None else "starting", flow.next_offset)
+                log.info("partition %d: %s at offset %d (%d calls in the call table)", tp.partition,
+                         "restored" if state is not None else "starting", flow.next_offset, len(calls))
             self._refresh_status()
 
     # --- the loop ------------------------------------------------------------------------------
@@ -311,7 +315,7 @@ class CallIngest(Service):
         self.status.dead_lettered += 1
         log.warning("dead-lettered %s: %s", letter.location, letter.reason)
 
-    async def _send(self, topic: str, value: bytes, partition: int | None, key: bytes | None = None,
+    async def _send(self, topic: str, value: bytes | None, partition: int | None, key: bytes | None = None,
                     headers: list[tuple[str, bytes]] | None = None) -> None:
         future = await self._app.producer.send(topic, key, value, partition, None, headers)
         self._pending.append(future)
@@ -331,14 +335,26 @@ class CallIngest(Service):
         started = time.monotonic()
         await self._emit(time.monotonic())  # parts taken out of a partition's state go out before it is saved
         await self._settle()
+        # The calls changed since the last round, then (once they are acknowledged) the rest of the
+        # state naming the round: a crash in between leaves records the restore knows to pass over.
+        rounds = {}
+        for partition in partitions:
+            flow = self._flows[partition]
+            epoch, records = flow.table.round(flow.call_changes())
+            rounds[partition] = epoch
+            for record in records:
+                await self._send(self._topology.call_table, record.value, partition, key=record.call_id.encode())
+            self.status.call_records += len(records)
+        await self._settle()
         offsets = {}
         for partition in partitions:
             flow = self._flows[partition]
-            await self._send(self._topology.checkpoints, encode_checkpoint(flow.snapshot()), partition,
-                             key=str(partition).encode())
+            await self._send(self._topology.checkpoints, encode_checkpoint(flow.snapshot(rounds[partition])),
+                             partition, key=str(partition).encode())
             offsets[TopicPartition(self._topology.events, partition)] = flow.next_offset
         await self._settle()
         for partition in partitions:
+            self._flows[partition].table.committed(rounds[partition])
             self._saved_at[partition] = time.monotonic()
         self.status.checkpoints += 1
         took = time.monotonic() - started

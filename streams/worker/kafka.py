@@ -1,7 +1,8 @@
 """The worker's Kafka connections (aiokafka, as Faust uses): client options and Faust credentials
-from the settings, the topics it needs (checked, and its own internal one created), and the
-checkpoint store: a compacted topic keyed by events partition, whose last record per partition is
-that partition's latest checkpoint."""
+from the settings, the topics it needs (checked, and its own internal ones created), and its two
+state stores: the checkpoints, a compacted topic keyed by events partition whose last record per
+partition is that partition's latest checkpoint, and the call table, a compacted topic keyed by call
+(streams/worker/call_table.py)."""
 
 from __future__ import annotations
 
@@ -69,23 +70,26 @@ class Topology:
     figures: str
     deadletter: str
     checkpoints: str
+    call_table: str
     events_partitions: int
     outcomes_partitions: int
 
 
 async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float = 15.0) -> Topology:
     """Check that the pipeline's topics exist (created explicitly, see deploy/kafka/topics.py) and
-    create the worker's checkpoint topic if needed, with as many partitions as the events topic."""
+    create the worker's own topics if needed (checkpoints and call table), with as many partitions
+    as the events topic: partition p of each holds the state of events partition p."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
     names = {name: kafka.topic(name) for name in ("events", "outcomes", "figures", "deadletter")}
     checkpoints = f"{app_id}-tracker-checkpoints"
+    call_table = f"{app_id}-call-legs"
     admin = AIOKafkaAdminClient(**client_options(kafka), request_timeout_ms=int(connect_timeout_s * 1000))
     try:
         try:
             await admin.start()
-            described = await admin.describe_topics([*names.values(), checkpoints])
+            described = await admin.describe_topics([*names.values(), checkpoints, call_table])
         except KafkaError as error:
             raise WorkerKafkaError(f"no Kafka broker answered at {kafka.bootstrap_servers} "
                                    f"({type(error).__name__}); is it running (deploy/kafka/start.sh)?") from None
@@ -95,25 +99,27 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
                 raise WorkerKafkaError(f"topic {name} does not exist at {kafka.bootstrap_servers}: create the "
                                        "topics with deploy/kafka/topics.sh (same topic prefix)")
         events_partitions = partitions[names["events"]]
-        if checkpoints not in partitions:
-            events_info = next(t for t in described if t["topic"] == names["events"])
-            replicas = max(1, len(events_info["partitions"][0].get("replicas") or ()))  # as the events have
-            await _create_checkpoint_topic(admin, NewTopic, checkpoints, events_partitions, replicas)
-        elif partitions[checkpoints] != events_partitions:
-            raise WorkerKafkaError(f"{checkpoints} has {partitions[checkpoints]} partitions but {names['events']} "
-                                   f"has {events_partitions}: the events topic changed; start with a new --app-id")
+        events_info = next(t for t in described if t["topic"] == names["events"])
+        replicas = max(1, len(events_info["partitions"][0].get("replicas") or ()))  # as the events have
+        for internal in (checkpoints, call_table):
+            if internal not in partitions:
+                await _create_compacted_topic(admin, NewTopic, internal, events_partitions, replicas)
+            elif partitions[internal] != events_partitions:
+                raise WorkerKafkaError(f"{internal} has {partitions[internal]} partitions but {names['events']} "
+                                       f"has {events_partitions}: the events topic changed; start with a new --app-id")
     finally:
         await admin.close()
     return Topology(names["events"], names["outcomes"], names["figures"], names["deadletter"], checkpoints,
-                    events_partitions, partitions[names["outcomes"]])
+                    call_table, events_partitions, partitions[names["outcomes"]])
 
 
-async def _create_checkpoint_topic(admin: Any, new_topic: Any, name: str, partitions: int, replicas: int) -> None:
+async def _create_compacted_topic(admin: Any, new_topic: Any, name: str, partitions: int, replicas: int) -> None:
     from aiokafka.errors import TopicAlreadyExistsError
 
     configs = {"cleanup.policy": "compact", "max.message.bytes": str(CHECKPOINT_MAX_BYTES),
-               # Only the latest checkpoint of a partition matters: let the cleaner drop the rest soon.
-               "segment.ms": str(10 * 60 * 1000), "min.cleanable.dirty.ratio": "0.1",
+               # Only the latest record of a key matters, and a restore reads the whole partition:
+               # let the cleaner drop the rest soon.
+               "segment.ms": str(5 * 60 * 1000), "min.cleanable.dirty.ratio": "0.1",
                "delete.retention.ms": str(60 * 60 * 1000)}
     try:
         response = await admin.create_topics([new_topic(name, partitions, replicas, topic_configs=configs)])
@@ -122,7 +128,7 @@ async def _create_checkpoint_topic(admin: Any, new_topic: Any, name: str, partit
     for topic_name, code, *_rest in getattr(response, "topic_errors", []) or getattr(response, "topics", []):
         if code not in (0, 36):  # 36: created meanwhile by another worker
             raise WorkerKafkaError(f"cannot create {topic_name} (Kafka error {code})")
-    log.info("created checkpoint topic %s (%d partitions, compacted)", name, partitions)
+    log.info("created topic %s (%d partitions, compacted)", name, partitions)
 
 
 def encode_checkpoint(state: dict[str, Any]) -> bytes:
@@ -162,6 +168,37 @@ async def load_checkpoint(kafka: KafkaSettings, topic: str, partition: int,
                 if await consumer.position(tp) >= end:
                     break
         return None if latest is None else decode_checkpoint(latest)
+    finally:
+        await consumer.stop()
+
+
+async def load_call_table(kafka: KafkaSettings, topic: str, partition: int,
+                          timeout_s: float = 120.0) -> dict[str, bytes | None]:
+    """The latest record of every call in one partition of the call table (tombstones as None):
+    the whole partition is read, which compaction keeps close to the calls in play."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from .call_table import latest_by_call
+
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False,
+                                max_partition_fetch_bytes=CHECKPOINT_MAX_BYTES, fetch_max_bytes=CHECKPOINT_MAX_BYTES)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return {}
+        await consumer.seek_to_beginning(tp)
+        pairs: list[tuple[bytes | None, bytes | None]] = []
+        async with asyncio.timeout(timeout_s):
+            while await consumer.position(tp) < end:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if record.offset < end:
+                        pairs.append((record.key, record.value))
+        return latest_by_call(pairs)
     finally:
         await consumer.stop()
 

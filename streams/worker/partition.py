@@ -3,8 +3,10 @@ validate each message, order, track call legs, and tally windows. Two flows run 
 the embedded pipeline: the exact flow waits the full allowed lateness and yields interval-window
 parts; the board flow waits only the live lateness and feeds the wallboard's parts.
 
-No Kafka here: the ingest service hands it messages and publishes what it returns; `snapshot` and
-`restore` carry the whole state, with the offset of the next message, through a checkpoint."""
+No Kafka here: the ingest service hands it messages and publishes what it returns. Its state is
+saved in two parts (streams/worker/call_table.py): the calls, one record per call in the call table
+(`call_changes`), and the rest with the offset of the next message in a checkpoint (`snapshot`);
+`restore` puts them back together."""
 
 from __future__ import annotations
 
@@ -12,16 +14,18 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from streams.domain.call_legs import CallTracker, Record
 from streams.domain.config import FlowConfig
 from streams.domain.events import CallEvent, InvalidEvent, parse_event, parse_ts
 from streams.domain.ordering import DUPLICATE, LATE, EventOrderer
 from streams.domain.records import GroupNow, LiveTallies, WindowPart, WindowTallies
-from streams.domain.state import (check_schema, orderer_state, restore_orderer, restore_tracker, schema,
-                                  tracker_state)
+from streams.domain.state import (call_state, check_schema, orderer_state, restore_call, restore_orderer,
+                                  restore_tracker, schema, tracker_state)
 from streams.io.codec import decode
+
+from .call_table import CallTable, encode_pair
 
 CONTROL_HEADER = "callwatch-control"
 BOARD_IDLE_MS = 1000
@@ -82,10 +86,13 @@ class PartitionFlow:
         self._live_lateness_ms = min(round(config.live_lateness_s * 1000), self._lateness_ms)
         self._exact = EventOrderer(self._lateness_ms)
         self._exact_tracker = CallTracker(config.max_wait_ms)
+        self._exact_tracker.track_changes()
         self._windows = WindowTallies(window_s, config)
         self._board = EventOrderer(self._live_lateness_ms)
         self._board_tracker = CallTracker(config.max_wait_ms)
+        self._board_tracker.track_changes()
         self._live = LiveTallies(config)
+        self.table = CallTable()
         self._processed_until_ms: int | None = None  # the exact flow has applied everything before
         self._board_until_ms: int | None = None
         self._floor_ms: int | None = None  # an end-of-stream marker finished every window before this
@@ -229,32 +236,60 @@ class PartitionFlow:
 
     # --- checkpoint --------------------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    def call_changes(self) -> dict[str, str | None]:
+        """Each call changed since the last time, as its encoded [exact, board] pair (None when
+        both flows have forgotten it): the call records of the next checkpoint round."""
+        exact, board = self._exact_tracker, self._board_tracker
+        changes: dict[str, str | None] = {}
+        for call_id in sorted(exact.take_changed() | board.take_changed()):
+            in_exact, in_board = exact.calls.get(call_id), board.calls.get(call_id)
+            if in_exact is None and in_board is None:
+                changes[call_id] = None
+            else:
+                changes[call_id] = encode_pair([None if in_exact is None else call_state(in_exact),
+                                                None if in_board is None else call_state(in_board)])
+        return changes
+
+    def snapshot(self, epoch: int) -> dict[str, Any]:
+        """Everything but the calls (they are in the call table, up to the round of `epoch`)."""
         return {
             "schema": schema(), "fingerprint": self._fingerprint, "partition": self.partition,
-            "next_offset": self.next_offset,
-            "exact": {"orderer": orderer_state(self._exact), "tracker": tracker_state(self._exact_tracker),
+            "next_offset": self.next_offset, "epoch": epoch,
+            "exact": {"orderer": orderer_state(self._exact),
+                      "tracker": tracker_state(self._exact_tracker, with_calls=False),
                       "windows": self._windows.state(), "processed_until_ms": self._processed_until_ms,
                       "floor_ms": self._floor_ms},
-            "board": {"orderer": orderer_state(self._board), "tracker": tracker_state(self._board_tracker),
+            "board": {"orderer": orderer_state(self._board),
+                      "tracker": tracker_state(self._board_tracker, with_calls=False),
                       "live": self._live.state(), "until_ms": self._board_until_ms},
             "counts": dataclasses.astuple(self.counts),
         }
 
-    def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a snapshot (raises CheckpointMismatch if it was taken under other settings)."""
-        check_schema(state.get("schema"))
-        if state.get("fingerprint") != self._fingerprint:
-            raise CheckpointMismatch("checkpoint taken with other settings (window, lateness, lines or clock)")
+    def restore(self, state: dict[str, Any] | None, calls: Iterable[tuple[str, bytes | None]]) -> None:
+        """Continue from a checkpoint (None: there is none yet) and the latest call-table record of
+        each call. Raises CheckpointMismatch if the checkpoint was taken under other settings."""
+        epoch = 0
+        if state is not None:
+            check_schema(state.get("schema"))
+            if state.get("fingerprint") != self._fingerprint:
+                raise CheckpointMismatch("checkpoint taken with other settings (window, lateness, lines or clock)")
+            epoch = int(state["epoch"])
+        pairs = self.table.restore(calls, epoch)
+        if state is None:
+            return  # stale records of a first round that never completed: rewritten in the next round
+        exact_calls = {call_id: restore_call(pair[0]) for call_id, pair in pairs.items() if pair[0] is not None}
+        board_calls = {call_id: restore_call(pair[1]) for call_id, pair in pairs.items() if pair[1] is not None}
         exact, board = state["exact"], state["board"]
         self.next_offset = int(state["next_offset"])
         self._exact = restore_orderer(exact["orderer"])
-        self._exact_tracker = restore_tracker(exact["tracker"])
+        self._exact_tracker = restore_tracker(exact["tracker"], exact_calls)
+        self._exact_tracker.track_changes()
         self._windows.restore(exact["windows"])
         self._processed_until_ms = exact["processed_until_ms"]
         self._floor_ms = exact["floor_ms"]
         self._board = restore_orderer(board["orderer"])
-        self._board_tracker = restore_tracker(board["tracker"])
+        self._board_tracker = restore_tracker(board["tracker"], board_calls)
+        self._board_tracker.track_changes()
         self._live.restore(board["live"])
         self._board_until_ms = board["until_ms"]
         self.counts = PartitionCounts(*state["counts"])
