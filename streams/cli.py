@@ -1,6 +1,7 @@
 """The `callwatch` command (SPEC section 4). The only place that reads the environment: every option
 can come from a CALLWATCH_* variable named in its help. Exit status: 0 all good, 1 some input was
-rejected or late, 2 bad options or configuration (one line on stderr saying what is wrong)."""
+rejected or late, 2 bad options or configuration (one line on stderr saying what is wrong), 3 the
+replay failed part way (a decoder process died): its report is incomplete."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Callable, Sequence, TextIO
 from streams.domain.config import InvalidConfig
 from streams.domain.events import InvalidEvent, parse_ts
 from streams.domain.windows import interval_s, parse_duration_s
-from streams.options import (EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser, UsageError, env_option, formatter,
-                             number)
+from streams.options import (EXIT_INCOMPLETE, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser, UsageError, env_option,
+                             formatter, number)
 from streams.settings import Settings, SettingsError, load_settings
 
 _Parser = Parser
@@ -92,9 +93,9 @@ def _midnight_utc_today_ms() -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from streams.io.event_lines import read_events, total_size
+    from streams.io.event_lines import total_size
     from streams.io.progress import Progress
-    from streams.replay import replay_events, report_rejection
+    from streams.replay import replay_batches, replay_events, report_rejection
 
     settings = _settings(args)
     try:
@@ -109,30 +110,48 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             zone(args.tz)
         except InvalidConfig as error:
             raise UsageError(f"--tz: {error}") from None
+    decoders = _decoders(args.decoders)
+    out = None
     if args.from_kafka:
-        items, total = _kafka_events(args, settings), None
+        items = _kafka_events(args, settings)
+        out = _open_output(args.report)
+        try:
+            summary = replay_events(items, flow_config, window_s, out.write, report_rejection(sys.stderr))
+        finally:
+            if out is not sys.stdout:
+                out.close()
     else:
+        from streams.io.decoders import DecoderFailed, event_batches
+
         paths = args.files or ["-"]
         for path in paths:
             if path != "-" and not os.path.isfile(path):
                 raise UsageError(f"no such input file: {path}")
-        total = total_size(paths)
-    out = _open_output(args.report)
-    progress = Progress(total, "replay")
-    if not args.from_kafka:
-        items = read_events(paths, progress.update)
-    try:
-        summary = replay_events(items, flow_config, window_s, out.write, report_rejection(sys.stderr))
-    finally:
-        progress.close()
-        if out is not sys.stdout:
-            out.close()
+        out = _open_output(args.report)
+        progress = Progress(total_size(paths), "replay")
+        try:
+            with event_batches(paths, decoders, progress.update) as (batches, _used):
+                summary = replay_batches(batches, flow_config, window_s, out.write, report_rejection(sys.stderr))
+        except DecoderFailed as error:
+            sys.stderr.write(f"callwatch replay: error: {error}; the report is incomplete\n")
+            return EXIT_INCOMPLETE
+        finally:
+            progress.close()
+            if out is not sys.stdout:
+                out.close()
     counts = summary.counts
     sys.stderr.write(
         f"callwatch replay: {summary.lines:,} events read, {summary.rejected:,} rejected, "
         f"{counts.late:,} late, {counts.duplicates:,} duplicates, {counts.conflicts:,} conflicts, "
         f"{counts.unmatched:,} unmatched, {counts.lost:,} lost legs; {summary.rows:,} report rows\n")
     return EXIT_REJECTED if summary.rejected or counts.late else EXIT_OK
+
+
+def _decoders(text: str) -> int | None:
+    """--decoders: 'auto' (None) or a number of processes, 0 for none."""
+    if text.strip().lower() == "auto":
+        return None
+    return int(number(text, "--decoders", int, 0))
 
 
 def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
@@ -371,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     _option(rep, "--end", env="CALLWATCH_REPLAY_END", help="with --from-kafka: end of the time range (exclusive)")
     _option(rep, "--topic", env="CALLWATCH_EVENTS_TOPIC",
             help="with --from-kafka: topic to read (default: <topic_prefix>events)")
+    _option(rep, "--decoders", env="CALLWATCH_REPLAY_DECODERS", default="auto",
+            help="processes that decode and validate the input beside the replay: a number, 0 to do "
+                 "it all in this process, or auto (none for inputs under 4 MiB or on one CPU, else "
+                 "one per further CPU, at most 2); the report is the same either way")
     rep.set_defaults(handler=_cmd_replay)
 
     run = commands.add_parser("run", help="the whole pipeline in one process, metrics for Prometheus",

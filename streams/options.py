@@ -7,7 +7,7 @@ import argparse
 import os
 from typing import Any, NoReturn
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 
 class UsageError(Exception):

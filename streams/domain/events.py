@@ -73,6 +73,8 @@ class CallEvent(NamedTuple):
         return (self.occurred_ms, TYPE_RANK[self.type], self.event_id)
 
 
+_new_event: Final = tuple.__new__
+
 # Epoch ms of each minute seen in the canonical shape "YYYY-MM-DDTHH:MM:SS.sssZ", so the common
 # case costs a dict lookup and one int(): a pure memo, bounded, filled only by fully checked parses.
 _MINUTE_MS: dict[str, int] = {}
@@ -148,10 +150,10 @@ def parse_event(obj: object) -> CallEvent:
         raise InvalidEvent("event", "must be a JSON object")
     get = obj.get
     version = get("v")
-    if type(version) is not int or version != SCHEMA_VERSION:
+    if version != SCHEMA_VERSION or type(version) is not int:
         raise InvalidEvent("v", f"unsupported schema version {version!r} (expected 1)")
     event_type = get("type")
-    if event_type not in _EVENT_TYPES_SET:
+    if type(event_type) is not str or event_type not in _EVENT_TYPES_SET:
         raise InvalidEvent("type", f"unknown event type {event_type!r}")
     event_id = get("event_id")
     if type(event_id) is not str or not event_id:
@@ -184,7 +186,7 @@ def parse_event(obj: object) -> CallEvent:
         if not agent:
             raise InvalidEvent("agent", "is required on agent_state")
         state = get("state")
-        if state not in _AGENT_STATES_SET:
+        if type(state) is not str or state not in _AGENT_STATES_SET:
             raise InvalidEvent("state", f"unknown agent state {state!r}")
     else:
         line_value, queue_value = get("line"), get("queue")
@@ -197,8 +199,9 @@ def parse_event(obj: object) -> CallEvent:
             raise InvalidEvent("queue", "'*' is reserved for line totals")
     extra = _NO_EXTRA if _KNOWN_FIELDS.issuperset(obj) else {
         k: v for k, v in obj.items() if k not in _KNOWN_FIELDS}
-    return CallEvent(event_id, call_id, event_type, occurred_ms, line, queue, site, agent, caller,
-                     state, source, extra)
+    # tuple.__new__ is what CallEvent._make does; the generated __new__ would cost a Python call.
+    return _new_event(CallEvent, (event_id, call_id, event_type, occurred_ms, line, queue, site, agent,
+                                  caller, state, source, extra))
 
 
 def event_to_dict(event: CallEvent) -> dict[str, Any]:

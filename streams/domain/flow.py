@@ -37,6 +37,10 @@ class CallFlow:
         once the lateness allows (see `advance`)."""
         return self._orderer.offer(event)
 
+    def ingest_all(self, events: list[CallEvent]) -> None:
+        """`ingest` each event, only counting the outcomes (a file replay's batches)."""
+        self._orderer.offer_all(events)
+
     def advance(self, now_ms: int | None = None) -> list[dict[str, object]]:
         """Process every event the watermark releases (pushed to `now_ms` if given, e.g. by a live
         clock) and return the interval rows that became final."""

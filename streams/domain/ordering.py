@@ -10,13 +10,15 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Iterable
 
 from .events import TYPE_RANK, CallEvent
 
 ACCEPTED: Final = "accepted"
 DUPLICATE: Final = "duplicate"
 LATE: Final = "late"
+
+_BEFORE_ALL_MS: Final = -(1 << 62)  # earlier than any event time (datetime stops at year 1)
 
 
 @dataclass(slots=True)
@@ -76,6 +78,47 @@ class EventOrderer:
             self._newest_ms = occurred_ms
         self.counts.accepted += 1
         return ACCEPTED
+
+    def offer_all(self, events: Iterable[CallEvent]) -> None:
+        """`offer` each event in turn, only counting the outcomes: the same state afterwards,
+        without a method call and a dozen attribute lookups per event (replay's hot loop)."""
+        seen, run, heap = self._seen, self._run, self._heap
+        lateness_ms = self._lateness_ms
+        released_ms = _BEFORE_ALL_MS if self._released_before_ms is None else self._released_before_ms
+        newest_ms = _BEFORE_ALL_MS if self._newest_ms is None else self._newest_ms
+        # Late means earlier than both bounds of `offer`: kept as one number, moved with newest_ms.
+        floor_ms = max(newest_ms - lateness_ms, released_ms)
+        tail_ms, tail_rank, tail_id = run[-1][:3] if run else (_BEFORE_ALL_MS, 0, "")
+        rank_of, push, append = TYPE_RANK, heapq.heappush, run.append
+        accepted = duplicates = late = 0
+        for event in events:
+            event_id = event.event_id
+            if event_id in seen:
+                duplicates += 1
+                continue
+            occurred_ms = event.occurred_ms
+            if occurred_ms < floor_ms:
+                late += 1
+                continue
+            seen[event_id] = occurred_ms
+            rank = rank_of[event.type]
+            # (time, rank, id) at or after the run's last entry: the run stays sorted.
+            if occurred_ms > tail_ms or (occurred_ms == tail_ms and (
+                    rank > tail_rank or (rank == tail_rank and event_id >= tail_id))):
+                append((occurred_ms, rank, event_id, event))
+                tail_ms, tail_rank, tail_id = occurred_ms, rank, event_id
+            else:
+                push(heap, (occurred_ms, rank, event_id, event))
+            if occurred_ms > newest_ms:
+                newest_ms = occurred_ms
+                floor_ms = max(newest_ms - lateness_ms, released_ms)
+            accepted += 1
+        if newest_ms != _BEFORE_ALL_MS:
+            self._newest_ms = newest_ms
+        counts = self.counts
+        counts.accepted += accepted
+        counts.duplicates += duplicates
+        counts.late += late
 
     def release(self, now_ms: int | None = None) -> list[CallEvent]:
         """Events now safe to process, in order. `now_ms` lets a live caller push the watermark past

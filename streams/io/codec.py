@@ -11,5 +11,10 @@ from typing import Any
 decode = json.loads
 
 
+# What json.dumps(obj, separators=(",", ":"), ensure_ascii=False) does, without building an encoder
+# per call (a tenth of replay's time on a sparse month with many report rows).
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _encoder.encode(obj)

@@ -1,17 +1,21 @@
 """Canonical events from JSON Lines files (or stdin), with every bad line turned into a numbered
-rejection instead of an exception."""
+rejection instead of an exception. Inputs are read in blocks of whole lines; a block is decoded
+here or, for large inputs, in decoder processes (streams/io/decoders.py) with the same function."""
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import BinaryIO, Callable, Final, Iterable, Iterator, TextIO
 
 from streams.domain.events import CallEvent, InvalidEvent, parse_event
 
 from .codec import decode
+
+BLOCK_BYTES: Final = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,41 @@ class Rejection:
         return f"{self.origin}:{self.line_number}: {self.reason}"
 
 
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Whole lines of one input: the bytes read from a pipe (`data`), or the range `start`, `size`
+    of a file, read only by whoever decodes it (a decoder process reads it itself rather than
+    have it copied through a pipe). `position`: bytes of all the inputs up to the block's end;
+    `starts_input` marks an input's first block (its line 1)."""
+
+    origin: str
+    path: str
+    start: int
+    size: int
+    data: bytes | None
+    position: int
+    starts_input: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBlock:
+    """A block's valid events in input order, its bad lines as (index of the line in the block,
+    reason, line) and how many lines it held (blank ones included, for numbering)."""
+
+    events: list[CallEvent]
+    rejected: list[tuple[int, str, str]]
+    line_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What replay consumes: a block's events and its rejections, numbered in their input."""
+
+    events: list[CallEvent]
+    rejections: list[Rejection]
+    position: int
+
+
 def open_input(path: str) -> TextIO:
     """A text stream of the input. Text mode decodes UTF-8 in large chunks, cheaper than handing
     bytes to the JSON decoder line by line."""
@@ -35,31 +74,149 @@ def open_input(path: str) -> TextIO:
     return open(path, encoding="utf-8", errors="replace")
 
 
-def read_events(paths: Iterable[str], on_position: Callable[[int], None] | None = None
-                ) -> Iterator[CallEvent | Rejection]:
-    """Events of every file in turn. `on_position` is told, now and then, how many bytes of all the
-    inputs have been read (for a progress bar)."""
-    done_before = 0
+def origin_of(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+def read_blocks(paths: Iterable[str], block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
+    """The inputs in blocks of about `block_bytes`, each extended to the end of a line so that no
+    line (and no UTF-8 sequence or CR LF pair) is ever split: ranges of files, bytes of pipes."""
+    position = 0
     for path in paths:
-        origin = "<stdin>" if path == "-" else path
-        stream = open_input(path)
-        seekable = path != "-"
+        origin = origin_of(path)
+        stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")
         try:
-            for number, raw in enumerate(stream, 1):
-                try:
-                    yield parse_event(decode(raw))
-                except InvalidEvent as error:
-                    yield Rejection(origin, number, f"invalid {error}", raw)
-                except (ValueError, RecursionError) as error:
-                    if raw.strip():  # blank lines are allowed and skipped
-                        yield Rejection(origin, number, f"not JSON: {str(error).splitlines()[0]}", raw)
-                if on_position is not None and seekable and not number & 0xFFF:
-                    on_position(done_before + stream.buffer.tell())
-            if seekable:
-                done_before += stream.buffer.tell()
+            first = True
+            if stream.seekable() and path != "-":
+                start = 0
+                while True:
+                    # Up to the end of the line that holds the block's last byte (or of the file).
+                    stream.seek(start + block_bytes - 1)
+                    rest = stream.readline()
+                    end = start + block_bytes - 1 + len(rest) if rest else stream.seek(0, io.SEEK_END)
+                    if end <= start:
+                        break
+                    position += end - start
+                    yield Block(origin, path, start, end - start, None, position, first)
+                    start, first = end, False
+                continue
+            while True:
+                data = stream.read(block_bytes)
+                if not data:
+                    break
+                if data[-1] != 0x0A:
+                    data += stream.readline()
+                position += len(data)
+                yield Block(origin, path, 0, len(data), data, position, first)
+                first = False
         finally:
             if path != "-":
                 stream.close()
+
+
+class BlockReader:
+    """The bytes of blocks, file ranges read with one descriptor per file (close when done)."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, int] = {}
+
+    def read(self, block: Block) -> bytes:
+        if block.data is not None:
+            return block.data
+        descriptor = self._files.get(block.path)
+        if descriptor is None:
+            descriptor = self._files[block.path] = os.open(block.path, os.O_RDONLY)
+        parts = []
+        offset, left = block.start, block.size
+        while left > 0:
+            part = os.pread(descriptor, left, offset)
+            if not part:
+                break  # the file was cut short meanwhile: decode what is there
+            parts.append(part)
+            offset += len(part)
+            left -= len(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        for descriptor in self._files.values():
+            os.close(descriptor)
+        self._files.clear()
+
+
+def decode_block(data: bytes) -> DecodedBlock:
+    """Decode and validate every line of a block. Lines end at LF, CR LF or CR (as text mode reads
+    them); blank lines are skipped; a bad line's reason is exactly what `rejection_reason` says."""
+    text = data.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    tail = lines.pop()  # what follows the last line end: empty unless the input ends without one
+    events: list[CallEvent] = []
+    rejected: list[tuple[int, str, str]] = []
+    append, loads, parse = events.append, decode, parse_event
+    for index, line in enumerate(lines):
+        try:
+            append(parse(loads(line)))
+        except (ValueError, RecursionError):  # InvalidEvent is a ValueError
+            raw = line + "\n"
+            reason = rejection_reason(raw)
+            if reason is not None:
+                rejected.append((index, reason, raw))
+    if tail:
+        try:
+            append(parse(loads(tail)))
+        except (ValueError, RecursionError):
+            reason = rejection_reason(tail)
+            if reason is not None:
+                rejected.append((len(lines), reason, tail))
+        return DecodedBlock(events, rejected, len(lines) + 1)
+    return DecodedBlock(events, rejected, len(lines))
+
+
+def rejection_reason(raw: str) -> str | None:
+    """Why a line (with its line end) is not a valid event; None for a blank line (skipped)."""
+    try:
+        parse_event(decode(raw))
+    except InvalidEvent as error:
+        return f"invalid {error}"
+    except (ValueError, RecursionError) as error:
+        return f"not JSON: {str(error).splitlines()[0]}" if raw.strip() else None
+    return None
+
+
+def numbered(origin: str, first_line: int, rejected: list[tuple[int, str, str]]) -> list[Rejection]:
+    return [Rejection(origin, first_line + index, reason, raw) for index, reason, raw in rejected]
+
+
+def decode_in_order(blocks: Iterable[Block]) -> Iterator[tuple[Block, DecodedBlock]]:
+    """Decode blocks one after the other in this process."""
+    reader = BlockReader()
+    try:
+        for block in blocks:
+            yield block, decode_block(reader.read(block))
+    finally:
+        reader.close()
+
+
+def batches_of(decoded: Iterable[tuple[Block, DecodedBlock]],
+               on_position: Callable[[int], None] | None = None) -> Iterator[Batch]:
+    """Number the lines of decoded blocks within their input (the first line of each input is 1)
+    and tell `on_position` how far the inputs have been consumed."""
+    lines_before = 0
+    for block, result in decoded:
+        if block.starts_input:
+            lines_before = 0
+        rejections = numbered(block.origin, lines_before + 1, result.rejected) if result.rejected else []
+        lines_before += result.line_count
+        yield Batch(result.events, rejections, block.position)
+        if on_position is not None:
+            on_position(block.position)
+
+
+def read_event_batches(paths: Iterable[str], on_position: Callable[[int], None] | None = None
+                       ) -> Iterator[Batch]:
+    """Events of every input in turn, a block at a time, decoded in this process."""
+    return batches_of(decode_in_order(read_blocks(paths)), on_position)
 
 
 def total_size(paths: Iterable[str]) -> int | None:

@@ -2,8 +2,10 @@
 
 A script, not a test: it prints its figures. Each pass runs in its own process (so peak memory is
 that pass's own), one after the other in the same run, so the ratio compares like with like on a
-noisy machine. Inputs: simulated streams of about 1 M and 5 M events and the real Anonymous Bank
-month (42,078 calls) converted to canonical events.
+noisy machine. The replay pass does what `callwatch replay FILE` does by default, decoder processes
+included (their number is the automatic choice, printed); its CPU time and peak memory count them
+too. Inputs: simulated streams of about 1 M and 5 M events and the real Anonymous Bank month
+(42,078 calls) converted to canonical events.
 
     .venv/bin/python -m tests.benchmarks.bench_replay            # 1 M, 5 M and the real month
     .venv/bin/python -m tests.benchmarks.bench_replay --quick    # 200 k and the real month
@@ -30,10 +32,13 @@ def _child(kind: str, path: str) -> None:
     """Runs inside the child process: one pass, then its figures as JSON on stdout."""
     from streams.domain.config import FlowConfig
     from streams.io.codec import decode
-    from streams.io.event_lines import open_input, read_events
-    from streams.replay import replay_events
+    from streams.io.decoders import event_batches
+    from streams.io.event_lines import open_input
+    from streams.replay import replay_batches, report_rejection
 
+    before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
+    decoders = 0
     if kind == "decode":
         events = 0
         with open_input(path) as stream:
@@ -42,11 +47,17 @@ def _child(kind: str, path: str) -> None:
                 events += 1
         rows = 0
     else:
-        summary = replay_events(read_events([path]), FlowConfig(), 900, lambda _row: None, lambda _r: None)
+        # As _cmd_replay in streams/cli.py: the automatic choice of decoders, rows written out.
+        with open(os.devnull, "w") as out, event_batches([path], None) as (batches, decoders):
+            summary = replay_batches(batches, FlowConfig(), 900, out.write, report_rejection(sys.stderr))
         events, rows = summary.lines, summary.rows
     seconds = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"events": events, "rows": rows, "seconds": seconds, "peak_mib": peak_kib / 1024}))
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the decoders, once they have stopped
+    cpu_s = (own.ru_utime + own.ru_stime - before.ru_utime - before.ru_stime  # the pass, not the imports
+             + children.ru_utime + children.ru_stime)
+    print(json.dumps({"events": events, "rows": rows, "seconds": seconds, "decoders": decoders, "cpu_s": cpu_s,
+                      "peak_mib": own.ru_maxrss / 1024, "decoder_peak_mib": children.ru_maxrss / 1024}))
 
 
 def _measure(kind: str, path: Path) -> dict[str, float]:
@@ -96,15 +107,22 @@ def main() -> None:
     bank = _bank(cache)
     if bank is not None:
         inputs.append(("real month (Anonymous Bank)", bank))
-    print("| input | events | decode-only events/s | replay events/s | replay / decode | replay peak MiB | decode peak MiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| input | events | decode-only events/s | replay events/s | replay / decode | decoders "
+          "| decode CPU s / wall s | replay CPU s / wall s | replay peak MiB (main + each decoder) "
+          "| decode peak MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, path in inputs:
         decode = _measure("decode", path)
         replay = _measure("replay", path)
         decode_rate = decode["events"] / decode["seconds"]
         replay_rate = replay["events"] / replay["seconds"]
+        peak = f"{replay['peak_mib']:.0f}"
+        if replay["decoders"]:
+            peak += f" + {replay['decoders']} x {replay['decoder_peak_mib']:.0f}"
         print(f"| {label} | {replay['events']:,} | {decode_rate:,.0f} | {replay_rate:,.0f} | "
-              f"{replay_rate / decode_rate:.0%} | {replay['peak_mib']:.0f} | {decode['peak_mib']:.0f} |", flush=True)
+              f"{replay_rate / decode_rate:.0%} | {replay['decoders']} | "
+              f"{decode['cpu_s']:.1f} / {decode['seconds']:.1f} | {replay['cpu_s']:.1f} / {replay['seconds']:.1f} | "
+              f"{peak} | {decode['peak_mib']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,273 @@
+"""Decoder processes: JSON decoding and validation of input blocks in other processes, so that replay's
+own process only orders, tracks and tallies (pipeline parallelism on a multi-core machine).
+
+Each decoder has its own pair of pipes and at most one block at a time; blocks go round-robin and
+come back in the same order, so the events reach replay exactly as the in-process path yields them.
+A decoded block travels as `marshal` data, events as columns (one tuple per CallEvent field, with
+repeated strings shared), which costs the receiving process a third of what pickled tuples do."""
+
+from __future__ import annotations
+
+import gc
+import marshal
+import multiprocessing
+import os
+import signal
+from collections import deque
+from contextlib import contextmanager
+from itertools import chain, repeat
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Iterable, Iterator
+
+from streams.domain.events import CallEvent
+
+from .event_lines import (Batch, Block, BlockReader, DecodedBlock, batches_of, decode_block, decode_in_order,
+                          read_blocks)
+
+# Columns of CallEvent whose values repeat from event to event (call ids, types, lines, queues,
+# sites, agents, callers, states, sources): sent once per block and referenced after that.
+_REPEATING_COLUMNS = (1, 2, 4, 5, 6, 7, 8, 9, 10)
+_EXTRA = len(CallEvent._fields) - 1
+_NO_EXTRA = CallEvent("", "", "", 0).extra
+_new_tuple = tuple.__new__
+
+
+class DecoderFailed(RuntimeError):
+    """A decoder process died or failed: the replay cannot be completed."""
+
+
+def fork_available() -> bool:
+    # Decoders are forked: they start in milliseconds with everything imported. Where fork is not
+    # available, decoding stays in the replay's own process.
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def pack(result: DecodedBlock) -> bytes:
+    """A decoded block as bytes for the pipe."""
+    events = result.events
+    if not events:
+        return marshal.dumps((0, (), None, result.rejected, result.line_count))
+    columns = list(zip(*events))
+    shared: dict[Any, Any] = {}
+    for index in _REPEATING_COLUMNS:
+        column = columns[index]
+        columns[index] = tuple(map(shared.setdefault, column, column))
+    extras = columns[_EXTRA]
+    if extras.count(_NO_EXTRA) == len(extras):
+        sparse = None
+    else:
+        sparse = [(at, dict(extra)) for at, extra in enumerate(extras) if extra is not _NO_EXTRA]
+    del columns[_EXTRA]
+    return marshal.dumps((len(events), tuple(columns), sparse, result.rejected, result.line_count))
+
+
+def unpack(payload: bytes | memoryview) -> DecodedBlock:
+    count, columns, sparse, rejected, line_count = marshal.loads(payload)
+    if not count:
+        return DecodedBlock([], rejected, line_count)
+    # tuple.__new__ is what CallEvent._make does, without a Python-level call per event.
+    events: list[CallEvent] = list(map(_new_tuple, repeat(CallEvent),
+                                       zip(*columns, repeat(_NO_EXTRA, count))))
+    if sparse:
+        for at, extra in sparse:
+            events[at] = events[at]._replace(extra=extra)  # a dict, as parse_event makes it
+    return DecodedBlock(events, rejected, line_count)
+
+
+def _serve(tasks: Connection, results: Connection, inherited: list[Connection]) -> None:
+    """A decoder process: blocks in, decoded blocks out, until an empty message or a closed pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the replay process's to handle
+    for connection in inherited:  # other decoders' pipe ends, so that their death is seen as EOF
+        connection.close()
+    # Decoded JSON is a tree and nothing here keeps a cycle: reference counting frees everything,
+    # and the collector's passes over each block's fresh objects would cost a sixth of the work.
+    # A collection now and then still bounds memory should anything ever make a cycle.
+    gc.freeze()
+    gc.disable()
+    reader = BlockReader()
+    done = 0
+    try:
+        while True:
+            task = tasks.recv_bytes()
+            if not task:
+                return
+            done += 1
+            if not done % 256:
+                gc.collect()
+            try:
+                if task[:1] == b"F":
+                    path, start, size = marshal.loads(memoryview(task)[1:])
+                    data = reader.read(Block("", path, start, size, None, 0, False))
+                else:
+                    data = memoryview(task)[1:].tobytes()
+                payload = b"+" + pack(decode_block(data))
+            except Exception as error:  # a bug or an unreadable file: say what it was, then stop
+                results.send_bytes(b"!" + f"{type(error).__name__}: {error}".encode())
+                return
+            results.send_bytes(payload)
+    except (EOFError, BrokenPipeError):
+        return  # the replay process has gone: nothing left to do
+    finally:
+        reader.close()
+
+
+class DecoderPool:
+    """`processes` decoder processes; use as a context manager so that they are always stopped."""
+
+    def __init__(self, processes: int) -> None:
+        if processes < 1:
+            raise ValueError("a decoder pool needs at least one process")
+        context = multiprocessing.get_context("fork")
+        # Pipe(duplex=False) gives (receiving end, sending end).
+        pipes = [(multiprocessing.Pipe(duplex=False), multiprocessing.Pipe(duplex=False))
+                 for _ in range(processes)]
+        every_end = [end for pair in pipes for pipe in pair for end in pipe]
+        self._workers: list[tuple[multiprocessing.process.BaseProcess, Connection, Connection]] = []
+        try:
+            for (task_reader, task_writer), (result_reader, result_writer) in pipes:
+                others = [end for end in every_end if end is not task_reader and end is not result_writer]
+                process = context.Process(target=_serve, args=(task_reader, result_writer, others),
+                                          name="callwatch-decoder", daemon=True)
+                process.start()
+                self._workers.append((process, task_writer, result_reader))
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            for (task_reader, _task_writer), (_result_reader, result_writer) in pipes:
+                task_reader.close()
+                result_writer.close()
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    def decode(self, blocks: Iterable[Block]) -> Iterator[tuple[Block, DecodedBlock]]:
+        """Decode blocks in the decoders, in order. The block being yielded is already replaced
+        in its decoder by the next one, so decoding goes on while the caller works."""
+        blocks = iter(blocks)
+        waiting: deque[tuple[int, Block]] = deque()
+        for index in range(len(self._workers)):
+            block = next(blocks, None)
+            if block is None:
+                break
+            self._send(index, block)
+            waiting.append((index, block))
+        while waiting:
+            index, block = waiting.popleft()
+            payload = self._receive(index)
+            following = next(blocks, None)
+            if following is not None:
+                self._send(index, following)
+                waiting.append((index, following))
+            yield block, unpack(payload)
+
+    def _send(self, index: int, block: Block) -> None:
+        process, tasks, _results = self._workers[index]
+        if block.data is None:  # a file range: the decoder reads it itself
+            task = b"F" + marshal.dumps((block.path, block.start, block.size))
+        else:
+            task = b"D" + block.data
+        try:
+            tasks.send_bytes(task)
+        except (BrokenPipeError, ConnectionResetError):
+            raise DecoderFailed(self._death(process)) from None
+
+    def _receive(self, index: int) -> memoryview:
+        process, _tasks, results = self._workers[index]
+        try:
+            payload = results.recv_bytes()
+        except (EOFError, ConnectionResetError):
+            raise DecoderFailed(self._death(process)) from None
+        if payload[:1] != b"+":
+            raise DecoderFailed(f"decoder process {process.pid} failed: "
+                                f"{payload[1:].decode(errors='replace')}")
+        return memoryview(payload)[1:]
+
+    @staticmethod
+    def _death(process: multiprocessing.process.BaseProcess) -> str:
+        process.join(1)
+        code = process.exitcode
+        if code is not None and code < 0:
+            how = f"killed by signal {signal.Signals(-code).name}"
+        elif code is not None:
+            how = f"exit status {code}"
+        else:
+            how = "its pipe closed"
+        return f"decoder process {process.pid} stopped unexpectedly ({how})"
+
+    def close(self) -> None:
+        """Stop every decoder: asked first, then terminated, then killed; never left behind."""
+        for process, tasks, _results in self._workers:
+            try:
+                tasks.send_bytes(b"")
+            except OSError:
+                pass
+            tasks.close()
+        for process, _tasks, results in self._workers:
+            results.close()  # a decoder stuck sending a result gets EPIPE and stops
+            process.join(2)
+            if process.exitcode is None:
+                process.terminate()
+                process.join(2)
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+        self._workers = []
+
+    def __enter__(self) -> DecoderPool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+# Below this much input, starting decoders costs more than it saves (and tests of small files stay
+# on the simple path unless they ask for decoders).
+AUTO_MIN_BYTES = 4 * 1024 * 1024
+
+
+def automatic_decoders() -> int:
+    """How many decoder processes replay uses by default: none on one CPU (they would only take
+    turns with the replay itself), else two. Decoding and validating an event costs about twice
+    what the replay's own process then does with it, so two decoders keep up with it; on two
+    cores the three processes share them (measured in docs/benchmarks.md: better than one)."""
+    if not fork_available():
+        return 0
+    return 2 if usable_cpus() >= 2 else 0
+
+
+@contextmanager
+def event_batches(paths: Iterable[str], decoders: int | None = None,
+                  on_position: Callable[[int], None] | None = None) -> Iterator[tuple[Iterator[Batch], int]]:
+    """The events of the inputs as numbered batches, and how many decoder processes produce them.
+    `decoders`: None chooses automatically (none for inputs under AUTO_MIN_BYTES, files and pipes
+    alike), 0 decodes in this process. Decoders are stopped when the block ends, however it ends."""
+    blocks: Iterator[Block] = read_blocks(paths)
+    if decoders is None:
+        decoders = automatic_decoders()
+        if decoders:
+            head: list[Block] = []
+            size = 0
+            for block in blocks:
+                head.append(block)
+                size += block.size
+                if size >= AUTO_MIN_BYTES:
+                    break
+            else:
+                decoders = 0
+            blocks = chain(head, blocks)
+    elif not fork_available():
+        decoders = 0
+    if not decoders:
+        yield batches_of(decode_in_order(blocks), on_position), 0
+        return
+    with DecoderPool(decoders) as pool:
+        yield batches_of(pool.decode(blocks), on_position), decoders
