@@ -1,7 +1,8 @@
 """The `callwatch` command (SPEC section 4). The only place that reads the environment: every option
 can come from a CALLWATCH_* variable named in its help. Exit status: 0 all good, 1 some input was
 rejected or late, 2 bad options or configuration (one line on stderr saying what is wrong), 3 the
-replay failed part way (a decoder process died): its report is incomplete."""
+replay failed part way (a decoder process died) and 130 it was interrupted: its report is then
+incomplete."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from typing import Callable, Sequence, TextIO
 from streams.domain.config import InvalidConfig
 from streams.domain.events import InvalidEvent, parse_ts
 from streams.domain.windows import interval_s, parse_duration_s
-from streams.options import (EXIT_INCOMPLETE, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser, UsageError, env_option,
-                             formatter, number)
+from streams.options import (EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser,
+                             UsageError, env_option, formatter, number)
 from streams.settings import Settings, SettingsError, load_settings
 
 _Parser = Parser
@@ -135,6 +136,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         except DecoderFailed as error:
             sys.stderr.write(f"callwatch replay: error: {error}; the report is incomplete\n")
             return EXIT_INCOMPLETE
+        except KeyboardInterrupt:  # the decoders are stopped by now
+            sys.stderr.write("callwatch replay: interrupted; the report is incomplete\n")
+            return EXIT_INTERRUPTED
         finally:
             progress.close()
             if out is not sys.stdout:
@@ -377,6 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "Read canonical JSON Lines events and write the interval report (one row per "
                                   "window and site/line/queue, line totals as queue '*'). Same input, same bytes "
                                   "out, whatever the order of events within the allowed lateness.\n\n"
+                                  "Large inputs are decoded and validated by decoder processes beside the replay "
+                                  "(--decoders). Exit status: 0, 1 if a line was rejected or an event late, 2 bad "
+                                  "options, 3 if a decoder process died and 130 on Ctrl-C (the report is then "
+                                  "incomplete).\n\n"
                                   "  callwatch replay day.jsonl --window 15m --report day-report.jsonl\n"
                                   "  cat a.jsonl b.jsonl | callwatch replay - --window 1h"))
     rep.add_argument("files", nargs="*", metavar="FILE", help="event files; - for stdin (default)")
@@ -392,8 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
             help="with --from-kafka: topic to read (default: <topic_prefix>events)")
     _option(rep, "--decoders", env="CALLWATCH_REPLAY_DECODERS", default="auto",
             help="processes that decode and validate the input beside the replay: a number, 0 to do "
-                 "it all in this process, or auto (none for inputs under 4 MiB or on one CPU, else "
-                 "one per further CPU, at most 2); the report is the same either way")
+                 "it all in this process, or auto (none for inputs under 4 MiB, on one CPU or without "
+                 "fork, else 2); the report is the same either way")
     rep.set_defaults(handler=_cmd_replay)
 
     run = commands.add_parser("run", help="the whole pipeline in one process, metrics for Prometheus",
