@@ -13,10 +13,12 @@ import marshal
 import multiprocessing
 import os
 import signal
+import threading
 from collections import deque
 from contextlib import contextmanager
 from itertools import chain, repeat
 from multiprocessing.connection import Connection
+from queue import SimpleQueue
 from typing import Any, Callable, Iterable, Iterator
 
 from streams.domain.events import CallEvent
@@ -30,6 +32,7 @@ _REPEATING_COLUMNS = (1, 2, 4, 5, 6, 7, 8, 9, 10)
 _EXTRA = len(CallEvent._fields) - 1
 _NO_EXTRA = CallEvent("", "", "", 0).extra
 _new_tuple = tuple.__new__
+AHEAD = 3  # blocks handed to each decoder at a time
 
 
 class DecoderFailed(RuntimeError):
@@ -91,11 +94,18 @@ def _serve(tasks: Connection, results: Connection, inherited: list[Connection]) 
     # A collection now and then still bounds memory should anything ever make a cycle.
     gc.freeze()
     gc.disable()
+    # Threads move blocks and results through the pipes, so that decoding never waits for the
+    # replay process to collect a result, and neither side can block the other with both pipes full.
+    queued: SimpleQueue[bytes] = SimpleQueue()
+    outgoing: SimpleQueue[bytes] = SimpleQueue()
+    threading.Thread(target=_take_tasks, args=(tasks, queued), daemon=True).start()
+    sender = threading.Thread(target=_send_results, args=(results, outgoing), daemon=True)
+    sender.start()
     reader = BlockReader()
     done = 0
     try:
         while True:
-            task = tasks.recv_bytes()
+            task = queued.get()
             if not task:
                 return
             done += 1
@@ -109,13 +119,32 @@ def _serve(tasks: Connection, results: Connection, inherited: list[Connection]) 
                     data = memoryview(task)[1:].tobytes()
                 payload = b"+" + pack(decode_block(data))
             except Exception as error:  # a bug or an unreadable file: say what it was, then stop
-                results.send_bytes(b"!" + f"{type(error).__name__}: {error}".encode())
+                outgoing.put(b"!" + f"{type(error).__name__}: {error}".encode())
                 return
-            results.send_bytes(payload)
-    except (EOFError, BrokenPipeError):
-        return  # the replay process has gone: nothing left to do
+            outgoing.put(payload)
     finally:
         reader.close()
+        outgoing.put(b"")
+        sender.join()
+
+
+def _take_tasks(tasks: Connection, queued: SimpleQueue[bytes]) -> None:
+    try:
+        while True:
+            task = tasks.recv_bytes()
+            queued.put(task)
+            if not task:
+                return
+    except (EOFError, OSError):
+        queued.put(b"")  # the replay process has gone
+
+
+def _send_results(results: Connection, outgoing: SimpleQueue[bytes]) -> None:
+    try:
+        while payload := outgoing.get():
+            results.send_bytes(payload)
+    except OSError:
+        pass  # the replay process has gone (or stopped reading): nothing left to do
 
 
 class DecoderPool:
@@ -150,16 +179,17 @@ class DecoderPool:
         return len(self._workers)
 
     def decode(self, blocks: Iterable[Block]) -> Iterator[tuple[Block, DecodedBlock]]:
-        """Decode blocks in the decoders, in order. The block being yielded is already replaced
-        in its decoder by the next one, so decoding goes on while the caller works."""
+        """Decode blocks in the decoders, in order. Each decoder holds AHEAD blocks: the one it
+        works on and the next, so it never waits for this process to collect a result."""
         blocks = iter(blocks)
         waiting: deque[tuple[int, Block]] = deque()
-        for index in range(len(self._workers)):
-            block = next(blocks, None)
-            if block is None:
-                break
-            self._send(index, block)
-            waiting.append((index, block))
+        for _round in range(AHEAD):
+            for index in range(len(self._workers)):
+                block = next(blocks, None)
+                if block is None:
+                    break
+                self._send(index, block)
+                waiting.append((index, block))
         while waiting:
             index, block = waiting.popleft()
             payload = self._receive(index)
