@@ -80,9 +80,13 @@ class CallFlow:
             return
         tracker, report, board = self.tracker, self._report, self._board
         records: list[Record] = []
-        for event in events:
-            tracker.apply(event, records)
-            if board is not None:
+        apply = tracker.apply
+        if board is None:
+            for event in events:
+                apply(event, records)
+        else:
+            for event in events:
+                apply(event, records)
                 board.observe(event)
         if report is not None:
             report.add(records)

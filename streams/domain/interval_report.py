@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from .call_legs import Arrival, LegClosed, Record
-from .config import FlowConfig
+from .config import FlowConfig, LineConfig
 from .events import format_ts
 from .figures import Tally, figures_of
 from .windows import IntervalWindows, zone
@@ -35,26 +35,31 @@ class IntervalReport:
         window_of = self._windows.window_of
         open_windows = self._open
         line_config = self._config.line
-        window = (0, 0)
+        lines: dict[str, LineConfig] = {}
+        start = end = 0
         groups: dict[Group, Tally] = {}
         for record in records:
             closed = type(record) is LegClosed
             at_ms = record.closed_ms if closed else record.occurred_ms  # type: ignore[union-attr]
-            if not window[0] <= at_ms < window[1]:  # records are mostly in time order: reuse
+            if not start <= at_ms < end:  # records are mostly in time order: reuse
                 window = window_of(at_ms)
+                start, end = window
                 groups_or_none = open_windows.get(window)
                 if groups_or_none is None:
                     groups_or_none = open_windows[window] = {}
-                    if self._earliest_end is None or window[1] < self._earliest_end:
-                        self._earliest_end = window[1]
+                    if self._earliest_end is None or end < self._earliest_end:
+                        self._earliest_end = end
                 groups = groups_or_none
-            group = (record.site, record.line, record.queue)
+            group = record[:3]  # (site, line, queue): both kinds of record start with them
             tally = groups.get(group)
             if tally is None:
                 tally = groups[group] = Tally()
             if closed:
+                line = lines.get(record.line)
+                if line is None:
+                    line = lines[record.line] = line_config(record.line)
                 tally.add_outcome(record.outcome, record.closed_ms - record.offered_ms,  # type: ignore[union-attr]
-                                  line_config(record.line))
+                                  line)
             else:
                 tally.arrivals += 1
 

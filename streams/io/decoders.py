@@ -1,13 +1,17 @@
 """Decoder processes: JSON decoding and validation of input blocks in other processes, so that replay's
 own process only orders, tracks and tallies (pipeline parallelism on a multi-core machine).
 
-Each decoder has its own pair of pipes and at most one block at a time; blocks go round-robin and
-come back in the same order, so the events reach replay exactly as the in-process path yields them.
-A decoded block travels as `marshal` data, events as columns (one tuple per CallEvent field, with
-repeated strings shared), which costs the receiving process a third of what pickled tuples do."""
+Each decoder has its own pair of pipes and a few blocks in hand; blocks go round-robin and come
+back in the same order, so the events reach replay exactly as the in-process path yields them. A
+file block is only a range (the decoder reads it itself); a block of stdin is sent as bytes. A
+decoded block travels as `marshal` data, events as columns (one tuple per CallEvent field, with
+repeated strings shared), which costs the receiving process a third of what pickled tuples do.
+Decoders are forked, ignore Ctrl-C (the replay stops them), and stop by themselves when the
+replay process goes away (their pipes close)."""
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import marshal
 import multiprocessing
@@ -27,12 +31,14 @@ from .event_lines import (Batch, Block, BlockReader, DecodedBlock, batches_of, d
                           read_blocks)
 
 # Columns of CallEvent whose values repeat from event to event (call ids, types, lines, queues,
-# sites, agents, callers, states, sources): sent once per block and referenced after that.
-_REPEATING_COLUMNS = (1, 2, 4, 5, 6, 7, 8, 9, 10)
+# sites, sources): sent once per block and referenced after that. (Agents, callers and states
+# repeat less: sharing them costs the decoder more than it saves the replay.)
+_REPEATING_COLUMNS = (1, 2, 4, 5, 6, 10)
 _EXTRA = len(CallEvent._fields) - 1
 _NO_EXTRA = CallEvent("", "", "", 0).extra
 _new_tuple = tuple.__new__
-AHEAD = 3  # blocks handed to each decoder at a time
+AHEAD = 3  # blocks in each decoder's hands (measured: 1 leaves decoders idle, more gains nothing)
+PIPE_BYTES = 1024 * 1024
 
 
 class DecoderFailed(RuntimeError):
@@ -147,6 +153,15 @@ def _send_results(results: Connection, outgoing: SimpleQueue[bytes]) -> None:
         pass  # the replay process has gone (or stopped reading): nothing left to do
 
 
+def _widen(pipe: Connection) -> None:
+    """A pipe that holds a whole decoded block (Linux: 64 KiB by default, up to pipe-max-size), so
+    that a result is written in one go rather than in many wake-ups of the reader."""
+    try:
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except OSError:
+        pass  # not Linux, or a lower limit: the default size works, only slower
+
+
 class DecoderPool:
     """`processes` decoder processes; use as a context manager so that they are always stopped."""
 
@@ -159,6 +174,9 @@ class DecoderPool:
                  for _ in range(processes)]
         every_end = [end for pair in pipes for pipe in pair for end in pipe]
         self._workers: list[tuple[multiprocessing.process.BaseProcess, Connection, Connection]] = []
+        for pipe in pipes:
+            for reader, _writer in pipe:
+                _widen(reader)
         try:
             for (task_reader, task_writer), (result_reader, result_writer) in pipes:
                 others = [end for end in every_end if end is not task_reader and end is not result_writer]
@@ -179,8 +197,8 @@ class DecoderPool:
         return len(self._workers)
 
     def decode(self, blocks: Iterable[Block]) -> Iterator[tuple[Block, DecodedBlock]]:
-        """Decode blocks in the decoders, in order. Each decoder holds AHEAD blocks: the one it
-        works on and the next, so it never waits for this process to collect a result."""
+        """Decode blocks in the decoders, in order. Each decoder holds AHEAD blocks, so that it
+        always has the next one when it finishes one, while this process works on the results."""
         blocks = iter(blocks)
         waiting: deque[tuple[int, Block]] = deque()
         for _round in range(AHEAD):
