@@ -19,6 +19,7 @@ DUPLICATE: Final = "duplicate"
 LATE: Final = "late"
 
 _BEFORE_ALL_MS: Final = -(1 << 62)  # earlier than any event time (datetime stops at year 1)
+_AFTER_ALL_MS: Final = 1 << 62  # and later (it stops at year 9999)
 
 
 @dataclass(slots=True)
@@ -149,18 +150,21 @@ class EventOrderer:
         """Merge the in-order run and the heap, taking entries earlier than the watermark (all of
         them when it is None) in (time, type, event_id) order."""
         run, heap = self._run, self._heap
+        limit = _AFTER_ALL_MS if watermark is None else watermark
         out: list[CallEvent] = []
-        while True:
-            if heap and (not run or heap[0][:3] < run[0][:3]):
-                if watermark is not None and heap[0][0] >= watermark:
-                    break
+        while heap:
+            if not run or heap[0][:3] < run[0][:3]:
+                if heap[0][0] >= limit:
+                    return out
                 out.append(heapq.heappop(heap)[3])
-            elif run:
-                if watermark is not None and run[0][0] >= watermark:
-                    break
-                out.append(run.popleft()[3])
             else:
-                break
+                if run[0][0] >= limit:
+                    return out
+                out.append(run.popleft()[3])
+        # Only the run is left (the usual case: events came in order): take its stretch directly.
+        append, take = out.append, run.popleft
+        while run and run[0][0] < limit:
+            append(take()[3])
         return out
 
     def _prune(self, watermark: int) -> None:

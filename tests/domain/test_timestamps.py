@@ -22,9 +22,15 @@ def test_canonical_timestamps_round_trip_through_the_memo(occurred_ms):
     assert expected == occurred_ms
 
 
-@pytest.mark.parametrize("second_and_ms", ["60.000", "0x.000", "0\u0663.000", "+1.000", " 1.000", "01.0_0"])
+@pytest.mark.parametrize("second_and_ms", ["60.000", "0x.000", "0\u0663.000", "+1.000", " 1.000", "01.0_0",
+                                           "01.0a0", "01.00\u0663", "01.-10", "01:000", "1.0000"])
 def test_a_known_minute_does_not_let_bad_seconds_through(second_and_ms):
     parse_ts("2024-03-01T09:00:01.000Z")  # the minute is now memoised
     with pytest.raises(InvalidEvent) as error:
         parse_ts(f"2024-03-01T09:00:{second_and_ms}Z")
     assert error.value.field == "ts"
+
+
+def test_a_known_minute_with_a_lower_case_z_gives_the_strict_parse() -> None:
+    parse_ts("2024-03-01T09:00:01.000Z")  # the minute is now memoised
+    assert parse_ts("2024-03-01T09:00:02.345z") == parse_ts("2024-03-01T09:00:02.345Z")
