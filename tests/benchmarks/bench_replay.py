@@ -9,6 +9,7 @@ too. Inputs: simulated streams of about 1 M and 5 M events and the real Anonymou
 
     .venv/bin/python -m tests.benchmarks.bench_replay            # 1 M, 5 M and the real month
     .venv/bin/python -m tests.benchmarks.bench_replay --quick    # 200 k and the real month
+    .venv/bin/python -m tests.benchmarks.bench_replay --decoders 0   # replay all in one process
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ BANK_MAPPING = REPO / "connectors" / "call_detail" / "mappings" / "anonymous_ban
 EVENTS_PER_SIMULATED_DAY = 8_400  # measured: one control room, both lines
 
 
-def _child(kind: str, path: str) -> None:
+def _child(kind: str, path: str, decoders_wanted: int | None) -> None:
     """Runs inside the child process: one pass, then its figures as JSON on stdout."""
     from streams.domain.config import FlowConfig
     from streams.io.codec import decode
@@ -47,8 +48,9 @@ def _child(kind: str, path: str) -> None:
                 events += 1
         rows = 0
     else:
-        # As _cmd_replay in streams/cli.py: the automatic choice of decoders, rows written out.
-        with open(os.devnull, "w") as out, event_batches([path], None) as (batches, decoders):
+        # As _cmd_replay in streams/cli.py (by default the automatic choice of decoders), rows
+        # written out.
+        with open(os.devnull, "w") as out, event_batches([path], decoders_wanted) as (batches, decoders):
             summary = replay_batches(batches, FlowConfig(), 900, out.write, report_rejection(sys.stderr))
         events, rows = summary.lines, summary.rows
     seconds = time.perf_counter() - started
@@ -60,9 +62,9 @@ def _child(kind: str, path: str) -> None:
                       "peak_mib": own.ru_maxrss / 1024, "decoder_peak_mib": children.ru_maxrss / 1024}))
 
 
-def _measure(kind: str, path: Path) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_replay", "--child", kind, str(path)],
-                          capture_output=True, text=True, check=True, cwd=REPO)
+def _measure(kind: str, path: Path, decoders: str) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_replay", "--child", kind, str(path),
+                           "--decoders", decoders], capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(done.stdout)
 
 
@@ -95,9 +97,12 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="200 k simulated events instead of 1 M and 5 M")
     parser.add_argument("--cache", default=str(REPO / "var" / "bench"), help="where inputs are kept")
+    parser.add_argument("--decoders", default="auto",
+                        help="decoder processes of the replay pass: auto (what callwatch replay does by "
+                             "default) or a number (0: all in one process, for comparison)")
     args = parser.parse_args()
     if args.child:
-        _child(*args.child)
+        _child(*args.child, None if args.decoders == "auto" else int(args.decoders))
         return
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -112,8 +117,8 @@ def main() -> None:
           "| decode peak MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, path in inputs:
-        decode = _measure("decode", path)
-        replay = _measure("replay", path)
+        decode = _measure("decode", path, args.decoders)
+        replay = _measure("replay", path, args.decoders)
         decode_rate = decode["events"] / decode["seconds"]
         replay_rate = replay["events"] / replay["seconds"]
         peak = f"{replay['peak_mib']:.0f}"
