@@ -155,7 +155,10 @@ def _decoders(text: str) -> int | None:
     """--decoders: 'auto' (None) or a number of processes, 0 for none."""
     if text.strip().lower() == "auto":
         return None
-    return int(number(text, "--decoders", int, 0))
+    try:
+        return int(number(text, "--decoders", int, 0))
+    except UsageError as error:
+        raise UsageError(f"{error} (or auto)") from None
 
 
 def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]

@@ -211,3 +211,12 @@ def test_a_closed_output_pipe_stops_the_replay_and_its_decoders(big_events: Path
     process.wait(timeout=60)
     assert process.returncode == 0
     assert gone(decoders)
+
+
+def test_a_bad_number_of_decoders_is_one_line_and_exit_2() -> None:
+    for value, message in [("many", b"--decoders must be a whole number, not 'many' (or auto)"),
+                           ("-1", b"--decoders must be at least 0")]:
+        done = callwatch("replay", "--decoders", value, stdin=b"")
+        assert done.returncode == 2 and message in done.stderr and done.stderr.count(b"\n") == 1, done.stderr
+    help_text = b" ".join(callwatch("replay", "--help").stdout.split())
+    assert b"[env: CALLWATCH_REPLAY_DECODERS]" in help_text and b"--decoders" in help_text
