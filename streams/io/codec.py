@@ -12,7 +12,7 @@ decode = json.loads
 
 
 # What json.dumps(obj, separators=(",", ":"), ensure_ascii=False) does, without building an encoder
-# per call (a tenth of replay's time on a sparse month with many report rows).
+# per call (about 1 us of the 7 a report row costs to encode).
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
