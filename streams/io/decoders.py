@@ -1,5 +1,5 @@
-"""Decoder processes: JSON decoding and validation of input blocks in other processes, so that replay's
-own process only orders, tracks and tallies (pipeline parallelism on a multi-core machine).
+"""Decoder processes: JSON decoding and validation of input blocks in other processes, so that the
+replay's own process only orders, tracks and tallies (pipeline parallelism on several cores).
 
 Each decoder has its own pair of pipes and a few blocks in hand; blocks go round-robin and come
 back in the same order, so the events reach replay exactly as the in-process path yields them. A
