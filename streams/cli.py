@@ -112,7 +112,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         except InvalidConfig as error:
             raise UsageError(f"--tz: {error}") from None
     decoders = _decoders(args.decoders)
-    out = None
     if args.from_kafka:
         items = _kafka_events(args, settings)
         out = _open_output(args.report)
