@@ -28,6 +28,7 @@ class AggregateStatus:
     rows: int = 0  # interval rows published
     late_parts: int = 0  # parts of windows already published: counted, dropped
     bad_outcomes: int = 0
+    skipped_by_faust: int = 0  # messages Faust's stream skipped after a rebalance, read directly
     stream_time_ms: int | None = None  # newest stream time any source reported
 
 
@@ -43,7 +44,7 @@ class Aggregator:
     watermark, and `done`, the end up to which windows are published."""
 
     def __init__(self, config: FlowConfig, parts: Any, progress: Any,
-                 send_figure: Callable[[bytes, bytes], Awaitable[Any]]) -> None:
+                 send_figure: Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]) -> None:
         self.config = config
         self.parts = parts
         self.progress = progress
@@ -75,7 +76,11 @@ class Aggregator:
     def _keep_parts(self, partition: int, outcome: Outcome) -> None:
         done = self.progress.get(f"{partition}|done")
         windows = [window for window in outcome.windows if done is None or window[1] > done]
-        self.status.late_parts += len(outcome.windows) - len(windows)  # sent again after a restart, or late
+        if len(windows) != len(outcome.windows):  # sent again after a restart, or late
+            self.status.late_parts += len(outcome.windows) - len(windows)
+            log.info("outcomes partition %d: parts of %d windows from source %d ending at or before %d, "
+                     "already published: dropped", partition, len(outcome.windows) - len(windows),
+                     outcome.source, done)
         if windows:
             self.parts[_entry_key(partition, outcome.source, windows)] = windows
 
@@ -101,6 +106,7 @@ class Aggregator:
         # restart, cut differently) counts once
         final: dict[tuple[int, int], dict[tuple[tuple[str, str, str], int], Any]] = {}
         changed: dict[str, list[Any]] = {}
+        sent: list[Awaitable[Any]] = []
         for key in list(self.parts.keys()):
             held, source, _first, _last = json.loads(key)
             if held != partition:
@@ -123,8 +129,13 @@ class Aggregator:
             for group, parts in sorted(tallies.items()):
                 row = report_row(start, end, group, parts, self.config)
                 if row is not None:
-                    await self.send_figure(figure_key(start, group).encode(), encode(row).encode())
+                    sent.append(await self.send_figure(figure_key(start, group).encode(), encode(row).encode()))
                     self.status.rows += 1
+        # The rows must be in Kafka before the table forgets their parts and records them as done:
+        # Faust writes a table's changelog by its own route, and a crash that kept the changelog
+        # records but not the rows would lose the rows for good.
+        for delivery in sent:
+            await delivery
         for key, keep in changed.items():
             if keep:
                 self.parts[key] = keep
@@ -144,15 +155,37 @@ def live_rows(snapshot: Any) -> list[tuple[bytes, bytes]]:
 
 
 def register(app: Any, aggregator: Aggregator, outcomes: Any, publish: Callable[[bool], Awaitable[None]],
-             publish_every_s: float) -> None:
+             publish_every_s: float, read_missed: Callable[[int, int, int], Awaitable[list[bytes | None]]],
+             first_offset: Callable[[int], Awaitable[int | None]]) -> None:
     """Attach the agent and the timer to the Faust app. The timer publishes every period (so figures
     decay when nothing arrives); wallboard news is also published as it comes, at most ten times a
     second, so the board does not wait for the timer."""
     last = [0.0]
+    # outcomes partition -> offset of the last message handled; outside the agent, which Faust may
+    # restart on a rebalance
+    handled: dict[int, int] = {}
 
     @app.agent(outcomes, concurrency=1, name="aggregate_figures")
     async def aggregate_figures(stream: Any) -> None:
         async for event in stream.events():
+            partition, offset = event.message.partition, event.message.offset
+            expected = handled.get(partition)
+            if expected is None:
+                expected = await first_offset(partition)  # what the group committed: handled before
+            else:
+                expected += 1
+            if expected is not None and offset > expected:
+                # faust-streaming sometimes starts or resumes a partition after a rebalance past
+                # messages it had fetched but not yet handed over (seen here on 0.15.3 with aiokafka
+                # 0.14): read them ourselves, in order, before this one. Handling a message twice
+                # changes nothing (parts replace themselves, watermarks only move forward).
+                missed = await read_missed(partition, expected, offset)
+                log.warning("outcomes partition %d: Faust skipped offsets %d to %d; read %d of them directly",
+                            partition, expected, offset - 1, len(missed))
+                aggregator.status.skipped_by_faust += len(missed)
+                for value in missed:
+                    await aggregator.on_outcome(partition, value)
+            handled[partition] = offset
             delay = time.time() - event.message.timestamp
             if delay > 0.5:
                 log.info("outcomes partition %d offset %d: %.3f s after it was sent",

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from streams.settings import Settings
 
 from . import agents
 from .ingest import CallIngest, IngestOptions
-from .kafka import CHECKPOINT_MAX_BYTES, Topology, faust_broker
+from .kafka import CHECKPOINT_MAX_BYTES, Topology, committed_offset, faust_broker, read_range
 from .messages import outcomes_partition
 
 
@@ -55,9 +56,10 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology,
         broker_heartbeat_interval=options.session_timeout_s / 4)
     outcomes = app.topic(topology.outcomes, key_serializer="raw", value_serializer="raw")
 
-    async def send_figure(key: bytes, value: bytes) -> None:
-        # Straight to the producer: a Faust topic's send costs more than the row it carries.
-        await app.producer.send(topology.figures, key, value, None, None, None)
+    async def send_figure(key: bytes, value: bytes) -> Any:
+        """Queue a row; returns what to await for its delivery. Straight to the producer: a Faust
+        topic's send costs more than the row it carries."""
+        return await app.producer.send(topology.figures, key, value, None, None, None)
 
     table_options: dict[str, Any] = {"default": None, "partitions": topology.outcomes_partitions,
                                      "schema": faust.Schema(key_serializer="json", value_serializer="json")}
@@ -92,5 +94,12 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology,
             for key, value in agents.live_rows(snapshot):
                 await send_figure(key, value)
 
-    agents.register(app, aggregator, outcomes, publish, options.publish_every_s)
+    async def read_missed(partition: int, start: int, end: int) -> list[bytes | None]:
+        return await read_range(settings.kafka, topology.outcomes, partition, start, end)
+
+    async def first_offset(partition: int) -> int | None:
+        return await committed_offset(settings.kafka, app_id, topology.outcomes, partition)
+
+    agents.register(app, aggregator, outcomes, publish, options.publish_every_s, read_missed, first_offset)
+
     return WorkerApp(app, ingest, aggregator, collector, topology)

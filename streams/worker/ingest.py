@@ -262,12 +262,16 @@ class CallIngest(Service):
         for partition, flow in self._flows.items():
             watermark_ms = flow.watermark_ms
             sent_ms, sent_at = self._sent_watermark.get(partition, (None, 0.0))
-            if watermark_ms is None or watermark_ms == sent_ms:
+            if watermark_ms is None:
                 continue
             # Aggregators act on a watermark only when it passes a window's end: send it then, after
-            # parts, and now and then anyway (it also carries the stream time).
-            if (partition in sent_parts or sent_ms is None or clock - sent_at >= self._options.quiet_watermark_every_s
-                    or flow.window_of(watermark_ms)[0] != flow.window_of(sent_ms)[0]):
+            # parts, and now and then anyway, even unchanged: it also carries the stream time, and an
+            # aggregator that took over an outcomes partition (its Faust table restored from the
+            # changelog) may hold an older one; a watermark it already has changes nothing.
+            if (clock - sent_at >= self._options.quiet_watermark_every_s
+                    or (watermark_ms != sent_ms and (
+                        partition in sent_parts or sent_ms is None
+                        or flow.window_of(watermark_ms)[0] != flow.window_of(sent_ms)[0]))):
                 value = encode_watermark(partition, sources, watermark_ms, flow.stream_time_ms)
                 for target in range(self._topology.outcomes_partitions):
                     await self._send(self._topology.outcomes, value, target)

@@ -184,14 +184,18 @@ async def load_call_table(kafka: KafkaSettings, topic: str, partition: int,
 
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=CHECKPOINT_MAX_BYTES, fetch_max_bytes=CHECKPOINT_MAX_BYTES)
     await consumer.start()
     try:
         consumer.assign([tp])
+        start = (await consumer.beginning_offsets([tp]))[tp]
         end = (await consumer.end_offsets([tp]))[tp]
-        if end == 0:
+        if end <= start:
             return {}
-        await consumer.seek_to_beginning(tp)
+        # An explicit position: seek_to_beginning only asks for a reset, which can race with the
+        # reset to "latest" that assign() started (seen on aiokafka 0.14: the read began at the end).
+        consumer.seek(tp, start)
         pairs: list[tuple[bytes | None, bytes | None]] = []
         async with asyncio.timeout(timeout_s):
             while await consumer.position(tp) < end:
@@ -201,6 +205,47 @@ async def load_call_table(kafka: KafkaSettings, topic: str, partition: int,
         return latest_by_call(pairs)
     finally:
         await consumer.stop()
+
+
+async def read_range(kafka: KafkaSettings, topic: str, partition: int, start: int, end: int,
+                     timeout_s: float = 60.0) -> list[bytes | None]:
+    """The values of the records at offsets [start, end) of one partition, in order."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        values: list[bytes | None] = []
+        async with asyncio.timeout(timeout_s):
+            while await consumer.position(tp) < end:
+                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                    if start <= record.offset < end:
+                        values.append(record.value)
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def committed_offset(kafka: KafkaSettings, group: str, topic: str, partition: int) -> int | None:
+    """The offset a consumer group has committed for one partition (None if none)."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    tp = TopicPartition(topic, partition)
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
+    finally:
+        await admin.close()
+    found = offsets.get(tp)
+    return None if found is None or found.offset < 0 else int(found.offset)
 
 
 SendFn = Callable[..., Awaitable[Any]]

@@ -63,7 +63,8 @@ class Stack:
         self.prefix = f"test.worker.{uuid.uuid4().hex[:10]}."
         self.tmp_path = tmp_path
         self.settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=self.prefix))
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWATCH_")}
+        # The user's CALLWATCH_ settings stay out, but a log level asked for reaches the workers' logs.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWATCH_") or k == "CALLWATCH_LOG_LEVEL"}
         self.env.update(CALLWATCH_KAFKA_BOOTSTRAP=bootstrap, CALLWATCH_KAFKA_TOPIC_PREFIX=self.prefix)
 
     def create_topics(self) -> None:
