@@ -155,42 +155,36 @@ def live_rows(snapshot: Any) -> list[tuple[bytes, bytes]]:
 
 
 def register(app: Any, aggregator: Aggregator, outcomes: Any, publish: Callable[[bool], Awaitable[None]],
-             publish_every_s: float, read_missed: Callable[[int, int, int], Awaitable[list[bytes | None]]],
-             first_offset: Callable[[int], Awaitable[int | None]]) -> None:
+             publish_every_s: float, read_missed: Callable[[int, int, int], Awaitable[list[bytes | None]]]) -> None:
     """Attach the agent and the timer to the Faust app. The timer publishes every period (so figures
     decay when nothing arrives); wallboard news is also published as it comes, at most ten times a
     second, so the board does not wait for the timer."""
     last = [0.0]
-    # outcomes partition -> offset of the last message handled; outside the agent, which Faust may
-    # restart on a rebalance
-    handled: dict[int, int] = {}
 
     @app.agent(outcomes, concurrency=1, name="aggregate_figures")
     async def aggregate_figures(stream: Any) -> None:
         async for event in stream.events():
             partition, offset = event.message.partition, event.message.offset
-            expected = handled.get(partition)
-            if expected is None:
-                expected = await first_offset(partition)  # what the group committed: handled before
-            else:
-                expected += 1
-            if expected is not None and offset > expected:
-                # faust-streaming sometimes starts or resumes a partition after a rebalance past
-                # messages it had fetched but not yet handed over (seen here on 0.15.3 with aiokafka
-                # 0.14): read them ourselves, in order, before this one. Handling a message twice
-                # changes nothing (parts replace themselves, watermarks only move forward).
-                missed = await read_missed(partition, expected, offset)
+            # The offset handled last is kept in the changelog-backed progress table, so it follows
+            # the partition to whichever worker holds it next. faust-streaming sometimes starts or
+            # resumes a partition after a rebalance past messages it had fetched but not handed over
+            # (and commits past them; seen here on 0.15.3 with aiokafka 0.14): read those ourselves,
+            # in order, before this one. Handling a message twice changes nothing (parts replace
+            # themselves, watermarks only move forward).
+            previous = aggregator.progress.get(f"{partition}|offset")
+            if previous is not None and offset > previous + 1:
+                missed = await read_missed(partition, previous + 1, offset)
                 log.warning("outcomes partition %d: Faust skipped offsets %d to %d; read %d of them directly",
-                            partition, expected, offset - 1, len(missed))
+                            partition, previous + 1, offset - 1, len(missed))
                 aggregator.status.skipped_by_faust += len(missed)
                 for value in missed:
                     await aggregator.on_outcome(partition, value)
-            handled[partition] = offset
             delay = time.time() - event.message.timestamp
             if delay > 0.5:
                 log.info("outcomes partition %d offset %d: %.3f s after it was sent",
                          event.message.partition, event.message.offset, delay)
             await aggregator.on_outcome(event.message.partition, event.value)
+            aggregator.progress[f"{partition}|offset"] = offset
             if aggregator.live_changed and time.monotonic() - last[0] >= 0.1:
                 last[0] = time.monotonic()
                 await publish(False)

@@ -16,7 +16,7 @@ from streams.settings import Settings
 
 from . import agents
 from .ingest import CallIngest, IngestOptions
-from .kafka import CHECKPOINT_MAX_BYTES, Topology, committed_offset, faust_broker, read_range
+from .kafka import CHECKPOINT_MAX_BYTES, Topology, faust_broker, read_range
 from .messages import outcomes_partition
 
 
@@ -97,9 +97,6 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology,
     async def read_missed(partition: int, start: int, end: int) -> list[bytes | None]:
         return await read_range(settings.kafka, topology.outcomes, partition, start, end)
 
-    async def first_offset(partition: int) -> int | None:
-        return await committed_offset(settings.kafka, app_id, topology.outcomes, partition)
-
-    agents.register(app, aggregator, outcomes, publish, options.publish_every_s, read_missed, first_offset)
+    agents.register(app, aggregator, outcomes, publish, options.publish_every_s, read_missed)
 
     return WorkerApp(app, ingest, aggregator, collector, topology)

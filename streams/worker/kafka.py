@@ -232,22 +232,6 @@ async def read_range(kafka: KafkaSettings, topic: str, partition: int, start: in
         await consumer.stop()
 
 
-async def committed_offset(kafka: KafkaSettings, group: str, topic: str, partition: int) -> int | None:
-    """The offset a consumer group has committed for one partition (None if none)."""
-    from aiokafka import TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    tp = TopicPartition(topic, partition)
-    admin = AIOKafkaAdminClient(**client_options(kafka))
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
-    finally:
-        await admin.close()
-    found = offsets.get(tp)
-    return None if found is None or found.offset < 0 else int(found.offset)
-
-
 SendFn = Callable[..., Awaitable[Any]]
 
 
