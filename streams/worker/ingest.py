@@ -163,10 +163,13 @@ class CallIngest(Service):
 
     async def _on_assigned(self, assigned: Any) -> None:
         async with self._lock:
-            for tp in sorted(assigned, key=lambda tp: tp.partition):
+            ordered = sorted(assigned, key=lambda tp: tp.partition)
+            # Read every partition's checkpoint and call table at once: the group waits for this.
+            saved = await asyncio.gather(*(asyncio.gather(
+                load_checkpoint(self._kafka, self._topology.checkpoints, tp.partition),
+                load_call_table(self._kafka, self._topology.call_table, tp.partition)) for tp in ordered))
+            for tp, (state, calls) in zip(ordered, saved):
                 flow = PartitionFlow(tp.partition, self._config, self._options.window_s, self._options.wall_clock)
-                state = await load_checkpoint(self._kafka, self._topology.checkpoints, tp.partition)
-                calls = await load_call_table(self._kafka, self._topology.call_table, tp.partition)
                 try:
                     flow.restore(state, calls.items())
                 except (CheckpointMismatch, IncompatibleState, CorruptCallTable) as error:
