@@ -280,6 +280,18 @@ class CallIngest(Service):
                     await self._send(self._topology.outcomes, value, target)
                 self._sent_watermark[partition] = (watermark_ms, clock)
         self._next_emit = clock + self._options.watermark_every_s
+        self._forget_acknowledged()
+
+    def _forget_acknowledged(self) -> None:
+        """Drop the sends already acknowledged (raising a failed one's error: the worker stops and a
+        restart redoes the work), so the list stays short however long checkpoints are apart."""
+        waiting = []
+        for future in self._pending:
+            if future.done():
+                future.result()
+            else:
+                waiting.append(future)
+        self._pending = waiting
 
     async def _send_live(self, now_ms: int, full: bool) -> None:
         targets = self._topology.outcomes_partitions
