@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
-from typing import Callable, Iterable, TextIO
+from typing import Callable, Iterable, Iterator, TextIO
 
 from streams.domain.config import FlowConfig
 from streams.domain.events import CallEvent
@@ -28,26 +28,24 @@ class ReplaySummary:
 def replay_events(items: Iterable[CallEvent | Rejection], config: FlowConfig, window_s: int,
                   write_row: Callable[[str], object],
                   on_reject: Callable[[Rejection], object]) -> ReplaySummary:
-    """Feed events through one CallFlow; each finished row is encoded and handed to `write_row`."""
-    flow = CallFlow(config, interval_s=window_s)
-    ingest, advance = flow.ingest, flow.advance
-    lines = rejected = rows = 0
-    for item in items:
-        lines += 1
+    """`replay_batches` for events and rejections one at a time (e.g. read from a topic)."""
+    return replay_batches(_batches(items), config, window_s, write_row, on_reject)
+
+
+def _batches(items: Iterable[CallEvent | Rejection], size: int = 256) -> Iterator[Batch]:
+    # Releasing in batches is safe (lateness is judged per event on arrival) and much cheaper.
+    events: list[CallEvent] = []
+    rejections: list[Rejection] = []
+    for count, item in enumerate(items, 1):
         if type(item) is Rejection:
-            rejected += 1
-            on_reject(item)
-            continue
-        ingest(item)  # type: ignore[arg-type]
-        # Releasing in batches is safe (lateness is judged per event on arrival) and much cheaper.
-        if not lines & 0xFF:
-            for row in advance():
-                write_row(encode(row) + "\n")
-                rows += 1
-    for row in flow.finish():
-        write_row(encode(row) + "\n")
-        rows += 1
-    return ReplaySummary(lines, rejected, rows, flow.counts)
+            rejections.append(item)
+        else:
+            events.append(item)  # type: ignore[arg-type]
+        if not count % size:
+            yield Batch(events, rejections, 0)
+            events, rejections = [], []
+    if events or rejections:
+        yield Batch(events, rejections, 0)
 
 
 def replay_batches(batches: Iterable[Batch], config: FlowConfig, window_s: int,

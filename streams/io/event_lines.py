@@ -150,7 +150,10 @@ def decode_block(data: bytes) -> DecodedBlock:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
-    tail = lines.pop()  # what follows the last line end: empty unless the input ends without one
+    # The last piece follows the last line end: empty unless the input ends without one.
+    ended = len(lines) - 1
+    if not lines[-1]:
+        lines.pop()
     events: list[CallEvent] = []
     rejected: list[tuple[int, str, str]] = []
     append, loads, parse = events.append, decode, parse_event
@@ -158,18 +161,10 @@ def decode_block(data: bytes) -> DecodedBlock:
         try:
             append(parse(loads(line)))
         except (ValueError, RecursionError):  # InvalidEvent is a ValueError
-            raw = line + "\n"
+            raw = line + "\n" if index < ended else line
             reason = rejection_reason(raw)
             if reason is not None:
                 rejected.append((index, reason, raw))
-    if tail:
-        try:
-            append(parse(loads(tail)))
-        except (ValueError, RecursionError):
-            reason = rejection_reason(tail)
-            if reason is not None:
-                rejected.append((len(lines), reason, tail))
-        return DecodedBlock(events, rejected, len(lines) + 1)
     return DecodedBlock(events, rejected, len(lines))
 
 

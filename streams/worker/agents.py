@@ -181,9 +181,8 @@ def register(app: Any, aggregator: Aggregator, outcomes: Any, publish: Callable[
                     await aggregator.on_outcome(partition, value)
             delay = time.time() - event.message.timestamp
             if delay > 0.5:
-                log.info("outcomes partition %d offset %d: %.3f s after it was sent",
-                         event.message.partition, event.message.offset, delay)
-            await aggregator.on_outcome(event.message.partition, event.value)
+                log.info("outcomes partition %d offset %d: %.3f s after it was sent", partition, offset, delay)
+            await aggregator.on_outcome(partition, event.value)
             aggregator.progress[f"{partition}|offset"] = offset
             if aggregator.live_changed and time.monotonic() - last[0] >= 0.1:
                 last[0] = time.monotonic()

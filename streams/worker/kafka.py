@@ -140,96 +140,64 @@ def decode_checkpoint(value: bytes) -> dict[str, Any]:
     return state
 
 
-async def load_checkpoint(kafka: KafkaSettings, topic: str, partition: int,
-                          timeout_s: float = 30.0) -> dict[str, Any] | None:
-    """The latest checkpoint of one events partition: the last record of its checkpoint partition
-    (compaction keeps the last record of a key, and each partition has one key)."""
+async def _read_records(kafka: KafkaSettings, topic: str, partition: int, start: int | None = None,
+                        end: int | None = None, timeout_s: float = 60.0) -> list[Any]:
+    """The records at offsets [start, end) of one partition, in order. `start` None: the oldest the
+    partition has; negative: that many offsets before the end. `end` None: the partition's end now."""
     import asyncio
 
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False,
-                                max_partition_fetch_bytes=CHECKPOINT_MAX_BYTES,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=CHECKPOINT_MAX_BYTES,
                                 fetch_max_bytes=CHECKPOINT_MAX_BYTES)
     await consumer.start()
     try:
         consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        if end == 0:
-            return None
-        consumer.seek(tp, end - 1)
-        latest: bytes | None = None
-        async with asyncio.timeout(timeout_s):
-            while True:
-                records = (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])
-                for record in records:
-                    latest = record.value
-                if await consumer.position(tp) >= end:
-                    break
-        return None if latest is None else decode_checkpoint(latest)
-    finally:
-        await consumer.stop()
-
-
-async def load_call_table(kafka: KafkaSettings, topic: str, partition: int,
-                          timeout_s: float = 120.0) -> dict[str, bytes | None]:
-    """The latest record of every call in one partition of the call table (tombstones as None):
-    the whole partition is read, which compaction keeps close to the calls in play."""
-    import asyncio
-
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from .call_table import latest_by_call
-
-    tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=CHECKPOINT_MAX_BYTES, fetch_max_bytes=CHECKPOINT_MAX_BYTES)
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        start = (await consumer.beginning_offsets([tp]))[tp]
-        end = (await consumer.end_offsets([tp]))[tp]
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        if end is None:
+            end = (await consumer.end_offsets([tp]))[tp]
+        if start is None:
+            start = first
+        elif start < 0:
+            start = max(first, end + start)
         if end <= start:
-            return {}
+            return []
         # An explicit position: seek_to_beginning only asks for a reset, which can race with the
         # reset to "latest" that assign() started (seen on aiokafka 0.14: the read began at the end).
         consumer.seek(tp, start)
-        pairs: list[tuple[bytes | None, bytes | None]] = []
-        async with asyncio.timeout(timeout_s):
-            while await consumer.position(tp) < end:
-                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if record.offset < end:
-                        pairs.append((record.key, record.value))
-        return latest_by_call(pairs)
-    finally:
-        await consumer.stop()
-
-
-async def read_range(kafka: KafkaSettings, topic: str, partition: int, start: int, end: int,
-                     timeout_s: float = 60.0) -> list[bytes | None]:
-    """The values of the records at offsets [start, end) of one partition, in order."""
-    import asyncio
-
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(**client_options(kafka), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        values: list[bytes | None] = []
+        records: list[Any] = []
         async with asyncio.timeout(timeout_s):
             while await consumer.position(tp) < end:
                 for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
                     if start <= record.offset < end:
-                        values.append(record.value)
-        return values
+                        records.append(record)
+        return records
     finally:
         await consumer.stop()
+
+
+async def load_checkpoint(kafka: KafkaSettings, topic: str, partition: int) -> dict[str, Any] | None:
+    """The latest checkpoint of one events partition: the last record of its checkpoint partition
+    (compaction keeps the last record of a key, and each partition has one key)."""
+    records = await _read_records(kafka, topic, partition, start=-1, timeout_s=30.0)
+    latest = records[-1].value if records else None
+    return None if latest is None else decode_checkpoint(latest)
+
+
+async def load_call_table(kafka: KafkaSettings, topic: str, partition: int) -> dict[str, bytes | None]:
+    """The latest record of every call in one partition of the call table (tombstones as None):
+    the whole partition is read, which compaction keeps close to the calls in play."""
+    from .call_table import latest_by_call
+
+    records = await _read_records(kafka, topic, partition, timeout_s=120.0)
+    return latest_by_call((record.key, record.value) for record in records)
+
+
+async def read_range(kafka: KafkaSettings, topic: str, partition: int, start: int, end: int) -> list[bytes | None]:
+    """The values of the records at offsets [start, end) of one partition, in order."""
+    return [record.value for record in await _read_records(kafka, topic, partition, start, end)]
 
 
 SendFn = Callable[..., Awaitable[Any]]
