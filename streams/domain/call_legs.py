@@ -102,6 +102,9 @@ class TrackerCounts:
 Record = Arrival | LegClosed
 
 
+_new_record = tuple.__new__  # what a NamedTuple's own __new__ does, without its Python-level call
+
+
 class CallTracker:
     """Holds every call still in play. Feed it events in order with `apply`; it appends the
     resulting records to `out`. `expire(now_ms)` closes legs that waited past `max_wait`."""
@@ -138,82 +141,90 @@ class CallTracker:
     def expire(self, now_ms: int, out: list[Record]) -> None:
         """Close as lost every leg whose deadline is before `now_ms`, in deadline order."""
         deadlines = self._deadlines
-        while deadlines and deadlines[0][0] < now_ms:
-            deadline, call_id, index = deadlines.popleft()
-            call = self.calls.get(call_id)
-            if call is None or index >= len(call.legs):
-                continue
-            leg = call.legs[index]
-            if leg.outcome is None:
-                self.counts.lost += 1
-                self._close(call_id, call, leg, LOST, deadline, out)
+        if deadlines and deadlines[0][0] < now_ms:
+            calls = self.calls
+            while deadlines and deadlines[0][0] < now_ms:
+                deadline, call_id, index = deadlines.popleft()
+                call = calls.get(call_id)
+                if call is None or index >= len(call.legs):
+                    continue
+                leg = call.legs[index]
+                if leg.outcome is None:
+                    self.counts.lost += 1
+                    self._close(call_id, call, leg, LOST, deadline, out)
         if now_ms >= self._next_housekeeping_ms:
-            closed_calls = self._closed_calls
-            while closed_calls and closed_calls[0][0] < now_ms:
-                self._forget(closed_calls.popleft()[1], now_ms)
+            self._forget_closed_calls(now_ms)
             self._next_housekeeping_ms = now_ms + 60_000
 
     def apply(self, event: CallEvent, out: list[Record]) -> None:
-        event_type = event.type
         now_ms = event.occurred_ms
-        if (self._deadlines and self._deadlines[0][0] < now_ms) or now_ms >= self._next_housekeeping_ms:
+        deadlines = self._deadlines
+        if (deadlines and deadlines[0][0] < now_ms) or now_ms >= self._next_housekeeping_ms:
             self.expire(now_ms, out)
-        if event_type == AGENT_STATE:
-            return  # moves stream time (above) but belongs to no leg, even when it names a call
+        event_type = event.type
         if event_type == OFFERED:
             self._offer(event, out)
             return
-        call = self.calls.get(event.call_id)
+        if event_type == AGENT_STATE:
+            return  # moves stream time (above) but belongs to no leg, even when it names a call
+        call_id = event.call_id
+        call = self.calls.get(call_id)
         if call is None:
             self.counts.unmatched += 1
             return
         call.last_ms = now_ms
         if self._changed is not None:
-            self._changed.add(event.call_id)
+            self._changed.add(call_id)
+        queue = event.queue
+        # The call's latest leg in the queue (calls have a leg or two: a loop beats a method call).
+        for leg in reversed(call.legs):
+            if leg.queue == queue:
+                break
+        else:
+            self.counts.unmatched += 1
+            return
         if event_type == ENDED:
-            leg = call.latest_leg(event.queue)
-            if leg is None:
-                self.counts.unmatched += 1
-            elif leg.outcome != "answered" or leg.ended_ms is not None:
+            if leg.outcome != "answered" or leg.ended_ms is not None:
                 self.counts.conflicts += 1
             else:
                 leg.ended_ms = now_ms
             return
-        outcome = OUTCOME_OF_EVENT[event_type]
-        leg = call.open_leg(event.queue)
-        if leg is None:
-            if call.latest_leg(event.queue) is None:
-                self.counts.unmatched += 1
-            else:
+        if leg.outcome is not None:
+            # The queue's latest leg has its outcome: a conflict, unless an earlier leg there is
+            # still open (which offers never make: a queue with an open leg takes no new one).
+            open_leg = call.open_leg(queue)
+            if open_leg is None:
                 self.counts.conflicts += 1
-            return
-        self._close(event.call_id, call, leg, outcome, now_ms, out)
+                return
+            leg = open_leg
+        self._close(call_id, call, leg, OUTCOME_OF_EVENT[event_type], now_ms, out)
 
     def _offer(self, event: CallEvent, out: list[Record]) -> None:
-        call_id = event.call_id
+        call_id, queue = event.call_id, event.queue
         call = self.calls.get(call_id)
         if call is None:
-            call = self.calls[call_id] = CallState()
-        elif call.open_leg(event.queue) is not None:
+            call = self.calls[call_id] = CallState([], {})
+        elif call.open_leg(queue) is not None:
             self.counts.conflicts += 1  # offered again to a queue it is already waiting in
             return
         now_ms = event.occurred_ms
         call.last_ms = now_ms
         if self._changed is not None:
             self._changed.add(call_id)
-        site, line, queue = event.site, event.line, event.queue
+        site, line = event.site, event.line
         key = (site, line)
         line_call = call.line_calls.get(key)
         # Decided before the new leg joins the call: it is the call's past on the line that counts.
         starts_line_call = (line_call is None or line_call.closed
                             or self._left_line_long_ago(call, line_call, key, now_ms))
-        call.legs.append(Leg(site, line, queue, now_ms))
+        legs = call.legs
+        legs.append(Leg(site, line, queue, now_ms))
         call.open_count += 1
-        self._deadlines.append((now_ms + self._max_wait_ms, call_id, len(call.legs) - 1))
-        out.append(Arrival(site, line, queue, now_ms))
+        self._deadlines.append((now_ms + self._max_wait_ms, call_id, len(legs) - 1))
+        out.append(_new_record(Arrival, (site, line, queue, now_ms)))
         if starts_line_call:
             call.line_calls[key] = LineCall(now_ms)
-            out.append(Arrival(site, line, LINE_TOTAL, now_ms))
+            out.append(_new_record(Arrival, (site, line, LINE_TOTAL, now_ms)))
 
     def _close(self, call_id: str, call: CallState, leg: Leg, outcome: str, closed_ms: int,
                out: list[Record]) -> None:
@@ -222,18 +233,20 @@ class CallTracker:
         call.open_count -= 1
         if self._changed is not None:
             self._changed.add(call_id)
-        out.append(LegClosed(leg.site, leg.line, leg.queue, outcome, leg.offered_ms, closed_ms, call_id))
-        if not call.is_open:
+        site, line, offered_ms = leg.site, leg.line, leg.offered_ms
+        out.append(_new_record(LegClosed, (site, line, leg.queue, outcome, offered_ms, closed_ms, call_id)))
+        if call.open_count <= 0:
             self._closed_calls.append((closed_ms + self._max_wait_ms, call_id))
-        line_call = call.line_calls.get((leg.site, leg.line))
+        line_call = call.line_calls.get((site, line))
+        if line_call is None:
+            return
         if outcome == "transferred":
-            if line_call is not None:
-                line_call.left_ms = closed_ms
+            line_call.left_ms = closed_ms
             return  # the line-call goes on in the next queue (or leaves the line)
-        if line_call is not None and not line_call.closed:
+        if not line_call.closed:
             line_call.closed = True
-            out.append(LegClosed(leg.site, leg.line, LINE_TOTAL, outcome, line_call.first_offered_ms,
-                                 closed_ms, call_id))
+            out.append(_new_record(LegClosed, (site, line, LINE_TOTAL, outcome, line_call.first_offered_ms,
+                                               closed_ms, call_id)))
 
     def _left_line_long_ago(self, call: CallState, line_call: LineCall, key: tuple[str, str], now_ms: int) -> bool:
         """A call that left a line by a transfer and comes back more than max_wait later is a new
@@ -242,15 +255,19 @@ class CallTracker:
             return False
         return not any(leg.outcome is None and (leg.site, leg.line) == key for leg in call.legs)
 
-    def _forget(self, call_id: str, now_ms: int) -> None:
+    def _forget_closed_calls(self, now_ms: int) -> None:
         # A call with every leg closed is kept for max_wait after its last event (to recognise
         # conflicts and `ended`), then forgotten: memory follows the calls in play, not the stream.
-        call = self.calls.get(call_id)
-        if call is None or call.is_open:
-            return  # already forgotten, or offered again since (it will be queued when it closes)
-        if call.last_ms + self._max_wait_ms < now_ms:
-            del self.calls[call_id]
-            if self._changed is not None:
-                self._changed.add(call_id)
-        else:
-            self._closed_calls.append((call.last_ms + self._max_wait_ms, call_id))
+        closed_calls, calls, max_wait_ms, changed = self._closed_calls, self.calls, self._max_wait_ms, self._changed
+        while closed_calls and closed_calls[0][0] < now_ms:
+            call_id = closed_calls.popleft()[1]
+            call = calls.get(call_id)
+            if call is None or call.open_count > 0:
+                continue  # already forgotten, or offered again since (it will be queued when it closes)
+            forget_at = call.last_ms + max_wait_ms
+            if forget_at < now_ms:
+                del calls[call_id]
+                if changed is not None:
+                    changed.add(call_id)
+            else:
+                closed_calls.append((forget_at, call_id))  # it had an event since it closed
