@@ -34,3 +34,10 @@ def test_a_known_minute_does_not_let_bad_seconds_through(second_and_ms):
 def test_a_known_minute_with_a_lower_case_z_gives_the_strict_parse() -> None:
     parse_ts("2024-03-01T09:00:01.000Z")  # the minute is now memoised
     assert parse_ts("2024-03-01T09:00:02.345z") == parse_ts("2024-03-01T09:00:02.345Z")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))  # years 1 to 9999
+def test_format_ts_writes_what_strftime_writes(occurred_ms):
+    moment = EPOCH + timedelta(milliseconds=occurred_ms)
+    assert format_ts(occurred_ms) == moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{occurred_ms % 1000:03d}Z"
