@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Iterator, TextIO
 from streams.domain.config import FlowConfig
 from streams.domain.events import CallEvent
 from streams.domain.flow import CallFlow, FlowCounts
-from streams.io.codec import encode
+from streams.io.codec import encode_report_row
 from streams.io.event_lines import Batch, Rejection
 
 
@@ -54,7 +54,7 @@ def replay_batches(batches: Iterable[Batch], config: FlowConfig, window_s: int,
     """`replay_events` for input read in blocks (streams/io/event_lines.py): the same report, with
     the per-event work of the loop left to the orderer's own loop."""
     flow = CallFlow(config, interval_s=window_s)
-    ingest_all, advance = flow.ingest_all, flow.advance
+    ingest_all, advance = flow.ingest_all, flow.advance_rows
     lines = rejected = rows = 0
     # The domain's state holds no reference cycles, so reference counting frees it all; the cyclic
     # collector's passes over every young event and record cost about a tenth of the replay. It
@@ -72,15 +72,15 @@ def replay_batches(batches: Iterable[Batch], config: FlowConfig, window_s: int,
                     on_reject(rejection)
             ingest_all(events)
             for row in advance():
-                write_row(encode(row) + "\n")
+                write_row(encode_report_row(row) + "\n")
                 rows += 1
             if not count % COLLECT_EVERY:
                 gc.collect()
     finally:
         if collecting:
             gc.enable()
-    for row in flow.finish():
-        write_row(encode(row) + "\n")
+    for row in flow.finish_rows():
+        write_row(encode_report_row(row) + "\n")
         rows += 1
     return ReplaySummary(lines, rejected, rows, flow.counts)
 

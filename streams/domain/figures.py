@@ -1,21 +1,45 @@
 """The figures of SPEC section 3: a `Tally` accumulates one group's legs for one window, and
-`figures_of` turns it into the reported values (ratios with a zero denominator are None)."""
+`tally_figures` turns it into the reported values (ratios with a zero denominator are None), which
+`figures_of` gives as a dict."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Final
+from typing import Final, NamedTuple
 
 from .config import LineConfig
 
-REPORT_FIELDS: Final = (
-    "window_start", "window_end", "site", "line", "queue", "arrivals", "offered", "answered",
-    "abandoned", "short_abandoned", "timed_out", "transferred", "lost", "answered_within_sl",
-    "sl_threshold_s", "sl_formula", "service_level", "abandonment_rate",
-    "abandonment_rate_excl_short", "asa_s", "answer_p50_s", "answer_p90_s", "answer_p95_s",
-    "answer_max_s", "abandon_wait_mean_s", "band_lt10", "band_10_60", "band_ge60",
-)
+
+class Figures(NamedTuple):
+    """One tally's figures, in the order of the report's columns."""
+
+    arrivals: int
+    offered: int
+    answered: int
+    abandoned: int
+    short_abandoned: int
+    timed_out: int
+    transferred: int
+    lost: int
+    answered_within_sl: int
+    sl_threshold_s: float
+    sl_formula: str
+    service_level: float | None
+    abandonment_rate: float | None
+    abandonment_rate_excl_short: float | None
+    asa_s: float | None
+    answer_p50_s: float | None
+    answer_p90_s: float | None
+    answer_p95_s: float | None
+    answer_max_s: float | None
+    abandon_wait_mean_s: float | None
+    band_lt10: int
+    band_10_60: int
+    band_ge60: int
+
+
+REPORT_FIELDS: Final = ("window_start", "window_end", "site", "line", "queue", *Figures._fields)
 
 
 @dataclass(slots=True)
@@ -103,34 +127,38 @@ def service_level(tally: Tally, line: LineConfig) -> float | None:
     return _ratio(tally.answered_within_sl + tally.abandoned_within_sl, tally.offered)
 
 
-def figures_of(tally: Tally, line: LineConfig) -> dict[str, object]:
+def tally_figures(tally: Tally, line: LineConfig) -> Figures:
     """Every figure of the interval report except the window and group columns."""
-    answers = sorted(tally.answer_ms)
-    offered = tally.offered
-    counted = offered - tally.short_abandoned
-    return {
-        "arrivals": tally.arrivals,
-        "offered": offered,
-        "answered": tally.answered,
-        "abandoned": tally.abandoned,
-        "short_abandoned": tally.short_abandoned,
-        "timed_out": tally.timed_out,
-        "transferred": tally.transferred,
-        "lost": tally.lost,
-        "answered_within_sl": tally.answered_within_sl,
-        "sl_threshold_s": float(line.sl_threshold_s),  # 10.0 in JSON even when configured as 10
-        "sl_formula": line.sl_formula,
-        "service_level": service_level(tally, line),
-        "abandonment_rate": _ratio(tally.abandoned, offered),
-        "abandonment_rate_excl_short": _ratio(tally.abandoned - tally.short_abandoned, counted),
-        "asa_s": _seconds(sum(answers) / len(answers)) if answers else None,
-        "answer_p50_s": _seconds(nearest_rank(answers, 50)) if answers else None,
-        "answer_p90_s": _seconds(nearest_rank(answers, 90)) if answers else None,
-        "answer_p95_s": _seconds(nearest_rank(answers, 95)) if answers else None,
-        "answer_max_s": _seconds(answers[-1]) if answers else None,
-        "abandon_wait_mean_s": (_seconds(tally.abandon_wait_ms_total / tally.abandoned)
-                                if tally.abandoned else None),
-        "band_lt10": tally.band_lt10,
-        "band_10_60": tally.band_10_60,
-        "band_ge60": tally.band_ge60,
-    }
+    answered, abandoned, short_abandoned = tally.answered, tally.abandoned, tally.short_abandoned
+    offered = answered + abandoned + tally.timed_out
+    answer_ms = tally.answer_ms
+    if answer_ms:
+        answers = sorted(answer_ms)
+        count = len(answers)
+        # Answer times are whole milliseconds, and round(ms / 1000, 3) of a whole number of
+        # milliseconds is ms / 1000 itself (the nearest double to a 3-decimal value), so _seconds
+        # is left out where it could only cost time; the ranks are those of nearest_rank.
+        asa_s: float | None = _seconds(sum(answers) / count)
+        p50_s: float | None = answers[max(1, math.ceil(0.5 * count)) - 1] / 1000
+        p90_s: float | None = answers[max(1, math.ceil(0.9 * count)) - 1] / 1000
+        p95_s: float | None = answers[max(1, math.ceil(0.95 * count)) - 1] / 1000
+        max_s: float | None = answers[-1] / 1000
+    else:
+        asa_s = p50_s = p90_s = p95_s = max_s = None
+    return Figures(
+        tally.arrivals, offered, answered, abandoned, short_abandoned, tally.timed_out,
+        tally.transferred, tally.lost, tally.answered_within_sl,
+        float(line.sl_threshold_s),  # 10.0 in JSON even when configured as 10
+        line.sl_formula,
+        service_level(tally, line),
+        _ratio(abandoned, offered),
+        _ratio(abandoned - short_abandoned, offered - short_abandoned),
+        asa_s, p50_s, p90_s, p95_s, max_s,
+        _seconds(tally.abandon_wait_ms_total / abandoned) if abandoned else None,
+        tally.band_lt10, tally.band_10_60, tally.band_ge60,
+    )
+
+
+def figures_of(tally: Tally, line: LineConfig) -> dict[str, object]:
+    """`tally_figures` as a dict (keys in report column order)."""
+    return tally_figures(tally, line)._asdict()

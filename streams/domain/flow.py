@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from .call_legs import CallTracker, Record
 from .config import FlowConfig
 from .events import CallEvent
-from .interval_report import IntervalReport
+from .interval_report import IntervalReport, ReportRow
 from .live import BoardSnapshot, LiveBoard
 from .ordering import ACCEPTED, EventOrderer
 
@@ -44,20 +44,28 @@ class CallFlow:
     def advance(self, now_ms: int | None = None) -> list[dict[str, object]]:
         """Process every event the watermark releases (pushed to `now_ms` if given, e.g. by a live
         clock) and return the interval rows that became final."""
+        return [row.as_dict() for row in self.advance_rows(now_ms)]
+
+    def advance_rows(self, now_ms: int | None = None) -> list[ReportRow]:
+        """`advance`, the rows as ReportRows (a replay encodes them without building dicts)."""
         released = self._orderer.release(now_ms)
         if released:
             self._process(released)
         if now_ms is not None:
             self._move_to(now_ms - self.config.allowed_lateness_ms)
         if self._report is not None and self._processed_until_ms is not None:
-            return self._report.rows_until(self._processed_until_ms)
+            return self._report.report_rows_until(self._processed_until_ms)
         return []
 
     def finish(self) -> list[dict[str, object]]:
         """End of a finite stream: process what is buffered and return every remaining row."""
+        return [row.as_dict() for row in self.finish_rows()]
+
+    def finish_rows(self) -> list[ReportRow]:
+        """`finish`, the rows as ReportRows."""
         self._process(self._orderer.drain())
         if self._report is not None:
-            return self._report.remaining_rows()
+            return self._report.remaining_report_rows()
         return []
 
     def snapshot(self, now_ms: int) -> BoardSnapshot:

@@ -4,12 +4,12 @@ time reaches its end."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from .call_legs import Arrival, LegClosed, Record
 from .config import FlowConfig, LineConfig
 from .events import format_ts
-from .figures import Tally, figures_of
+from .figures import Figures, Tally, tally_figures
 from .windows import IntervalWindows, zone
 
 Group = tuple[str, str, str]
@@ -18,6 +18,24 @@ Group = tuple[str, str, str]
 def format_window_bound(instant_ms: int) -> str:
     text = format_ts(instant_ms)
     return text[:-5] + "Z" if text.endswith(".000Z") else text
+
+
+class ReportRow(NamedTuple):
+    """One row of the interval report: a window, a group and the group's figures in it."""
+
+    window_start: str
+    window_end: str
+    site: str
+    line: str
+    queue: str
+    figures: Figures
+
+    def as_dict(self) -> dict[str, object]:
+        """The row as one flat JSON object, keys in REPORT_FIELDS order."""
+        row: dict[str, object] = {"window_start": self.window_start, "window_end": self.window_end,
+                                  "site": self.site, "line": self.line, "queue": self.queue}
+        row.update(self.figures._asdict())
+        return row
 
 
 class IntervalReport:
@@ -65,26 +83,32 @@ class IntervalReport:
 
     def rows_until(self, now_ms: int) -> list[dict[str, object]]:
         """Rows of every window that ended at or before `now_ms`, removing them."""
+        return [row.as_dict() for row in self.report_rows_until(now_ms)]
+
+    def remaining_rows(self) -> list[dict[str, object]]:
+        """Rows of the windows still open (end of a finite stream): partial, but nothing is lost."""
+        return [row.as_dict() for row in self.remaining_report_rows()]
+
+    def report_rows_until(self, now_ms: int) -> list[ReportRow]:
+        """`rows_until`, each row as a ReportRow."""
         if self._earliest_end is None or now_ms < self._earliest_end:
             return []
-        rows: list[dict[str, object]] = []
+        rows: list[ReportRow] = []
         for window in sorted(w for w in self._open if w[1] <= now_ms):
             rows.extend(self._rows_of(window, self._open.pop(window)))
         self._earliest_end = min((w[1] for w in self._open), default=None)
         return rows
 
-    def remaining_rows(self) -> list[dict[str, object]]:
-        """Rows of the windows still open (end of a finite stream): partial, but nothing is lost."""
-        return self.rows_until(max((w[1] for w in self._open), default=0))
+    def remaining_report_rows(self) -> list[ReportRow]:
+        """`remaining_rows`, each row as a ReportRow."""
+        return self.report_rows_until(max((w[1] for w in self._open), default=0))
 
-    def _rows_of(self, window: tuple[int, int], groups: dict[Group, Tally]) -> Iterator[dict[str, object]]:
+    def _rows_of(self, window: tuple[int, int], groups: dict[Group, Tally]) -> Iterator[ReportRow]:
         start, end = format_window_bound(window[0]), format_window_bound(window[1])
+        line_config = self._config.line
         for group in sorted(groups):
             tally = groups[group]
             if tally.is_empty:
                 continue
             site, line, queue = group
-            row: dict[str, object] = {"window_start": start, "window_end": end,
-                                      "site": site, "line": line, "queue": queue}
-            row.update(figures_of(tally, self._config.line(line)))
-            yield row
+            yield ReportRow(start, end, site, line, queue, tally_figures(tally, line_config(line)))

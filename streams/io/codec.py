@@ -4,7 +4,12 @@ decode-only floor uses exactly what the pipeline uses."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from json.encoder import encode_basestring
+from math import isfinite
+from typing import Any, Final
+
+from streams.domain.figures import REPORT_FIELDS
+from streams.domain.interval_report import ReportRow
 
 # The standard library's decoder is what every reader of the files would use; a faster codec would
 # speed decoding but not the domain, which dominates (see docs/benchmarks.md).
@@ -18,3 +23,32 @@ _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 def encode(obj: Any) -> str:
     return _encoder.encode(obj)
+
+
+# A report row has a fixed shape (ReportRow, Figures), so its JSON is one format string with a slot
+# per column: the same text as encode(row.as_dict()) for half the cost (a month's replay writes a
+# row for every 13 events). Strings go through the encoder's own escaping (encode_basestring is
+# what it uses without ensure_ascii), counts are ints (%s writes them as the encoder does) and the
+# other numbers go through _number.
+_ROW_FORMAT: Final = "{" + ",".join(f"{encode_basestring(name)}:%s" for name in REPORT_FIELDS) + "}"
+_float_text = float.__repr__
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "null"
+    if isfinite(value):
+        return _float_text(value)  # what the encoder writes for a float
+    return encode(value)  # Infinity, -Infinity or NaN, spelt as the encoder spells them
+
+
+def encode_report_row(row: ReportRow) -> str:
+    """`encode(row.as_dict())`, without the dict."""
+    text, number, f = encode_basestring, _number, row.figures
+    return _ROW_FORMAT % (
+        text(row.window_start), text(row.window_end), text(row.site), text(row.line), text(row.queue),
+        f.arrivals, f.offered, f.answered, f.abandoned, f.short_abandoned, f.timed_out, f.transferred,
+        f.lost, f.answered_within_sl, number(f.sl_threshold_s), text(f.sl_formula),
+        number(f.service_level), number(f.abandonment_rate), number(f.abandonment_rate_excl_short),
+        number(f.asa_s), number(f.answer_p50_s), number(f.answer_p90_s), number(f.answer_p95_s),
+        number(f.answer_max_s), number(f.abandon_wait_mean_s), f.band_lt10, f.band_10_60, f.band_ge60)
