@@ -121,6 +121,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             if out is not sys.stdout:
                 out.close()
     else:
+        from streams.domain.flow import REPORT_EVENT_FIELDS
         from streams.io.decoders import DecoderFailed, event_batches
 
         paths = args.files or ["-"]
@@ -130,7 +131,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         out = _open_output(args.report)
         progress = Progress(total_size(paths), "replay")
         try:
-            with event_batches(paths, decoders, progress.update) as (batches, _used):
+            with event_batches(paths, decoders, progress.update, REPORT_EVENT_FIELDS) as (batches, _used):
                 summary = replay_batches(batches, flow_config, window_s, out.write, report_rejection(sys.stderr))
         except DecoderFailed as error:
             sys.stderr.write(f"callwatch replay: error: {error}; the report is incomplete\n")

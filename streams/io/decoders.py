@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from itertools import chain, repeat
 from multiprocessing.connection import Connection
 from queue import SimpleQueue
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Collection, Final, Iterable, Iterator
 
 from streams.domain.events import CallEvent
 
@@ -34,8 +34,10 @@ from .event_lines import (Batch, Block, BlockReader, DecodedBlock, batches_of, d
 # sites, sources): sent once per block and referenced after that. (Agents, callers and states
 # repeat less: sharing them costs the decoder more than it saves the replay.)
 _REPEATING_COLUMNS = (1, 2, 4, 5, 6, 10)
-_EXTRA = len(CallEvent._fields) - 1
+ALL_FIELDS: Final = CallEvent._fields
+_EXTRA = len(ALL_FIELDS) - 1
 _NO_EXTRA = CallEvent("", "", "", 0).extra
+_DEFAULTS: Final = CallEvent._field_defaults
 _new_tuple = tuple.__new__
 AHEAD = 3  # blocks in each decoder's hands (measured: 1 leaves decoders idle, more gains nothing)
 PIPE_BYTES = 1024 * 1024
@@ -58,39 +60,52 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def pack(result: DecodedBlock) -> bytes:
-    """A decoded block as bytes for the pipe."""
+def check_fields(fields: Collection[str]) -> None:
+    """Fields to carry must be CallEvent's, and include those without a default."""
+    unknown = set(fields) - set(ALL_FIELDS)
+    required = set(ALL_FIELDS) - set(_DEFAULTS) - set(fields)
+    if unknown or required:
+        raise ValueError(f"fields to carry: unknown {sorted(unknown)}, required but left out {sorted(required)}")
+
+
+def pack(result: DecodedBlock, fields: Collection[str] = ALL_FIELDS) -> bytes:
+    """A decoded block as bytes for the pipe, of its events only the `fields` the receiver reads:
+    unpacked, the others hold their defaults. (Fewer fields, fewer objects to pack, rebuild and free:
+    every string that is not shared costs both processes.)"""
     events = result.events
     if not events:
-        return marshal.dumps((0, (), None, result.rejected, result.line_count))
+        return marshal.dumps((0, (), (), None, result.rejected, result.line_count))
     columns = list(zip(*events))
     shared: dict[Any, Any] = {}
-    for index in _REPEATING_COLUMNS:
+    indices = tuple(index for index, name in enumerate(ALL_FIELDS[:_EXTRA]) if name in fields)
+    sent = []
+    for index in indices:
         column = columns[index]
-        columns[index] = tuple(map(shared.setdefault, column, column))
+        sent.append(tuple(map(shared.setdefault, column, column)) if index in _REPEATING_COLUMNS else column)
     extras = columns[_EXTRA]
-    if extras.count(_NO_EXTRA) == len(extras):
+    if "extra" not in fields or extras.count(_NO_EXTRA) == len(extras):
         sparse = None
     else:
         sparse = [(at, dict(extra)) for at, extra in enumerate(extras) if extra is not _NO_EXTRA]
-    del columns[_EXTRA]
-    return marshal.dumps((len(events), tuple(columns), sparse, result.rejected, result.line_count))
+    return marshal.dumps((len(events), indices, tuple(sent), sparse, result.rejected, result.line_count))
 
 
 def unpack(payload: bytes | memoryview) -> DecodedBlock:
-    count, columns, sparse, rejected, line_count = marshal.loads(payload)
+    count, indices, sent, sparse, rejected, line_count = marshal.loads(payload)
     if not count:
         return DecodedBlock([], rejected, line_count)
+    columns = dict(zip(indices, sent))
+    every = [columns[index] if index in columns else repeat(_DEFAULTS[name], count)
+             for index, name in enumerate(ALL_FIELDS[:_EXTRA])]
     # tuple.__new__ is what CallEvent._make does, without a Python-level call per event.
-    events: list[CallEvent] = list(map(_new_tuple, repeat(CallEvent),
-                                       zip(*columns, repeat(_NO_EXTRA, count))))
+    events: list[CallEvent] = list(map(_new_tuple, repeat(CallEvent), zip(*every, repeat(_NO_EXTRA, count))))
     if sparse:
         for at, extra in sparse:
             events[at] = events[at]._replace(extra=extra)  # a dict, as parse_event makes it
     return DecodedBlock(events, rejected, line_count)
 
 
-def _serve(tasks: Connection, results: Connection, inherited: list[Connection]) -> None:
+def _serve(tasks: Connection, results: Connection, inherited: list[Connection], fields: tuple[str, ...]) -> None:
     """A decoder process: blocks in, decoded blocks out, until an empty message or a closed pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the replay process's to handle
     for connection in inherited:  # other decoders' pipe ends, so that their death is seen as EOF
@@ -123,7 +138,7 @@ def _serve(tasks: Connection, results: Connection, inherited: list[Connection]) 
                     data = reader.read(Block("", path, start, size, None, 0, False))
                 else:
                     data = memoryview(task)[1:].tobytes()
-                payload = b"+" + pack(decode_block(data))
+                payload = b"+" + pack(decode_block(data), fields)
             except Exception as error:  # a bug or an unreadable file: say what it was, then stop
                 outgoing.put(b"!" + f"{type(error).__name__}: {error}".encode())
                 return
@@ -163,11 +178,13 @@ def _widen(pipe: Connection) -> None:
 
 
 class DecoderPool:
-    """`processes` decoder processes; use as a context manager so that they are always stopped."""
+    """`processes` decoder processes, sending back the `fields` of each event (see `pack`); use as a
+    context manager so that they are always stopped."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, fields: Collection[str] = ALL_FIELDS) -> None:
         if processes < 1:
             raise ValueError("a decoder pool needs at least one process")
+        check_fields(fields)
         context = multiprocessing.get_context("fork")
         # Pipe(duplex=False) gives (receiving end, sending end).
         pipes = [(multiprocessing.Pipe(duplex=False), multiprocessing.Pipe(duplex=False))
@@ -180,7 +197,7 @@ class DecoderPool:
         try:
             for (task_reader, task_writer), (result_reader, result_writer) in pipes:
                 others = [end for end in every_end if end is not task_reader and end is not result_writer]
-                process = context.Process(target=_serve, args=(task_reader, result_writer, others),
+                process = context.Process(target=_serve, args=(task_reader, result_writer, others, tuple(fields)),
                                           name="callwatch-decoder", daemon=True)
                 process.start()
                 self._workers.append((process, task_writer, result_reader))
@@ -294,10 +311,14 @@ def automatic_decoders() -> int:
 
 @contextmanager
 def event_batches(paths: Iterable[str], decoders: int | None = None,
-                  on_position: Callable[[int], None] | None = None) -> Iterator[tuple[Iterator[Batch], int]]:
+                  on_position: Callable[[int], None] | None = None,
+                  fields: Collection[str] = ALL_FIELDS) -> Iterator[tuple[Iterator[Batch], int]]:
     """The events of the inputs as numbered batches, and how many decoder processes produce them.
     `decoders`: None chooses automatically (none for inputs under AUTO_MIN_BYTES, files and pipes
-    alike), 0 decodes in this process. Decoders are stopped when the block ends, however it ends."""
+    alike), 0 decodes in this process. `fields`: those the consumer reads; events from decoder
+    processes carry only these (the others hold their defaults), events decoded here carry all.
+    Decoders are stopped when the block ends, however it ends."""
+    check_fields(fields)
     blocks: Iterator[Block] = read_blocks(paths)
     if decoders is None:
         decoders = automatic_decoders()
@@ -317,5 +338,5 @@ def event_batches(paths: Iterable[str], decoders: int | None = None,
     if not decoders:
         yield batches_of(decode_in_order(blocks), on_position), 0
         return
-    with DecoderPool(decoders) as pool:
+    with DecoderPool(decoders, fields) as pool:
         yield batches_of(pool.decode(blocks), on_position), decoders

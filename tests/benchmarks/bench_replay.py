@@ -32,6 +32,7 @@ EVENTS_PER_SIMULATED_DAY = 8_400  # measured: one control room, both lines
 def _child(kind: str, path: str, decoders_wanted: int | None) -> None:
     """Runs inside the child process: one pass, then its figures as JSON on stdout."""
     from streams.domain.config import FlowConfig
+    from streams.domain.flow import REPORT_EVENT_FIELDS
     from streams.io.codec import decode
     from streams.io.decoders import event_batches
     from streams.io.event_lines import open_input
@@ -50,7 +51,8 @@ def _child(kind: str, path: str, decoders_wanted: int | None) -> None:
     else:
         # As _cmd_replay in streams/cli.py (by default the automatic choice of decoders), rows
         # written out.
-        with open(os.devnull, "w") as out, event_batches([path], decoders_wanted) as (batches, decoders):
+        with open(os.devnull, "w") as out, \
+                event_batches([path], decoders_wanted, fields=REPORT_EVENT_FIELDS) as (batches, decoders):
             summary = replay_batches(batches, FlowConfig(), 900, out.write, report_rejection(sys.stderr))
         events, rows = summary.lines, summary.rows
     seconds = time.perf_counter() - started

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from streams.domain.events import CallEvent, InvalidEvent, parse_event
-from streams.io.decoders import DecoderPool, fork_available, pack, unpack
+from streams.io.decoders import DecoderPool, check_fields, fork_available, pack, unpack
 from streams.io.event_lines import Rejection, batches_of, decode_block, decode_in_order, read_blocks
 
 GOOD = ('{"v":1,"event_id":"e%d","call_id":"c1","type":"offered","ts":"2024-03-01T09:00:0%d.250Z",'
@@ -93,3 +93,16 @@ def test_decoded_blocks_survive_the_trip_between_processes() -> None:
     assert back == decoded
     assert all(type(event) is CallEvent for event in back.events)
     assert back.events[0].extra == {"note": "ünïcode"} and back.events[0].site == "default"
+
+
+def test_decoders_can_carry_only_the_fields_the_replay_reads() -> None:
+    decoded = decode_block(tricky_bytes())
+    fields = ("event_id", "call_id", "type", "occurred_ms", "line", "queue", "site")
+    back = unpack(pack(decoded, fields))
+    assert (back.rejected, back.line_count) == (decoded.rejected, decoded.line_count)
+    assert back.events == [CallEvent(*event[:7]) for event in decoded.events]
+    assert back.events != decoded.events  # the extra fields were left behind
+    with pytest.raises(ValueError, match="required but left out"):
+        check_fields(("event_id", "type"))
+    with pytest.raises(ValueError, match="unknown"):
+        check_fields((*fields, "colour"))
