@@ -20,6 +20,9 @@ def format_window_bound(instant_ms: int) -> str:
     return text[:-5] + "Z" if text.endswith(".000Z") else text
 
 
+_new_row = tuple.__new__  # ReportRow without its generated __new__'s Python-level call
+
+
 class ReportRow(NamedTuple):
     """One row of the interval report: a window, a group and the group's figures in it."""
 
@@ -48,6 +51,7 @@ class IntervalReport:
         # window (start, end) -> group -> tally
         self._open: dict[tuple[int, int], dict[Group, Tally]] = {}
         self._earliest_end: int | None = None
+        self._last_bound: tuple[int | None, str] = (None, "")  # the last bound formatted, and its text
 
     def add(self, records: list[Record]) -> None:
         window_of = self._windows.window_of
@@ -104,11 +108,19 @@ class IntervalReport:
         return self.report_rows_until(max((w[1] for w in self._open), default=0))
 
     def _rows_of(self, window: tuple[int, int], groups: dict[Group, Tally]) -> Iterator[ReportRow]:
-        start, end = format_window_bound(window[0]), format_window_bound(window[1])
+        start, end = self._bound_text(window[0]), self._bound_text(window[1])
         line_config = self._config.line
         for group in sorted(groups):
             tally = groups[group]
             if tally.is_empty:
                 continue
             site, line, queue = group
-            yield ReportRow(start, end, site, line, queue, tally_figures(tally, line_config(line)))
+            yield _new_row(ReportRow, (start, end, site, line, queue, tally_figures(tally, line_config(line))))
+
+    def _bound_text(self, instant_ms: int) -> str:
+        # A window's end is the next one's start: each bound is formatted once, not twice.
+        if instant_ms == self._last_bound[0]:
+            return self._last_bound[1]
+        text = format_window_bound(instant_ms)
+        self._last_bound = (instant_ms, text)
+        return text
