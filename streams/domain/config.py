@@ -65,8 +65,10 @@ class FlowConfig:
     other_lines: LineConfig = NON_EMERGENCY_LINE
     rolling_windows_s: tuple[int, ...] = (900, 3600)
     # The live board cannot wait the full lateness (a wallboard two minutes behind is useless), so
-    # it runs its own flow with this shorter lateness; interval figures keep the full one.
-    live_lateness_s: float = 2.0
+    # it runs its own flow with this shorter lateness; interval figures keep the full one. Half a
+    # second keeps the board within a second of the calls (docs/worker.md); the platforms deliver a
+    # call's events in order, and one later than this is missing from the board only.
+    live_lateness_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.allowed_lateness_s >= 0:

@@ -6,6 +6,7 @@ every second, so figures decay when traffic stops."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -159,7 +160,7 @@ def register(app: Any, aggregator: Aggregator, outcomes: Any, publish: Callable[
     """Attach the agent and the timer to the Faust app. The timer publishes every period (so figures
     decay when nothing arrives); wallboard news is also published as it comes, at most ten times a
     second, so the board does not wait for the timer."""
-    last = [0.0]
+    news = _NewsPublisher(publish, NEWS_EVERY_S)
 
     @app.agent(outcomes, concurrency=1, name="aggregate_figures")
     async def aggregate_figures(stream: Any) -> None:
@@ -184,14 +185,44 @@ def register(app: Any, aggregator: Aggregator, outcomes: Any, publish: Callable[
                 log.info("outcomes partition %d offset %d: %.3f s after it was sent", partition, offset, delay)
             await aggregator.on_outcome(partition, event.value)
             aggregator.progress[f"{partition}|offset"] = offset
-            if aggregator.live_changed and time.monotonic() - last[0] >= 0.1:
-                last[0] = time.monotonic()
-                await publish(False)
+            if aggregator.live_changed:
+                await news.changed()
 
     @app.timer(publish_every_s, name="publish_figures")
     async def publish_figures() -> None:
-        last[0] = time.monotonic()
+        news.published()
         await publish(True)
+
+
+NEWS_EVERY_S = 0.1  # wallboard news reaches /metrics at most this often
+
+
+class _NewsPublisher:
+    """Publishes news at once, or, if the last publication was under `every_s` ago, as soon as
+    that has passed (never waiting for the next message or the timer, which may be a second away)."""
+
+    def __init__(self, publish: Callable[[bool], Awaitable[None]], every_s: float) -> None:
+        self._publish = publish
+        self._every_s = every_s
+        self._last = 0.0
+        self._due: asyncio.Task[None] | None = None
+
+    def published(self) -> None:
+        self._last = time.monotonic()
+
+    async def changed(self) -> None:
+        wait = self._last + self._every_s - time.monotonic()
+        if wait <= 0:
+            self.published()
+            await self._publish(False)
+        elif self._due is None or self._due.done():
+            self._due = asyncio.ensure_future(self._later(wait))
+
+    async def _later(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        if time.monotonic() - self._last >= self._every_s:  # the timer may have published meanwhile
+            self.published()
+            await self._publish(False)
 
 
 def wall_ms() -> int:

@@ -47,7 +47,7 @@ class IngestOptions:
     wall_clock: bool = False
     batch: int = 20_000  # records per poll
     checkpoint_every_s: float = 2.0  # each partition's state is saved about this often
-    live_every_s: float = 0.2
+    live_every_s: float = 0.1  # wallboard parts that changed go out this often
     full_live_every_s: float = 30.0  # every wallboard part again, for aggregators that just started
     catch_up_ratio: float = 20.0  # stream time this many times faster than the wall clock: catching up
     catch_up_live_every_s: float = 2.0  # wallboard parts while catching up
