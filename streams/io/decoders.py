@@ -214,25 +214,44 @@ class DecoderPool:
         return len(self._workers)
 
     def decode(self, blocks: Iterable[Block]) -> Iterator[tuple[Block, DecodedBlock]]:
-        """Decode blocks in the decoders, in order. Each decoder holds AHEAD blocks, so that it
-        always has the next one when it finishes one, while this process works on the results."""
+        """Decode blocks in order: in the decoders, each holding AHEAD blocks so that it always has
+        the next one when it finishes one, and in this process whenever the result it needs next
+        is not ready yet: rather than wait, it decodes the next block itself. Neither side then
+        idles while the other has work, whatever their speeds (and no result has to be packed)."""
         blocks = iter(blocks)
-        waiting: deque[tuple[int, Block]] = deque()
+        # Blocks in input order: (block, the decoder it went to, None) until its result is taken,
+        # or (block, -1, result) for a block decoded here.
+        pending: deque[tuple[Block, int, DecodedBlock | None]] = deque()
         for _round in range(AHEAD):
             for index in range(len(self._workers)):
                 block = next(blocks, None)
                 if block is None:
                     break
                 self._send(index, block)
-                waiting.append((index, block))
-        while waiting:
-            index, block = waiting.popleft()
-            payload = self._receive(index)
-            following = next(blocks, None)
-            if following is not None:
-                self._send(index, following)
-                waiting.append((index, following))
-            yield block, unpack(payload)
+                pending.append((block, index, None))
+        reader = BlockReader()
+        try:
+            while pending:
+                block, index, result = pending[0]
+                if result is None:
+                    if not self._ready(index):
+                        spare = next(blocks, None)
+                        if spare is not None:
+                            pending.append((spare, -1, decode_block(reader.read(spare))))
+                            continue
+                    result = unpack(self._receive(index))
+                    following = next(blocks, None)
+                    if following is not None:
+                        self._send(index, following)
+                        pending.append((following, index, None))
+                pending.popleft()
+                yield block, result
+        finally:
+            reader.close()
+
+    def _ready(self, index: int) -> bool:
+        """Whether decoder `index` has sent a result (or died: then receiving says so)."""
+        return self._workers[index][2].poll(0)
 
     def _send(self, index: int, block: Block) -> None:
         process, tasks, _results = self._workers[index]

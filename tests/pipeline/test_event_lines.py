@@ -4,6 +4,7 @@ reasons, whatever the block size and line ends, through this process or through 
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -85,6 +86,25 @@ def test_decoders_give_the_same_events_and_rejections_over_several_inputs(tmp_pa
     with DecoderPool(2) as pool:
         assert flattened(batches_of(pool.decode(read_blocks(paths, 64)))) == expected
     assert [r.line_number for r in expected[1]][:5] == [r.line_number for r in expected[1]][-5:] == [6, 7, 8, 10, 11]
+
+
+@pytest.mark.skipif(not fork_available(), reason="decoder processes are forked")
+@pytest.mark.parametrize("answers", [[False], [False, True], [True, True, False]])
+def test_blocks_are_decoded_here_rather_than_wait_for_a_decoder(tmp_path: Path, answers: list[bool],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(tricky_bytes() * 3)
+    expected_events, expected_rejections = flattened(batches_of(decode_in_order(read_blocks([str(path)], 64))))
+    fields = ("event_id", "call_id", "type", "occurred_ms", "line", "queue", "site")
+    with DecoderPool(1, fields) as pool:
+        ready = itertools.cycle(answers)  # whether the result needed next has come: scripted
+        monkeypatch.setattr(pool, "_ready", lambda index: next(ready))
+        events, rejections = flattened(batches_of(pool.decode(read_blocks([str(path)], 64))))
+    assert rejections == expected_rejections
+    assert [event[:7] for event in events] == [event[:7] for event in expected_events]
+    # Decoded here, events keep every field; from the decoder, only those asked for.
+    here = [event == expected for event, expected in zip(events, expected_events)]
+    assert any(here) and not all(here)
 
 
 def test_decoded_blocks_survive_the_trip_between_processes() -> None:
