@@ -47,6 +47,9 @@ class IngestOptions:
     wall_clock: bool = False
     batch: int = 20_000  # records per poll
     checkpoint_every_s: float = 2.0  # each partition's state is saved about this often
+    # ... and at least this often however long saving takes: what changed since a partition's last
+    # round (its changed calls) is held in memory until the next, and a restart reads it all again.
+    max_checkpoint_gap_s: float = 30.0
     live_every_s: float = 0.1  # wallboard parts that changed go out this often
     full_live_every_s: float = 30.0  # every wallboard part again, for aggregators that just started
     catch_up_ratio: float = 20.0  # stream time this many times faster than the wall clock: catching up
@@ -243,12 +246,16 @@ class CallIngest(Service):
             # One partition at a time, the one saved longest ago, so that the loop pauses for one
             # partition's state at once; and at most 1/200 of the time on checkpoints, so that their
             # pauses stay out of the 99th percentile of latency (a big state is saved less often:
-            # a restart then reads a little more again).
+            # a restart then reads a little more again), but never less often than the maximum gap:
+            # one slow checkpoint (a backlog of sends to settle while catching up) once held off the
+            # next ones for a quarter of an hour, every changed call id held in memory until then.
             partition = min(flows, key=lambda p: self._saved_at.get(p, 0.0))
             started = time.monotonic()
             await self._checkpoint([partition])
             took = time.monotonic() - started
-            self._next_checkpoint = time.monotonic() + max(self._options.checkpoint_every_s / len(flows), 199 * took)
+            options = self._options
+            self._next_checkpoint = time.monotonic() + max(
+                options.checkpoint_every_s / len(flows), min(199 * took, options.max_checkpoint_gap_s / len(flows)))
         self._refresh_status()
 
     async def _emit(self, clock: float) -> None:
