@@ -75,12 +75,15 @@ class CallEvent(NamedTuple):
 
 _new_event: Final = tuple.__new__
 
-# Epoch ms of each minute seen in the canonical shape "YYYY-MM-DDTHH:MM:SS.sssZ", so the common
-# case costs three dict lookups: a pure memo, bounded, filled only by fully checked parses. The
-# rest of the text, ":SS" and ".sssZ", is looked up in tables of exactly the valid spellings
-# (ASCII digits, seconds below 60), so nothing malformed gets through a known minute.
-_MINUTE_MS: dict[str, int] = {}
-_MINUTE_MEMO_LIMIT: Final = 50_000
+# Epoch ms of each hour seen in the canonical shape "YYYY-MM-DDTHH:MM:SS.sssZ", so the common
+# case costs four dict lookups: a pure memo, bounded, filled only by fully checked parses. (Of
+# minutes, it missed on one event in seven of a simulated day and one in five of the real month,
+# each miss a strict parse.) The rest of the text, ":MM", ":SS" and ".sssZ", is looked up in
+# tables of exactly the valid spellings (ASCII digits, minutes and seconds below 60), so nothing
+# malformed gets through a known hour.
+_HOUR_MS: dict[str, int] = {}
+_HOUR_MEMO_LIMIT: Final = 50_000
+_MINUTE_MS: Final = {f":{minute:02d}": minute * 60_000 for minute in range(60)}
 _SECOND_MS: Final = {f":{second:02d}": second * 1000 for second in range(60)}
 _MILLISECOND: Final = {f".{millis:03d}Z": millis for millis in range(1000)}
 
@@ -88,17 +91,18 @@ _MILLISECOND: Final = {f".{millis:03d}Z": millis for millis in range(1000)}
 def parse_ts(text: object) -> int:
     """RFC 3339 with an explicit offset to UTC epoch milliseconds; raises InvalidEvent('ts', ...)."""
     if type(text) is str and len(text) == 24:
-        minute_ms = _MINUTE_MS.get(text[:16])
-        if minute_ms is not None:
+        hour_ms = _HOUR_MS.get(text[:13])
+        if hour_ms is not None:
+            minute_ms = _MINUTE_MS.get(text[13:16])
             second_ms = _SECOND_MS.get(text[16:19])
             millis = _MILLISECOND.get(text[19:])
-            if second_ms is not None and millis is not None:
-                return minute_ms + second_ms + millis
+            if minute_ms is not None and second_ms is not None and millis is not None:
+                return hour_ms + minute_ms + second_ms + millis
     occurred_ms = _parse_ts_strictly(text)
     if isinstance(text, str) and len(text) == 24 and text[23] == "Z" and text[19] == ".":
-        if len(_MINUTE_MS) >= _MINUTE_MEMO_LIMIT:
-            _MINUTE_MS.clear()
-        _MINUTE_MS[text[:16]] = occurred_ms - occurred_ms % 60_000
+        if len(_HOUR_MS) >= _HOUR_MEMO_LIMIT:
+            _HOUR_MS.clear()
+        _HOUR_MS[text[:13]] = occurred_ms - occurred_ms % 3_600_000
     return occurred_ms
 
 
