@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 from streams.domain.call_legs import CallTracker, Record
 from streams.domain.config import FlowConfig
 from streams.domain.events import CallEvent, InvalidEvent, parse_event, parse_ts
-from streams.domain.ordering import DUPLICATE, LATE, EventOrderer
+from streams.domain.ordering import EventOrderer
 from streams.domain.records import GroupNow, LiveTallies, WindowPart, WindowTallies
 from streams.domain.state import (call_state, check_schema, orderer_state, restore_call, restore_orderer,
                                   restore_tracker, schema, tracker_state)
@@ -104,13 +104,15 @@ class PartitionFlow:
     def take(self, messages: Sequence[Message]) -> list[Rejected]:
         """Offer each message not taken yet (a re-read after a restart skips what the checkpoint has)."""
         rejected: list[Rejected] = []
-        exact_offer, board_offer = self._exact.offer, self._board.offer
+        events: list[CallEvent] = []  # valid events not offered yet: offered together, in order
         counts = self.counts
         for message in messages:
             if message.offset < self.next_offset:
                 continue
             self.next_offset = message.offset + 1
             if message.headers and _control(message.headers) == END_OF_STREAM:
+                self._offer(events)
+                events = []
                 problem = self._end_of_stream(message.value)
                 if problem:
                     rejected.append(Rejected(message.offset, problem, message.value or b""))
@@ -118,23 +120,28 @@ class PartitionFlow:
             counts.received += 1
             try:
                 # text first: the decoder would otherwise sniff the encoding of every message
-                event = parse_event(decode(message.value.decode("utf-8")))  # type: ignore[union-attr]
+                events.append(parse_event(decode(message.value.decode("utf-8"))))  # type: ignore[union-attr]
             except InvalidEvent as error:
                 counts.rejected += 1
                 rejected.append(Rejected(message.offset, f"invalid {error}", message.value or b""))
-                continue
             except (ValueError, AttributeError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
                 counts.rejected += 1
                 reason = "empty message" if message.value is None else f"not JSON: {str(error).splitlines()[0]}"
                 rejected.append(Rejected(message.offset, reason, message.value or b""))
-                continue
-            status = exact_offer(event)
-            if status == LATE:
-                counts.late += 1
-            elif status == DUPLICATE:
-                counts.duplicates += 1
-            board_offer(event)
+        self._offer(events)
         return rejected
+
+    def _offer(self, events: list[CallEvent]) -> None:
+        """Both flows take the events (the orderers' batch loop: no method call per event); late and
+        duplicate ones are those the exact flow turned away."""
+        if not events:
+            return
+        ordering = self._exact.counts
+        late, duplicates = ordering.late, ordering.duplicates
+        self._exact.offer_all(events)
+        self._board.offer_all(events)
+        self.counts.late += ordering.late - late
+        self.counts.duplicates += ordering.duplicates - duplicates
 
     def _end_of_stream(self, value: bytes | None) -> str | None:
         """Everything before the marker is final: process it all, close lost legs up to `at` (the

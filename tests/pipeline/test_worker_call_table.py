@@ -197,3 +197,37 @@ def test_a_forgotten_call_is_marked_then_deleted() -> None:
     assert records == [CallRecord("c1", None)]  # the tombstone, once the forgetting checkpoint is safe
     table.committed(epoch)
     assert table.round({}) == (4, [])
+
+
+def test_a_partition_counts_what_it_turns_away_whatever_the_batches() -> None:
+    """Duplicates, late events and malformed messages are counted once each, and the exact flow's
+    orderer agrees, whether the messages come one at a time or all in one batch. (A copy that comes
+    after its original was released is late rather than a duplicate: how many depends on how
+    often the partition advances, not on the report.)"""
+    messages = _messages(3, seed=11)
+    *body, end = messages
+    values = [message.value for message in body]
+    rng = random.Random(5)
+    late_at = sorted(rng.sample(range(len(values) // 2, len(values)), 5), reverse=True)
+    for number, at in enumerate(late_at):
+        newest = max(parse_ts(json.loads(value)["ts"]) for value in values[:at])  # type: ignore[arg-type]
+        late = {"v": 1, "event_id": f"late-{number}", "call_id": f"late-call-{number}", "type": "offered",
+                "ts": format_ts(newest - 10 * 60_000), "site": "default", "line": "999", "queue": "999-police"}
+        values.insert(at, json.dumps(late).encode())
+    values[300:300] = [b"not json", b'{"v": 1}', None]
+    stream = [Message(offset, value) for offset, value in enumerate(values)]
+    stream.append(Message(len(values), end.value, end.headers))
+    copies = 40  # inserted by _messages; a copy that comes after the lateness is late, not a duplicate
+
+    for batch in (1, len(stream)):
+        flow = PartitionFlow(0, FlowConfig(), 900, wall_clock=False)
+        rejected = []
+        for first in range(0, len(stream), batch):
+            rejected.extend(flow.take(stream[first:first + batch]))
+            flow.advance()
+        assert [r.offset for r in rejected] == [300, 301, 302]
+        assert (flow.counts.received, flow.counts.rejected) == (len(values), 3)
+        assert flow.counts.late >= 5 and flow.counts.late + flow.counts.duplicates == 5 + copies
+        accepted, exact_duplicates, exact_late = flow.exact_counts[:3]
+        assert (exact_late, exact_duplicates) == (flow.counts.late, flow.counts.duplicates)
+        assert accepted == len(values) - 3 - 5 - copies
