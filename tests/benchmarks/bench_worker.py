@@ -37,6 +37,8 @@ from datetime import datetime, timedelta  # at module level: the textbook app's 
 from pathlib import Path
 from typing import Any
 
+from streams.domain.config import FlowConfig
+
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DIR = REPO / "deploy" / "kafka"
 CALLWATCH = [sys.executable, "-m", "streams.cli"]
@@ -685,7 +687,7 @@ def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
         print("| reader | p50 s | p99 s | offers measured |")
         print("|---|---:|---:|---:|")
         rows = [("raw aiokafka consumer (send -> decoded)", lambda: _latency_raw(bootstrap, args.rate, args.latency_seconds)),
-                ("callwatch worker, defaults (live lateness 2 s, publish every 1 s)",
+                (f"callwatch worker, defaults (live lateness {FlowConfig().live_lateness_s:g} s, publish every 1 s)",
                  lambda: _latency_worker(bootstrap, args.rate, args.latency_seconds, workdir, [], {})),
                 ("callwatch worker, live lateness 0.25 s, publish every 0.25 s",
                  lambda: _latency_worker(bootstrap, args.rate, args.latency_seconds, workdir,
