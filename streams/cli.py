@@ -404,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     _option(rep, "--decoders", env="CALLWATCH_REPLAY_DECODERS", default="auto",
             help="processes that decode and validate the input beside the replay: a number, 0 to do "
                  "it all in this process, or auto (none for inputs under 4 MiB, on one CPU or without "
-                 "fork, else 2); the report is the same either way")
+                 "fork, else one per CPU beyond the first, at most 2); the report is the same either way")
     rep.set_defaults(handler=_cmd_replay)
 
     run = commands.add_parser("run", help="the whole pipeline in one process, metrics for Prometheus",

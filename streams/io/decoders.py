@@ -1,13 +1,14 @@
 """Decoder processes: JSON decoding and validation of input blocks in other processes, so that the
-replay's own process only orders, tracks and tallies (pipeline parallelism on several cores).
+replay's own process mostly orders, tracks and tallies (pipeline parallelism on several cores).
 
 Each decoder has its own pair of pipes and a few blocks in hand; blocks go round-robin and come
-back in the same order, so the events reach replay exactly as the in-process path yields them. A
-file block is only a range (the decoder reads it itself); a block of stdin is sent as bytes. A
-decoded block travels as `marshal` data, events as columns (one tuple per CallEvent field, with
-repeated strings shared), which costs the receiving process a third of what pickled tuples do.
-Decoders are forked, ignore Ctrl-C (the replay stops them), and stop by themselves when the
-replay process goes away (their pipes close)."""
+back in the same order, so the events reach replay exactly as the in-process path yields them.
+Whenever the result the replay needs next has not come yet, the replay's process decodes the next
+block itself rather than wait. A file block is only a range (the decoder reads it itself); a block
+of stdin is sent as bytes. A decoded block travels as `marshal` data, events as columns (one tuple
+per CallEvent field the receiver reads, with repeated strings shared), which costs the receiving
+process a third of what pickled tuples do. Decoders are forked, ignore Ctrl-C (the replay stops
+them), and stop by themselves when the replay process goes away (their pipes close)."""
 
 from __future__ import annotations
 
@@ -319,13 +320,15 @@ AUTO_MIN_BYTES = 4 * 1024 * 1024
 
 
 def automatic_decoders() -> int:
-    """How many decoder processes replay uses by default: none on one CPU (they would only take
-    turns with the replay itself), else two. Decoding and validating an event costs about twice
-    what the replay's own process then does with it, so two decoders keep up with it; on two
-    cores the three processes share them (measured in docs/benchmarks.md: better than one)."""
+    """How many decoder processes replay uses by default: one per CPU beyond the replay's own, at
+    most two. None on one CPU (they would only take turns with the replay itself). Decoding and
+    validating an event costs about one and a half times what the replay's own process then does
+    with it, so two decoders keep up with it where each has a core; on two cores one decoder and
+    the replay's process, which decodes a block itself whenever it would otherwise wait, keep both
+    busy without taking turns (measured in docs/benchmarks.md: faster than two decoders)."""
     if not fork_available():
         return 0
-    return 2 if usable_cpus() >= 2 else 0
+    return max(0, min(2, usable_cpus() - 1))
 
 
 @contextmanager

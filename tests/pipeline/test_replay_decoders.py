@@ -139,13 +139,20 @@ def test_automatic_choice_depends_on_input_size_and_cpus(big_events: Path, tmp_p
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     small = tmp_path / "small.jsonl"
     small.write_bytes(big_events.read_bytes()[:BLOCK_BYTES].rsplit(b"\n", 1)[0] + b"\n")
-    monkeypatch.setattr("streams.io.decoders.usable_cpus", lambda: 2)
+    monkeypatch.setattr("streams.io.decoders.usable_cpus", lambda: 3)
     assert automatic_decoders() == 2
     with event_batches([str(small)], None) as (_batches, used):
         assert used == 0
     with event_batches([str(big_events)], None) as (batches, used):
         assert used == 2
         assert sum(len(batch.events) for batch in batches) > 20_000
+    monkeypatch.setattr("streams.io.decoders.usable_cpus", lambda: 2)
+    assert automatic_decoders() == 1
+    with event_batches([str(big_events)], None) as (batches, used):
+        assert used == 1
+        assert sum(len(batch.events) for batch in batches) > 20_000
+    monkeypatch.setattr("streams.io.decoders.usable_cpus", lambda: 8)
+    assert automatic_decoders() == 2
     monkeypatch.setattr("streams.io.decoders.usable_cpus", lambda: 1)
     assert automatic_decoders() == 0
 
