@@ -233,7 +233,10 @@ class CallIngest(Service):
         now_ms = time.time_ns() // 1_000_000
         targets = self._topology.outcomes_partitions
         for partition, flow in flows.items():
-            progress = flow.advance(now_ms)
+            # The wall clock moves a partition only once it has read all the topic holds for it: a
+            # backlog (a worker starting, or back after a while) is applied in event-time order,
+            # not turned away as late because the clock passed it before it was read.
+            progress = flow.advance(now_ms if self._read_everything(partition, flow) else None)
             held = self._unsent.setdefault(partition, {})
             for part in progress.parts:
                 held.setdefault(outcomes_partition(part.group, targets), []).append(part)
@@ -257,6 +260,12 @@ class CallIngest(Service):
             self._next_checkpoint = time.monotonic() + max(
                 options.checkpoint_every_s / len(flows), min(199 * took, options.max_checkpoint_gap_s / len(flows)))
         self._refresh_status()
+
+    def _read_everything(self, partition: int, flow: PartitionFlow) -> bool:
+        from aiokafka import TopicPartition
+
+        end = self._consumer.last_stable_offset(TopicPartition(self._topology.events, partition))
+        return end is not None and flow.next_offset >= end
 
     async def _emit(self, clock: float) -> None:
         """Window parts collected since the last emit, then each partition's watermark (after the

@@ -157,11 +157,12 @@ def _free_port() -> int:
 class WorkerProcess:
     """`callwatch worker` as a user runs it, its output in a log file."""
 
-    def __init__(self, stack: Stack, name: str = "worker") -> None:
+    def __init__(self, stack: Stack, name: str = "worker", *options: str) -> None:
         self.port = _free_port()
         self.log_path = stack.tmp_path / f"{name}-{self.port}.log"
         self.process = subprocess.Popen(
-            CALLWATCH + ["worker", "--workdir", str(stack.tmp_path / "faust"), "--metrics-port", str(self.port)],
+            CALLWATCH + ["worker", "--workdir", str(stack.tmp_path / "faust"), "--metrics-port", str(self.port),
+                         *options],
             env=stack.env, cwd=REPO, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT)
 
     def metrics(self) -> dict[str, float]:
@@ -377,3 +378,41 @@ def test_two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies
     finally:
         for worker in (first, second):
             worker.stop()
+
+
+def test_on_the_wall_clock_a_backlog_is_neither_late_nor_missing_from_the_board(stack: Stack) -> None:
+    """Calls that waited in Kafka while no worker ran (five minutes old: more than the two minutes of
+    allowed lateness) are read in order when a worker starts: none is counted late, and the
+    wallboard's 15-minute window shows them. The wall clock moves a partition only once it has read
+    what the topic holds for it; before, the first idle loop moved every partition to the clock
+    and the whole backlog was late."""
+    from streams.domain.events import format_ts
+
+    start_ms = int(time.time() * 1000) - 300_000
+    lines = []
+    for number in range(40):
+        offered_ms = start_ms + number * 1000
+        call = {"v": 1, "call_id": f"backlog-{number}", "site": "backlog", "line": "999", "queue": "999-police"}
+        lines.append(json.dumps({**call, "event_id": f"o-{number}", "type": "offered", "ts": format_ts(offered_ms)}).encode())
+        lines.append(json.dumps({**call, "event_id": f"a-{number}", "type": "answered", "agent": "agent-1",
+                                 "ts": format_ts(offered_ms + 4000)}).encode())
+    lines.sort(key=lambda line: json.loads(line)["ts"])  # as they happened (the board waits only 0.5 s)
+    stack.produce(lines)
+    worker = WorkerProcess(stack, "worker", "--clock", "wall")
+    try:
+        def board() -> dict[str, float] | None:
+            try:
+                samples = worker.metrics()
+            except OSError:
+                return None
+            settled = (samples.get("callwatch_events_accepted_total") == len(lines)
+                       and samples.get("callwatch_calls_answered{line=999,queue=*,site=backlog,window=15m}") == 40)
+            return samples if settled else None
+
+        samples = _wait(board, 120, "the backlog on the board", [worker])
+        assert samples["callwatch_events_late_total"] == 0
+        assert samples["callwatch_calls_arrived{line=999,queue=*,site=backlog,window=15m}"] == 40
+        assert samples["callwatch_calls_answered{line=999,queue=*,site=backlog,window=15m}"] == 40
+    finally:
+        worker.stop()
+
