@@ -81,16 +81,6 @@ class CallState:
                 return leg
         return None
 
-    def latest_leg(self, queue: str) -> Leg | None:
-        for leg in reversed(self.legs):
-            if leg.queue == queue:
-                return leg
-        return None
-
-    @property
-    def is_open(self) -> bool:
-        return self.open_count > 0
-
 
 @dataclass(slots=True)
 class TrackerCounts:

@@ -131,18 +131,16 @@ def service_level(tally: Tally, line: LineConfig) -> float | None:
 def tally_figures(tally: Tally, line: LineConfig) -> Figures:
     """Every figure of the interval report except the window and group columns."""
     answered, abandoned, short_abandoned = tally.answered, tally.abandoned, tally.short_abandoned
-    offered = answered + abandoned + tally.timed_out
-    answer_ms = tally.answer_ms
-    if answer_ms:
-        answers = sorted(answer_ms)
-        count = len(answers)
+    offered = tally.offered
+    if tally.answer_ms:
+        answers = sorted(tally.answer_ms)
         # Answer times are whole milliseconds, and round(ms / 1000, 3) of a whole number of
         # milliseconds is ms / 1000 itself (the nearest double to a 3-decimal value), so _seconds
-        # is left out where it could only cost time; the ranks are those of nearest_rank.
-        asa_s: float | None = _seconds(sum(answers) / count)
-        p50_s: float | None = answers[max(1, math.ceil(0.5 * count)) - 1] / 1000
-        p90_s: float | None = answers[max(1, math.ceil(0.9 * count)) - 1] / 1000
-        p95_s: float | None = answers[max(1, math.ceil(0.95 * count)) - 1] / 1000
+        # is left out where it could only cost time.
+        asa_s: float | None = _seconds(sum(answers) / len(answers))
+        p50_s: float | None = nearest_rank(answers, 50) / 1000
+        p90_s: float | None = nearest_rank(answers, 90) / 1000
+        p95_s: float | None = nearest_rank(answers, 95) / 1000
         max_s: float | None = answers[-1] / 1000
     else:
         asa_s = p50_s = p90_s = p95_s = max_s = None

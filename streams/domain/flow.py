@@ -62,7 +62,7 @@ class CallFlow:
         if now_ms is not None:
             self._move_to(now_ms - self.config.allowed_lateness_ms)
         if self._report is not None and self._processed_until_ms is not None:
-            return self._report.report_rows_until(self._processed_until_ms)
+            return self._report.rows_until(self._processed_until_ms)
         return []
 
     def finish(self) -> list[dict[str, object]]:
@@ -73,7 +73,7 @@ class CallFlow:
         """`finish`, the rows as ReportRows."""
         self._process(self._orderer.drain())
         if self._report is not None:
-            return self._report.remaining_report_rows()
+            return self._report.remaining_rows()
         return []
 
     def snapshot(self, now_ms: int) -> BoardSnapshot:

@@ -85,16 +85,8 @@ class IntervalReport:
             else:
                 tally.arrivals += 1
 
-    def rows_until(self, now_ms: int) -> list[dict[str, object]]:
+    def rows_until(self, now_ms: int) -> list[ReportRow]:
         """Rows of every window that ended at or before `now_ms`, removing them."""
-        return [row.as_dict() for row in self.report_rows_until(now_ms)]
-
-    def remaining_rows(self) -> list[dict[str, object]]:
-        """Rows of the windows still open (end of a finite stream): partial, but nothing is lost."""
-        return [row.as_dict() for row in self.remaining_report_rows()]
-
-    def report_rows_until(self, now_ms: int) -> list[ReportRow]:
-        """`rows_until`, each row as a ReportRow."""
         if self._earliest_end is None or now_ms < self._earliest_end:
             return []
         rows: list[ReportRow] = []
@@ -103,9 +95,9 @@ class IntervalReport:
         self._earliest_end = min((w[1] for w in self._open), default=None)
         return rows
 
-    def remaining_report_rows(self) -> list[ReportRow]:
-        """`remaining_rows`, each row as a ReportRow."""
-        return self.report_rows_until(max((w[1] for w in self._open), default=0))
+    def remaining_rows(self) -> list[ReportRow]:
+        """Rows of the windows still open (end of a finite stream): partial, but nothing is lost."""
+        return self.rows_until(max((w[1] for w in self._open), default=0))
 
     def _rows_of(self, window: tuple[int, int], groups: dict[Group, Tally]) -> Iterator[ReportRow]:
         start, end = self._bound_text(window[0]), self._bound_text(window[1])

@@ -168,4 +168,3 @@ def _release_freed_memory() -> None:
     if mallopt is not None:
         mallopt(M_MMAP_THRESHOLD, RELEASE_ABOVE_BYTES)
         mallopt(M_TRIM_THRESHOLD, RELEASE_ABOVE_BYTES)
-
