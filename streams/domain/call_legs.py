@@ -113,10 +113,13 @@ class CallTracker:
         # an owner stores calls one by one (the worker's call table); see `take_changed`.
         self._changed: set[str] | None = None
 
-    def track_changes(self) -> None:
-        """From now on remember which calls change, for `take_changed`."""
+    def track_changes(self, all_changed: bool = False) -> None:
+        """From now on remember which calls change, for `take_changed` (with `all_changed`, every
+        call held now counts as changed: a copy whose calls are stored nowhere yet)."""
         if self._changed is None:
             self._changed = set()
+        if all_changed:
+            self._changed.update(self.calls)
 
     def take_changed(self) -> set[str]:
         """The ids of the calls changed or forgotten since the last call (tracking must be on)."""

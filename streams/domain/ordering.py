@@ -52,6 +52,23 @@ class EventOrderer:
     def pending(self) -> int:
         return len(self._run) + len(self._heap)
 
+    @property
+    def released_before_ms(self) -> int | None:
+        """Every event earlier than this has been released (or turned away as late)."""
+        return self._released_before_ms
+
+    def waiting_events(self) -> list[CallEvent]:
+        """The events not released yet, in release order, left in place."""
+        return [entry[3] for entry in sorted([*self._run, *self._heap], key=lambda entry: entry[:3])]
+
+    @classmethod
+    def continuing(cls, allowed_lateness_ms: int, released_before_ms: int | None) -> EventOrderer:
+        """An orderer for a stream already processed up to `released_before_ms`: earlier events
+        are late, as if it had released them itself."""
+        orderer = cls(allowed_lateness_ms)
+        orderer._released_before_ms = released_before_ms
+        return orderer
+
     def offer(self, event: CallEvent) -> str:
         """Take one event; returns ACCEPTED, DUPLICATE or LATE. Accepted events wait in the buffer."""
         seen = self._seen

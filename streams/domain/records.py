@@ -14,8 +14,8 @@ from typing import Callable, Iterable
 from .call_legs import LINE_TOTAL, LegClosed, Record
 from .config import FlowConfig
 from .events import AGENT_STATE, CallEvent
-from .figures import Tally, figures_of
-from .interval_report import format_window_bound
+from .figures import Tally, figures_of, tally_figures
+from .interval_report import ReportRow, format_window_bound
 from .live import TODAY, BoardSnapshot, QueueNow, rolling_label
 from .state import Json, restore_tally, tally_state
 from .windows import IntervalWindows, zone
@@ -92,7 +92,7 @@ class WindowTallies:
 
 
 def report_row(start_ms: int, end_ms: int, group: Group, tallies: Iterable[Tally],
-               config: FlowConfig) -> dict[str, object] | None:
+               config: FlowConfig) -> ReportRow | None:
     """The interval-report row of a group and window from its parts; None when they are empty
     (such windows are omitted from the report)."""
     merged = Tally()
@@ -101,11 +101,8 @@ def report_row(start_ms: int, end_ms: int, group: Group, tallies: Iterable[Tally
     if merged.is_empty:
         return None
     site, line, queue = group
-    row: dict[str, object] = {"window_start": format_window_bound(start_ms),
-                              "window_end": format_window_bound(end_ms),
-                              "site": site, "line": line, "queue": queue}
-    row.update(figures_of(merged, config.line(line)))
-    return row
+    return ReportRow(format_window_bound(start_ms), format_window_bound(end_ms), site, line, queue,
+                     tally_figures(merged, config.line(line)))
 
 
 # --- the live board in parts -----------------------------------------------------------------
@@ -170,20 +167,26 @@ class LiveTallies:
         self._sent: dict[Group, tuple[int, int | None, int | None, tuple[tuple[str, int], ...]]] = {}
 
     def observe(self, event: CallEvent) -> None:
-        if event.type == AGENT_STATE:
-            assert event.agent is not None and event.state is not None
-            self._agents[(event.site, event.agent)] = (event.line, event.queue, event.state)
-            return
-        seen = self._seen
-        for group in ((event.site, event.line, event.queue), (event.site, event.line, LINE_TOTAL)):
-            if event.occurred_ms > seen.get(group, -1):
-                seen[group] = event.occurred_ms
+        self.observe_all((event,))
+
+    def observe_all(self, events: Iterable[CallEvent]) -> None:
+        """Note each event's time as its group's newest, and agents' states (events in the order a
+        tracker applies them, so each is its group's newest so far)."""
+        seen, agents = self._seen, self._agents
+        for event in events:
+            if event.type == AGENT_STATE:
+                assert event.agent is not None and event.state is not None
+                agents[(event.site, event.agent)] = (event.line, event.queue, event.state)
+            else:
+                site, line, occurred_ms = event.site, event.line, event.occurred_ms
+                seen[(site, line, event.queue)] = occurred_ms
+                seen[(site, line, LINE_TOTAL)] = occurred_ms
 
     def add(self, records: Iterable[Record]) -> None:
         line_config = self._config.line
         bucket_ms = self._bucket_ms
         window_of = self._days.window_of
-        all_buckets, days_now = self._buckets, self._days_now
+        all_buckets, days_now, waiting = self._buckets, self._days_now, self._waiting
         changed_buckets, changed_days = self._changed_buckets, self._changed_days
         day_start = day_end = 0
         for record in records:
@@ -216,19 +219,20 @@ class LiveTallies:
             changed_buckets.add((group, start))
             changed_days.add(group)
             if record.queue != LINE_TOTAL:
+                # A queue's record opens or closes a leg there and in its line's total.
                 offered_ms = record.offered_ms if closed else at_ms  # type: ignore[union-attr]
                 for held in (group, (record.site, record.line, LINE_TOTAL)):
-                    self._count_waiting(held, offered_ms, -1 if closed else 1)
-
-    def _count_waiting(self, group: Group, offered_ms: int, change: int) -> None:
-        offers = self._waiting.get(group)
-        if offers is None:
-            offers = self._waiting[group] = {}
-        left = offers.get(offered_ms, 0) + change
-        if left > 0:
-            offers[offered_ms] = left
-        else:
-            offers.pop(offered_ms, None)
+                    offers = waiting.get(held)
+                    if offers is None:
+                        offers = waiting[held] = {}
+                    if closed:
+                        left = offers.get(offered_ms, 0) - 1
+                        if left > 0:
+                            offers[offered_ms] = left
+                        else:
+                            offers.pop(offered_ms, None)
+                    else:
+                        offers[offered_ms] = offers.get(offered_ms, 0) + 1
 
     def updates(self, now_ms: int, full: bool = False) -> list[GroupNow]:
         """The groups with news since the last call (every group when `full`): the buckets and day

@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 from streams.domain.config import FlowConfig
 from streams.domain.records import LiveMerge, report_row
 from streams.domain.state import restore_tally
-from streams.io.codec import encode
+from streams.io.codec import encode, encode_report_row
 
 from .messages import LIVE, PARTS, WATERMARK, BadOutcome, Outcome, decode_outcome, figure_key, live_key
 
@@ -130,7 +130,8 @@ class Aggregator:
             for group, parts in sorted(tallies.items()):
                 row = report_row(start, end, group, parts, self.config)
                 if row is not None:
-                    sent.append(await self.send_figure(figure_key(start, group).encode(), encode(row).encode()))
+                    sent.append(await self.send_figure(figure_key(start, group).encode(),
+                                                       encode_report_row(row).encode()))
                     self.status.rows += 1
         # The rows must be in Kafka before the table forgets their parts and records them as done:
         # Faust writes a table's changelog by its own route, and a crash that kept the changelog

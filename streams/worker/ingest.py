@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from mode import Service
 
@@ -235,8 +236,12 @@ class CallIngest(Service):
         for partition, flow in flows.items():
             # The wall clock moves a partition only once it has read all the topic holds for it: a
             # backlog (a worker starting, or back after a while) is applied in event-time order,
-            # not turned away as late because the clock passed it before it was read.
-            progress = flow.advance(now_ms if self._read_everything(partition, flow) else None)
+            # not turned away as late because the clock passed it before it was read. Then, too,
+            # its board starts running on its own (until then it follows the exact flow).
+            caught_up = self._read_everything(partition, flow)
+            if caught_up:
+                flow.go_live()
+            progress = flow.advance(now_ms if caught_up else None)
             held = self._unsent.setdefault(partition, {})
             for part in progress.parts:
                 held.setdefault(outcomes_partition(part.group, targets), []).append(part)
@@ -262,8 +267,6 @@ class CallIngest(Service):
         self._refresh_status()
 
     def _read_everything(self, partition: int, flow: PartitionFlow) -> bool:
-        from aiokafka import TopicPartition
-
         end = self._consumer.last_stable_offset(TopicPartition(self._topology.events, partition))
         return end is not None and flow.next_offset >= end
 
@@ -365,8 +368,6 @@ class CallIngest(Service):
     async def _checkpoint(self, partitions: list[int]) -> None:
         """Outputs first, then the state that no longer needs them: a crash between the two only
         makes the next run send some outputs again, identical ones."""
-        from aiokafka import TopicPartition
-
         started = time.monotonic()
         await self._emit(time.monotonic())  # parts taken out of a partition's state go out before it is saved
         await self._settle()

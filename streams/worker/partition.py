@@ -3,6 +3,13 @@ validate each message, order, track call legs, and tally windows. Two flows run 
 the embedded pipeline: the exact flow waits the full allowed lateness and yields interval-window
 parts; the board flow waits only the live lateness and feeds the wallboard's parts.
 
+Until a partition has read everything the topic held (a worker starting, or catching up after
+downtime), its board follows the exact flow instead: the wallboard's parts are tallied from the
+exact flow's records, the allowed lateness behind. Reading history, the board moves hours a second
+and nobody watches it, and a second orderer and tracker would do every event's work twice (a fifth
+of the worker's time). `go_live` then gives the board its own orderer and tracker, copied from the
+exact flow's, and from there on it runs the live lateness behind.
+
 No Kafka here: the ingest service hands it messages and publishes what it returns. Its state is
 saved in two parts (streams/worker/call_table.py): the calls, one record per call in the call table
 (`call_changes`), and the rest with the offset of the next message in a checkpoint (`snapshot`);
@@ -88,6 +95,7 @@ class PartitionFlow:
         self._exact_tracker = CallTracker(config.max_wait_ms)
         self._exact_tracker.track_changes()
         self._windows = WindowTallies(window_s, config)
+        self._board_follows_exact = True  # until go_live: no board orderer or tracker of its own
         self._board = EventOrderer(self._live_lateness_ms)
         self._board_tracker = CallTracker(config.max_wait_ms)
         self._board_tracker.track_changes()
@@ -139,7 +147,8 @@ class PartitionFlow:
         ordering = self._exact.counts
         late, duplicates = ordering.late, ordering.duplicates
         self._exact.offer_all(events)
-        self._board.offer_all(events)
+        if not self._board_follows_exact:
+            self._board.offer_all(events)
         self.counts.late += ordering.late - late
         self.counts.duplicates += ordering.duplicates - duplicates
 
@@ -151,7 +160,8 @@ class PartitionFlow:
         except (ValueError, AttributeError) as error:
             return f"bad end-of-stream marker: {error}"
         records: list[Record] = []
-        for event in self._exact.drain():
+        drained = self._exact.drain()
+        for event in drained:
             self._exact_tracker.apply(event, records)
         self._exact_tracker.expire(at_ms, records)
         self._windows.add(records)
@@ -160,7 +170,10 @@ class PartitionFlow:
         self._floor_ms = floor if self._floor_ms is None else max(self._floor_ms, floor)
         if self._processed_until_ms is None or at_ms > self._processed_until_ms:
             self._processed_until_ms = at_ms
-        self._advance_board(None, drain=True)
+        if self._board_follows_exact:
+            self._follow_exact(drained, records)
+        else:
+            self._advance_board(None, drain=True)
         return None
 
     # --- progress ----------------------------------------------------------------------------
@@ -186,8 +199,34 @@ class PartitionFlow:
         parts, self._parts = self._parts, []
         if self._processed_until_ms is not None:
             parts.extend(self._windows.take_until(self._processed_until_ms))
-        self._advance_board(now, drain=False)
+        if self._board_follows_exact:
+            self._follow_exact(released, records)
+        else:
+            self._advance_board(now, drain=False)
         return Advance(parts, self.watermark_ms, self.stream_time_ms)
+
+    def go_live(self) -> None:
+        """The partition has read everything the topic holds: from now on the board runs on its own,
+        the live lateness behind, starting from copies of the exact flow's orderer and tracker (the
+        events the exact flow still holds are the board's to release)."""
+        if not self._board_follows_exact:
+            return
+        self._board_follows_exact = False
+        self._board = EventOrderer.continuing(self._live_lateness_ms, self._exact.released_before_ms)
+        self._board.offer_all(self._exact.waiting_events())
+        self._board_tracker = restore_tracker(tracker_state(self._exact_tracker))
+        self._board_tracker.track_changes(all_changed=True)  # none of its calls is in the call table yet
+        self._board_until_ms = self._processed_until_ms
+
+    @property
+    def board_is_live(self) -> bool:
+        return not self._board_follows_exact
+
+    def _follow_exact(self, events: list[CallEvent], records: list[Record]) -> None:
+        """The board, following the exact flow: what it applied, as the board flow would have."""
+        self._live.observe_all(events)
+        if records:
+            self._live.add(records)
 
     def _advance_board(self, now: int | None, drain: bool) -> None:
         if now is not None:
@@ -199,10 +238,10 @@ class PartitionFlow:
         released = self._board.drain() if drain else self._board.release(now)
         records: list[Record] = []
         if released:
-            apply, observe = self._board_tracker.apply, self._live.observe
+            apply = self._board_tracker.apply
             for event in released:
                 apply(event, records)
-                observe(event)
+            self._live.observe_all(released)
             self._board_until_ms = released[-1].occurred_ms
         if now is not None:
             until = now - self._live_lateness_ms
@@ -227,8 +266,8 @@ class PartitionFlow:
 
     @property
     def stream_time_ms(self) -> int | None:
-        """The newest event time seen (the board's orderer sees every valid event first)."""
-        return self._board.newest_ms
+        """The newest event time seen (the exact orderer sees every valid event)."""
+        return self._exact.newest_ms
 
     @property
     def pending(self) -> int:
@@ -266,7 +305,7 @@ class PartitionFlow:
                       "tracker": tracker_state(self._exact_tracker, with_calls=False),
                       "windows": self._windows.state(), "processed_until_ms": self._processed_until_ms,
                       "floor_ms": self._floor_ms},
-            "board": {"orderer": orderer_state(self._board),
+            "board": {"follows_exact": self._board_follows_exact, "orderer": orderer_state(self._board),
                       "tracker": tracker_state(self._board_tracker, with_calls=False),
                       "live": self._live.state(), "until_ms": self._board_until_ms},
             "counts": dataclasses.astuple(self.counts),
@@ -294,6 +333,7 @@ class PartitionFlow:
         self._windows.restore(exact["windows"])
         self._processed_until_ms = exact["processed_until_ms"]
         self._floor_ms = exact["floor_ms"]
+        self._board_follows_exact = bool(board.get("follows_exact", False))
         self._board = restore_orderer(board["orderer"])
         self._board_tracker = restore_tracker(board["tracker"], board_calls)
         self._board_tracker.track_changes()

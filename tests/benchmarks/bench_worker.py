@@ -8,6 +8,8 @@ A script, not a test: it prints its figures (docs/worker.md keeps the table).
   reads it from the start in its own process, one after the other. Rate = events / (time of the
   last figure - time the first event was read). The worker's last figure is the last interval row
   on the figures topic (after the end-of-stream marker), checked against `callwatch replay`.
+  Then two worker processes started together share the same stream (on topics of their own): how
+  the worker scales to a second core; the time their consumer group takes to settle counts.
 - Latency at --rate events/s: synthetic calls (offered, answered half a second later) stamped with
   the wall clock; for each offered event, the time from its send to the first scrape of /metrics
   whose arrivals count includes it (p50, p99). The raw consumer: send to decode.
@@ -203,24 +205,27 @@ def _figure_rows(bootstrap: str, topic: str) -> tuple[int, float]:
 # --- throughput --------------------------------------------------------------------------------
 
 def _throughput_worker(bootstrap: str, prefix: str, events: int, expected_rows: int, workdir: Path,
-                       timeout_s: float) -> dict[str, float]:
-    worker = Worker(bootstrap, prefix, workdir)
+                       timeout_s: float, processes: int = 1) -> dict[str, float]:
+    """`processes` workers started together share the partitions (they join one consumer group;
+    the time the group takes to settle counts). Memory: the largest of them."""
+    workers = [Worker(bootstrap, prefix, workdir) for _ in range(processes)]
     try:
         first = None
         deadline = time.monotonic() + timeout_s
         while first is None and time.monotonic() < deadline:
-            if worker.received() > 0:
+            if any(worker.received() > 0 for worker in workers):
                 first = time.time()
             time.sleep(0.05)
         rows, newest = 0, 0.0
         while rows < expected_rows and time.monotonic() < deadline:
             time.sleep(2)
             rows, newest = _figure_rows(bootstrap, prefix + "figures")
-        rss, peak = _memory_mib(worker.process.pid)
+        rss, peak = max(_memory_mib(worker.process.pid) for worker in workers)
         assert first is not None and rows >= expected_rows, f"worker did not finish (rows {rows}/{expected_rows})"
         return {"events": events, "seconds": newest - first, "rss_mib": rss, "peak_mib": peak}
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
 
 
 def _child_raw(bootstrap: str, topic: str, total: int) -> None:
@@ -612,7 +617,8 @@ def main() -> None:
     parser.add_argument("--textbook-timeout", type=float, default=600.0,
                         help="give the textbook app this long; its rate is then measured on what it did")
     parser.add_argument("--memory", action="store_true", help="also the worker's memory over 5 M events")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["raw", "worker", "textbook", "latency"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["raw", "worker", "workers", "textbook", "latency"],
+                        help="workers: the run of two worker processes sharing the partitions")
     parser.add_argument("--cache", default=str(REPO / "var" / "bench"))
     args = parser.parse_args()
     if args.child:
@@ -636,20 +642,27 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _filled_topics(bootstrap: str, path: Path) -> tuple[str, int]:
+    """Fresh topics (their prefix) whose events topic holds the file, then an end-of-stream marker."""
+    from streams.settings import KafkaSettings, Settings
+    from streams.worker.figures_topic import send_end_of_stream
+
+    prefix = f"bench.tp.{uuid.uuid4().hex[:8]}."
+    _create_topics(bootstrap, prefix)
+    started = time.time()
+    total, last_ms = asyncio.run(_produce_file(bootstrap, prefix + "events", path))
+    print(f"wrote {total:,} events to {prefix}events in {time.time() - started:.0f} s", file=sys.stderr)
+    send_end_of_stream(Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)), last_ms)
+    return prefix, total
+
+
 def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
     bootstrap = _broker()
     path = _simulated(args.events, cache)
 
-    prefix = f"bench.tp.{uuid.uuid4().hex[:8]}."
-    _create_topics(bootstrap, prefix)
+    prefix, total = _filled_topics(bootstrap, path)
+    prefixes = [prefix]
     try:
-        started = time.time()
-        total, last_ms = asyncio.run(_produce_file(bootstrap, prefix + "events", path))
-        print(f"wrote {total:,} events to {prefix}events in {time.time() - started:.0f} s", file=sys.stderr)
-        from streams.settings import KafkaSettings, Settings
-        from streams.worker.figures_topic import send_end_of_stream
-
-        send_end_of_stream(Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)), last_ms)
         replay = subprocess.run(CALLWATCH + ["replay", str(path)], capture_output=True, text=True, cwd=REPO)
         expected_rows = len(replay.stdout.splitlines())
         results: dict[str, dict[str, Any]] = {}
@@ -664,14 +677,22 @@ def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
         if "textbook" not in args.skip:
             results["textbook Faust (windowed tables)"] = _throughput_textbook(bootstrap, prefix, total, workdir,
                                                                                args.textbook_timeout)
+        if "workers" not in args.skip:
+            # Topics of their own: the first workers' outcomes and figures would be read again.
+            second, _total = _filled_topics(bootstrap, path)
+            prefixes.append(second)
+            results["callwatch worker, two processes"] = _throughput_worker(bootstrap, second, total, expected_rows,
+                                                                            workdir, 1800, processes=2)
+            _check_report(bootstrap, second, replay.stdout)
     finally:
-        _delete_topics(bootstrap, prefix)
+        for each in prefixes:
+            _delete_topics(bootstrap, each)
 
     floor = results.get("raw aiokafka consumer (decode only)")
     textbook = results.get("textbook Faust (windowed tables)")
     if textbook is not None and not textbook["events"]:
         textbook = None  # it did not get going
-    print(f"\nThroughput, {total:,} simulated events, 6 partitions, one process each:\n")
+    print(f"\nThroughput, {total:,} simulated events, 6 partitions, one process each unless said:\n")
     print("| reader | events/s | vs raw consumer | vs textbook Faust | resident MiB at end |")
     print("|---|---:|---:|---:|---:|")
     for name, figures in results.items():

@@ -172,7 +172,7 @@ def test_parts_of_partitions_merge_into_the_replay_rows(window_s: int, partition
         for part in tallies.take_until(None):
             parts.setdefault((part.start_ms, part.end_ms, part.group), []).append(part.tally)
 
-    merged = [row for (start, end, group), tallies_of in sorted(parts.items())
+    merged = [row.as_dict() for (start, end, group), tallies_of in sorted(parts.items())
               if (row := report_row(start, end, group, tallies_of, config)) is not None]
     expected = _replay_rows(events, config, window_s)
     assert len(expected) > 10

@@ -53,9 +53,10 @@ class _Store:
 class _Run:
     """A partition driven as the ingest service drives it, with its outputs collected."""
 
-    def __init__(self, store: _Store) -> None:
+    def __init__(self, store: _Store, live_from: int | None = None) -> None:
         self.store = store
         self.flow = PartitionFlow(0, FlowConfig(), 900, wall_clock=False)
+        self.live_from = live_from  # the offset from which the board runs on its own (go_live)
         self.parts: dict[tuple[Any, ...], Any] = {}  # as the aggregator keeps them: a re-sent part replaces itself
 
     def restore(self) -> _Run:
@@ -66,6 +67,8 @@ class _Run:
         start = self.flow.next_offset
         for first in range(start, until, BATCH):
             assert not self.flow.take(messages[first:min(first + BATCH, until)])
+            if self.live_from is not None and self.flow.next_offset >= self.live_from:
+                self.flow.go_live()
             for part in self.flow.advance().parts:
                 self.parts[(part.start_ms, part.group)] = part
 
@@ -86,8 +89,8 @@ class _Run:
             "board_calls": tracker_state(flow._board_tracker)["calls"]}))
 
 
-def _uninterrupted(messages: list[Message]) -> _Run:
-    run = _Run(_Store())
+def _uninterrupted(messages: list[Message], live_from: int | None = None) -> _Run:
+    run = _Run(_Store(), live_from)
     run.feed(messages, len(messages))
     return run
 
@@ -98,30 +101,43 @@ def messages() -> list[Message]:
 
 
 @pytest.fixture(scope="module")
-def reference(messages: list[Message]) -> _Run:
-    return _uninterrupted(messages)
+def references(messages: list[Message]) -> dict[int | None, _Run]:
+    """Uninterrupted runs by the offset their board went live at (None: it followed throughout)."""
+    return {}
 
 
-def _checkpointed_run(messages: list[Message], store: _Store, stops: list[int]) -> _Run:
-    run = _Run(store)
+def _reference(messages: list[Message], references: dict[int | None, _Run], live_from: int | None) -> _Run:
+    if live_from not in references:
+        references[live_from] = _uninterrupted(messages, live_from)
+    return references[live_from]
+
+
+def _checkpointed_run(messages: list[Message], store: _Store, stops: list[int], live_from: int | None) -> _Run:
+    run = _Run(store, live_from)
     for stop in stops:
         run.feed(messages, stop)
         run.checkpoint()
     return run
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed,live_after", [(1, None), (2, None), (3, None), (1, 0), (2, 4), (3, 8), (1, 10)])
 def test_a_partition_restored_from_the_call_table_and_checkpoint_carries_on_exactly(
-        messages: list[Message], reference: _Run, seed: int) -> None:
+        messages: list[Message], references: dict[int | None, _Run], seed: int, live_after: int | None) -> None:
+    """... whether its board follows the exact flow throughout, or goes live (`live_after` stops)
+    before the checkpoints, just before one of them, or after the crash."""
     rng = random.Random(seed)
     # At batch boundaries, as Kafka hands out batches: when the orderer forgets old event ids
     # depends on where it releases (a duplicate of a forgotten id counts as late instead).
     stops = [stop * BATCH for stop in sorted(rng.sample(range(1, len(messages) // BATCH), 12))]
+    live_from = None if live_after is None else 0 if live_after == 0 else stops[live_after - 1]
+    reference = _reference(messages, references, live_from)
     store = _Store()
-    first = _checkpointed_run(messages, store, stops[:8])
+    first = _checkpointed_run(messages, store, stops[:8], live_from)
+    saved = first.state()
     first.feed(messages, stops[8])  # work after the last checkpoint: lost in the crash, read again
-    second = _Run(store).restore()
+    second = _Run(store, live_from).restore()
     assert second.flow.next_offset == stops[7]
+    assert second.state() == saved
     second.parts.update(first.parts)
     for stop in stops[8:]:
         second.feed(messages, stop)
@@ -134,29 +150,30 @@ def test_a_partition_restored_from_the_call_table_and_checkpoint_carries_on_exac
 
 
 def test_a_crash_between_call_records_and_checkpoint_restores_the_previous_round(
-        messages: list[Message], reference: _Run) -> None:
+        messages: list[Message], references: dict[int | None, _Run]) -> None:
+    reference = _reference(messages, references, 0)  # a live board: both flows' calls in the table
     store = _Store()
     size = len(messages) // BATCH * BATCH  # stops at batch boundaries (see above)
-    first = _checkpointed_run(messages, store, [size // 5 // BATCH * BATCH, size // 3 // BATCH * BATCH])
+    first = _checkpointed_run(messages, store, [size // 5 // BATCH * BATCH, size // 3 // BATCH * BATCH], 0)
     first.feed(messages, size // 2 // BATCH * BATCH)
     written = first.checkpoint(write_checkpoint=False)  # the checkpoint never made it
     assert any(record.value is not None and json.loads(record.value)["p"] is not None for record in written)
     assert any(record.value is not None and json.loads(record.value)["s"] is None for record in written), \
         "calls forgotten in the round"
 
-    second = _Run(store).restore()
+    second = _Run(store, 0).restore()
     assert second.flow.next_offset == size // 3 // BATCH * BATCH
     assert second.flow.table.next_epoch > json.loads(written[0].value or b"{}").get("e", 0)
     second.feed(messages, (size // 2 + 1000) // BATCH * BATCH)
     # A second crash in the middle of the next round, before its checkpoint too.
     second.checkpoint(write_checkpoint=False)
-    third = _Run(store).restore()
+    third = _Run(store, 0).restore()
     assert third.flow.next_offset == size // 3 // BATCH * BATCH
     third.feed(messages, size * 3 // 4 // BATCH * BATCH)
     third.checkpoint()  # rewrites every stale record: they must not pass for committed ones later
     third.feed(messages, size * 4 // 5 // BATCH * BATCH)
     third.checkpoint()
-    fourth = _Run(store).restore()
+    fourth = _Run(store, 0).restore()
     assert fourth.flow.next_offset == size * 4 // 5 // BATCH * BATCH
     fourth.feed(messages, len(messages))
     assert fourth.state() == reference.state()
