@@ -31,7 +31,7 @@ from streams.domain.config import FlowConfig
 from streams.domain.state import IncompatibleState
 
 from .call_table import CorruptCallTable
-from .kafka import Topology, client_options, encode_checkpoint, load_call_table, load_checkpoint
+from .kafka import Topology, client_options, encode_checkpoint, keep_metadata_for, load_call_table, load_checkpoint
 from .messages import encode_live, encode_parts, encode_tick, encode_watermark, outcomes_partition
 from .partition import CheckpointMismatch, PartitionFlow
 
@@ -125,6 +125,9 @@ class CallIngest(Service):
                 await ingest._on_assigned(assigned)
 
         await self._app.producer.maybe_start()
+        topology = self._topology
+        await keep_metadata_for(self._app.producer._ensure_producer().client, [  # noqa: SLF001 - see keep_metadata_for
+            topology.outcomes, topology.deadletter, topology.checkpoints, topology.call_table, topology.figures])
         self._consumer = AIOKafkaConsumer(
             **client_options(self._kafka), group_id=self._group_id, client_id=f"{self._group_id}-ingest",
             # "none": a position the log no longer has (retention deleted unread events) is reported,

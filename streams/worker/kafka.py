@@ -113,6 +113,20 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
                     call_table, events_partitions, partitions[names["outcomes"]])
 
 
+async def keep_metadata_for(client: Any, topics: list[str]) -> None:
+    """Make an aiokafka client (the producer's) refresh the metadata of these topics from now on.
+
+    aiokafka 0.14 refreshes the metadata of the topics it tracks, or of all topics while it tracks
+    none. A send to a topic it learnt of from such a full refresh does not track that topic, and
+    the next refresh (once it tracks another, e.g. after a first send to a Faust changelog) forgets
+    the topic's leaders. A batch already queued for it then waits for a leader forever, and a send
+    behind it for room in that batch: the worker stopped reading, silently, in about one CI run in
+    ten (tests/integration/test_worker_metadata.py shows it on the real broker)."""
+    waits = [client.add_topic(topic) for topic in topics]
+    for wait in waits:
+        await wait
+
+
 async def _create_compacted_topic(admin: Any, new_topic: Any, name: str, partitions: int, replicas: int) -> None:
     from aiokafka.errors import TopicAlreadyExistsError
 

@@ -200,6 +200,19 @@ class WorkerProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def where_it_waits(self) -> str:
+        """A worker that seems stuck: mode's worker writes every asyncio task's stack to its log on
+        SIGUSR1; callwatch's own frames (with the line each waits on) say where it waits."""
+        if self.process.poll() is not None:
+            return ""
+        before = len(self.log_path.read_text(errors="replace"))
+        os.kill(self.process.pid, signal.SIGUSR1)
+        time.sleep(2)
+        dump = self.log_path.read_text(errors="replace")[before:].splitlines()
+        ours = [f"{line.strip()}: {dump[number + 1].strip()}" for number, line in enumerate(dump[:-1])
+                if line.lstrip().startswith("File") and "/streams/" in line]
+        return "where the worker's tasks wait:\n" + "\n".join(ours)
+
 
 def _wait(predicate: Callable[[], Any], timeout_s: float, what: str, workers: list[WorkerProcess]) -> Any:
     deadline = time.monotonic() + timeout_s
@@ -211,7 +224,7 @@ def _wait(predicate: Callable[[], Any], timeout_s: float, what: str, workers: li
             assert worker.process.poll() is None, f"the worker exited ({worker.process.returncode}):\n{worker.log_tail()}"
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}:\n"
-                         + "\n".join(worker.log_tail() for worker in workers))
+                         + "\n".join(f"{worker.log_tail()}\n{worker.where_it_waits()}" for worker in workers))
 
 
 def _replay(stack: Stack, path: Path) -> list[dict[str, Any]]:
@@ -259,6 +272,8 @@ def test_a_simulated_day_through_connector_kafka_and_worker_gives_the_replay_rep
         assert today and sum(today.values()) > 0  # the board of the stream's last day
     finally:
         worker.stop()
+    # Plain text: no terminal spinner (Faust's turned the root logger down to DEBUG to spin on it).
+    assert "\x1b[" not in worker.log_path.read_text(errors="replace")
 
 
 def test_kill_9_in_the_middle_then_a_restart_gives_exactly_the_replay_report(stack: Stack) -> None:
