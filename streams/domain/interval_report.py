@@ -4,6 +4,7 @@ time reaches its end."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Iterator, NamedTuple
 
 from .call_legs import Arrival, LegClosed, Record
@@ -15,6 +16,7 @@ from .windows import IntervalWindows, zone
 Group = tuple[str, str, str]
 
 
+@lru_cache(maxsize=4096)  # every group of a window has a row with the same two bounds
 def format_window_bound(instant_ms: int) -> str:
     text = format_ts(instant_ms)
     return text[:-5] + "Z" if text.endswith(".000Z") else text

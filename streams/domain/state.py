@@ -147,13 +147,16 @@ def restore_tracker(state: dict[str, Json], calls: dict[str, CallState] | None =
 
 # --- tallies ---------------------------------------------------------------------------------
 
+_TALLY_FIELDS: Final = tuple(_names(Tally))  # every window part and wallboard bucket is saved and sent
+
+
 def tally_state(tally: Tally) -> list[Json]:
     """A tally as a list in field order (the answer times last, as a list)."""
     return [list(value) if isinstance(value, list) else value
-            for value in (getattr(tally, name) for name in _names(Tally))]
+            for value in (getattr(tally, name) for name in _TALLY_FIELDS)]
 
 
 def restore_tally(values: list[Json]) -> Tally:
-    if len(values) != len(fields(Tally)):
+    if len(values) != len(_TALLY_FIELDS):
         raise IncompatibleState("a tally with another number of fields")
     return Tally(*values)
