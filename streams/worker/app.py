@@ -70,8 +70,17 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology,
     wall = options.ingest.wall_clock
     source = f"kafka:{topology.events}"
 
+    if registry is not None:
+        from prometheus_client import Gauge
+
+        Gauge("callwatch_worker_read_loop_age_seconds",
+              "Seconds since the worker's loop reading the events topic last went round (under a second "
+              "when all is well; growing: no events are read).",
+              registry=registry).set_function(lambda: ingest.rounds.age(time.monotonic()))
+
     async def publish(to_topic: bool) -> None:
         """The merged board to the Prometheus collector (and, with `to_topic`, to the figures topic)."""
+        ingest.check_rounds()
         aggregator.live_changed = False
         held = {tp.partition for tp in app.consumer.assignment() if tp.topic == topology.outcomes}
         aggregator.live.forget(lambda group: outcomes_partition(group, topology.outcomes_partitions) in held)

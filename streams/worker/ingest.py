@@ -31,6 +31,7 @@ from streams.domain.config import FlowConfig
 from streams.domain.state import IncompatibleState
 
 from .call_table import CorruptCallTable
+from .health import RoundWatch, where_it_waits
 from .kafka import Topology, client_options, encode_checkpoint, keep_metadata_for, load_call_table, load_checkpoint
 from .messages import encode_live, encode_parts, encode_tick, encode_watermark, outcomes_partition
 from .partition import CheckpointMismatch, PartitionFlow
@@ -106,6 +107,8 @@ class CallIngest(Service):
         self._next_live = 0.0
         self._next_full_live = 0.0
         self.status = IngestStatus()
+        self.rounds = RoundWatch()  # is the loop reading the events topic still going round?
+        self._loop_task: asyncio.Task[Any] | None = None
 
     @property
     def fatal(self) -> BaseException | None:
@@ -195,7 +198,9 @@ class CallIngest(Service):
 
     @Service.task
     async def _track_calls(self) -> None:
+        self._loop_task = asyncio.current_task()
         while not self.should_stop:
+            self.rounds.finished_round(time.monotonic())
             if self._fatal is not None:
                 await self.crash(self._fatal)
                 return
@@ -213,6 +218,13 @@ class CallIngest(Service):
             took = time.monotonic() - started
             if took > 0.25:
                 log.info("slow batch: %d records in %.3f s", sum(len(r) for r in batches.values()), took)
+
+    def check_rounds(self) -> None:
+        """Say it once if the loop has stopped going round (see streams/worker/health.py)."""
+        stalled_s = self.rounds.stall_to_report(time.monotonic())
+        if stalled_s is not None:
+            log.error("the loop reading %s has not gone round for %.0f s: no events are read meanwhile; "
+                      "it waits at %s", self._topology.events, stalled_s, where_it_waits(self._loop_task))
 
     async def _skip_deleted(self, error: Any) -> None:
         """Events deleted by the topic's retention before this worker read them cannot be counted:

@@ -270,6 +270,7 @@ def test_a_simulated_day_through_connector_kafka_and_worker_gives_the_replay_rep
         assert metrics[f"callwatch_events_rejected_total{{source=kafka:{stack.prefix}events}}"] == 0
         today = {k: v for k, v in metrics.items() if k.startswith("callwatch_calls_offered{") and "window=today" in k}
         assert today and sum(today.values()) > 0  # the board of the stream's last day
+        assert 0 <= metrics["callwatch_worker_read_loop_age_seconds"] < 5  # the loop goes round, idle too
     finally:
         worker.stop()
     # Plain text: no terminal spinner (Faust's turned the root logger down to DEBUG to spin on it).

@@ -1,0 +1,54 @@
+"""Whether the worker's reading of the events topic is still going round. Its loop finishes a round
+at least every tenth of a second when all is well (an empty poll included); a loop that stops
+finishing rounds while the worker otherwise runs (its timers still publish, so no other alert fires)
+reads no more events, silently. It happened once: an aiokafka batch that waited forever for a
+leader (docs/worker.md, "The producer tracks every topic it writes to"). Now the worker says so, with
+where the loop waits, and /metrics shows how long ago it last finished a round."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+
+STALL_AFTER_S = 120.0  # a round can wait for a rebalance's loading of checkpoints, never this long
+
+
+@dataclass
+class RoundWatch:
+    """When the loop last finished a round, and whether the current stall was reported yet."""
+
+    stall_after_s: float = STALL_AFTER_S
+    last_round: float | None = None  # monotonic seconds; None until the first round
+    _reported: float | None = field(default=None, repr=False)  # the last_round of the stall reported
+
+    def finished_round(self, now: float) -> None:
+        self.last_round = now
+
+    def age(self, now: float) -> float:
+        """Seconds since the last round (0 before the first: starting is not stalling)."""
+        return 0.0 if self.last_round is None else max(0.0, now - self.last_round)
+
+    def stall_to_report(self, now: float) -> float | None:
+        """The age of a stall not reported yet (once per stall), else None."""
+        if self.age(now) < self.stall_after_s or self._reported == self.last_round:
+            return None
+        self._reported = self.last_round
+        return self.age(now)
+
+
+def where_it_waits(task: asyncio.Task[object] | None, frames: int = 6) -> str:
+    """The innermost frames of a task's chain of awaits, 'file:line in function', innermost first.
+    (Task.get_stack shows only the outermost coroutine of a suspended task: the chain is walked
+    through each coroutine's cr_await.)"""
+    if task is None or task.done():
+        return "(not running)"
+    chain: list[str] = []
+    awaited: object = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        chain.append(f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return " <- ".join(reversed(chain[-frames:])) or "(no frames)"

@@ -1,0 +1,79 @@
+"""The worker's watch on its reading loop (streams/worker/health.py): a stall is reported once, with
+where the loop waits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from streams.worker.health import RoundWatch, where_it_waits
+
+
+def test_a_stall_is_reported_once_and_again_only_after_the_loop_went_round() -> None:
+    watch = RoundWatch(stall_after_s=120)
+    assert watch.age(1_000) == 0 and watch.stall_to_report(1_000) is None  # not started: not stalled
+    watch.finished_round(1_000)
+    assert watch.stall_to_report(1_119.9) is None
+    assert watch.stall_to_report(1_125) == 125
+    assert watch.stall_to_report(1_300) is None  # the same stall
+    assert watch.age(1_300) == 300
+    watch.finished_round(1_301)
+    assert watch.age(1_301.5) == 0.5 and watch.stall_to_report(1_301.5) is None
+    assert watch.stall_to_report(1_500) == 199  # a new stall
+
+
+async def _innermost(ready: asyncio.Event, never: asyncio.Event) -> None:
+    ready.set()
+    await never.wait()
+
+
+async def _outer(ready: asyncio.Event, never: asyncio.Event) -> None:
+    await _innermost(ready, never)
+
+
+def test_where_it_waits_names_the_chain_of_awaits_innermost_first() -> None:
+    async def scenario() -> str:
+        ready, never = asyncio.Event(), asyncio.Event()
+        task = asyncio.ensure_future(_outer(ready, never))
+        await ready.wait()
+        await asyncio.sleep(0)
+        try:
+            return where_it_waits(task)
+        finally:
+            task.cancel()
+
+    where = asyncio.run(scenario())
+    names = [part.split(" in ")[1] for part in where.split(" <- ")]
+    assert names[:3] == ["wait", "_innermost", "_outer"], where
+    assert where.split(" <- ")[1].startswith("test_worker_health.py:")
+    assert where_it_waits(None) == "(not running)"
+
+
+def test_the_worker_logs_a_stalled_loop_once_with_where_it_waits(caplog: pytest.LogCaptureFixture) -> None:
+    from streams.domain.config import FlowConfig
+    from streams.worker.ingest import CallIngest, IngestOptions
+    from streams.worker.kafka import Topology
+
+    topology = Topology("t.events", "t.outcomes", "t.figures", "t.deadletter", "t.checkpoints", "t.calls", 6, 6)
+
+    async def scenario() -> None:
+        ingest = CallIngest(None, None, FlowConfig(), topology, "t.worker-events", IngestOptions())
+        ready, never = asyncio.Event(), asyncio.Event()
+        ingest._loop_task = asyncio.ensure_future(_outer(ready, never))  # stands in for the stuck loop
+        await ready.wait()
+        try:
+            ingest.rounds.finished_round(time.monotonic() - 200)
+            with caplog.at_level(logging.ERROR, logger="callwatch.worker"):
+                ingest.check_rounds()
+                ingest.check_rounds()  # the same stall: said once
+        finally:
+            ingest._loop_task.cancel()
+
+    asyncio.run(scenario())
+    errors = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "t.events has not gone round for 200 s" in errors[0]
+    assert "in _innermost <- " in errors[0] and "in _outer" in errors[0]
