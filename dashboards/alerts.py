@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final, Mapping
 
+from streams.metrics import READ_LOOP_AGE
+
 WINDOWS: Final = ("15m", "60m")
 RUN_JOB: Final = "callwatch-run"
 WORKER_JOB: Final = "callwatch-worker"
@@ -48,6 +50,10 @@ class Policy:
     publish_timing: tuple[int, int] = (60, 0)
     lag_limit_s: int = 60
     lag_timing: tuple[int, int] = (300, 300)
+    # A worker's loop reading the events topic goes round ten times a second; a rebalance can hold
+    # it for seconds, never minutes.
+    read_loop_limit_s: int = 120
+    read_loop_timing: tuple[int, int] = (60, 0)
     reject_share: float = 0.01
     reject_min: int = 10
     reject_timing: tuple[int, int] = (300, 900)
@@ -241,6 +247,20 @@ def processing_lag(policy: Policy) -> Alert:
         value_format="humanizeDuration")
 
 
+def worker_not_reading(policy: Policy) -> Alert:
+    expr = f"{READ_LOOP_AGE.name} > {policy.read_loop_limit_s}"
+    for_s, keep_s = policy.read_loop_timing
+    return Alert(
+        name="CallwatchWorkerNotReading", uid="callwatch-worker-not-reading", expr=expr, grafana_expr=expr,
+        for_s=policy.scaled(for_s), keep_firing_for_s=policy.scaled(keep_s),
+        labels={"severity": "page", "team": "platform"},
+        summary="callwatch worker {{ $labels.instance }} has stopped reading events",
+        description=("The worker's loop reading the events topic last went round VALUE ago (limit "
+                     f"{policy.read_loop_limit_s} s): it reads no events, though it still publishes, so the "
+                     "figures freeze where they are. Its log names where the loop waits; restart it."),
+        value_format="humanizeDuration")
+
+
 def dead_letters(policy: Policy) -> Alert:
     expr = (f"{REJECT_SHARE} > {policy.reject_share:g}\n"
             "and on(job, instance, source)\n"
@@ -304,7 +324,7 @@ def groups(policy: Policy = PRODUCTION) -> tuple[Group, ...]:
         Group("callwatch-pipeline", (
             received_rate, reject_share,
             pipeline_down(policy), figures_not_published(policy), processing_lag(policy),
-            dead_letters(policy), late_events(policy),
+            worker_not_reading(policy), dead_letters(policy), late_events(policy),
         )),
     )
 

@@ -85,9 +85,15 @@ ALL_METRICS: Final = (
 )
 
 
+# `callwatch worker`'s own (streams/worker/health.py): how long ago its loop reading the events topic
+# last went round. Not a figure of the pipeline's: the worker exports it beside the collector.
+READ_LOOP_AGE: Final = _spec("callwatch_worker_read_loop_age_seconds", "gauge", "Seconds since the worker's loop reading the events topic last went round (under a second when all is well; growing: no events are read).", ())
+WORKER_METRICS: Final = (READ_LOOP_AGE,)
+
+
 def exported_names() -> frozenset[str]:
     """Every series name a scrape can contain (counters with their _total suffix)."""
-    return frozenset(m.name + "_total" if m.kind == "counter" else m.name for m in ALL_METRICS)
+    return frozenset(m.name + "_total" if m.kind == "counter" else m.name for m in ALL_METRICS + WORKER_METRICS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
 
-from streams.metrics import FigureCollector, PipelineStatus
+from streams.metrics import READ_LOOP_AGE, FigureCollector, PipelineStatus
 from streams.settings import Settings
 
 from . import agents
@@ -73,9 +73,7 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology,
     if registry is not None:
         from prometheus_client import Gauge
 
-        Gauge("callwatch_worker_read_loop_age_seconds",
-              "Seconds since the worker's loop reading the events topic last went round (under a second "
-              "when all is well; growing: no events are read).",
+        Gauge(READ_LOOP_AGE.name, READ_LOOP_AGE.help,
               registry=registry).set_function(lambda: ingest.rounds.age(time.monotonic()))
 
     async def publish(to_topic: bool) -> None:

@@ -27,12 +27,14 @@ from dashboards.alerts import accelerated
 from dashboards.build import dashboards
 from dashboards.prometheus_rules import rule_file
 from dashboards.queries import panel_queries, rule_queries, selectors, substitute, variable_queries
+from streams.metrics import WORKER_METRICS
 
 from .conftest import REPO, WebhookReceiver, free_port, http_json, start_service
 
 pytestmark = pytest.mark.prometheus
 
 SPEED = 60
+WORKER_ONLY = {metric.name for metric in WORKER_METRICS}
 START = "2024-03-05T16:00:00Z"  # a Tuesday afternoon; the surge runs 16:30-17:30 stream time
 SURGE_START = datetime(2024, 3, 5, 16, 30, tzinfo=timezone.utc).timestamp()
 SURGE_END = datetime(2024, 3, 5, 17, 30, tzinfo=timezone.utc).timestamp()
@@ -191,6 +193,10 @@ def _check_every_query(url: str, metrics_port: int, elapsed_s: float) -> tuple[l
             if query.where.startswith("record") and not result:
                 problems.append(f"{query.where}: no data")
             for selector in selectors(query.expr):
+                # `callwatch run` has no loop reading Kafka: the worker's own metric is checked on a real
+                # worker's /metrics instead (tests/integration/test_worker.py), by the same name.
+                if selector in WORKER_ONLY:
+                    continue
                 if not selector.startswith("ALERTS") and not run(f"{query.where} selector", selector):
                     problems.append(f"{query.where}: {selector} selects nothing")
     rules = http_json(f"{url}/api/v1/rules")["data"]["groups"]
@@ -198,8 +204,8 @@ def _check_every_query(url: str, metrics_port: int, elapsed_s: float) -> tuple[l
         for rule in group["rules"]:
             if rule["health"] != "ok":
                 problems.append(f"rule {rule['name']}: {rule['health']} {rule.get('lastError')}")
-    if sum(len(g["rules"]) for g in rules) != 15:
-        problems.append(f"Prometheus loaded {sum(len(g['rules']) for g in rules)} rules, not 15")
+    if sum(len(g["rules"]) for g in rules) != 16:
+        problems.append(f"Prometheus loaded {sum(len(g['rules']) for g in rules)} rules, not 16")
     summary = (f"query check at {elapsed_s:.0f} s: {checked} panel queries (one per line where the panel has "
                f"$line), every template variable, every rule and rule selector: {len(problems)} problem(s)")
     return problems, summary

@@ -68,8 +68,8 @@ def test_dashboard_uids_are_stable_and_match_their_files():
     assert {a.uid for a in alerts()} == {
         "callwatch-sl-below-15m", "callwatch-sl-below-60m", "callwatch-abandon-above-15m",
         "callwatch-abandon-above-60m", "callwatch-longest-wait", "callwatch-calls-waiting", "callwatch-data-stale",
-        "callwatch-pipeline-down", "callwatch-not-published", "callwatch-processing-lag", "callwatch-dead-letters",
-        "callwatch-events-late"}
+        "callwatch-pipeline-down", "callwatch-not-published", "callwatch-processing-lag", "callwatch-worker-not-reading",
+        "callwatch-dead-letters", "callwatch-events-late"}
 
 
 def test_every_metric_a_panel_variable_or_rule_names_is_declared():
