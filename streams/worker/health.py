@@ -16,24 +16,28 @@ STALL_AFTER_S = 120.0  # a round can wait for a rebalance's loading of checkpoin
 
 @dataclass
 class RoundWatch:
-    """When the loop last finished a round, and whether the current stall was reported yet."""
+    """When the loop last finished a round (or the worker started, before the first round: a start
+    that never gets to reading is a stall too), and whether the current stall was reported yet."""
 
+    started: float  # monotonic seconds
     stall_after_s: float = STALL_AFTER_S
-    last_round: float | None = None  # monotonic seconds; None until the first round
-    _reported: float | None = field(default=None, repr=False)  # the last_round of the stall reported
+    rounds: int = 0
+    _last: float | None = field(default=None, repr=False)
+    _reported: float | None = field(default=None, repr=False)  # the _last of the stall reported
 
     def finished_round(self, now: float) -> None:
-        self.last_round = now
+        self._last = now
+        self.rounds += 1
 
     def age(self, now: float) -> float:
-        """Seconds since the last round (0 before the first: starting is not stalling)."""
-        return 0.0 if self.last_round is None else max(0.0, now - self.last_round)
+        """Seconds since the last round, or since the start before the first one."""
+        return max(0.0, now - (self.started if self._last is None else self._last))
 
     def stall_to_report(self, now: float) -> float | None:
         """The age of a stall not reported yet (once per stall), else None."""
-        if self.age(now) < self.stall_after_s or self._reported == self.last_round:
+        if self.age(now) < self.stall_after_s or self._reported == (self._last or self.started):
             return None
-        self._reported = self.last_round
+        self._reported = self._last or self.started
         return self.age(now)
 
 

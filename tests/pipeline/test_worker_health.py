@@ -13,16 +13,23 @@ from streams.worker.health import RoundWatch, where_it_waits
 
 
 def test_a_stall_is_reported_once_and_again_only_after_the_loop_went_round() -> None:
-    watch = RoundWatch(stall_after_s=120)
-    assert watch.age(1_000) == 0 and watch.stall_to_report(1_000) is None  # not started: not stalled
-    watch.finished_round(1_000)
-    assert watch.stall_to_report(1_119.9) is None
-    assert watch.stall_to_report(1_125) == 125
+    watch = RoundWatch(started=1_000, stall_after_s=120)
+    watch.finished_round(1_010)
+    assert watch.age(1_010) == 0 and watch.stall_to_report(1_129.9) is None
+    assert watch.stall_to_report(1_135) == 125
     assert watch.stall_to_report(1_300) is None  # the same stall
-    assert watch.age(1_300) == 300
+    assert watch.age(1_300) == 290
     watch.finished_round(1_301)
     assert watch.age(1_301.5) == 0.5 and watch.stall_to_report(1_301.5) is None
     assert watch.stall_to_report(1_500) == 199  # a new stall
+    assert watch.rounds == 2
+
+
+def test_a_start_that_never_gets_to_reading_is_a_stall_too() -> None:
+    watch = RoundWatch(started=1_000, stall_after_s=120)
+    assert watch.age(1_060) == 60 and watch.stall_to_report(1_060) is None
+    assert watch.stall_to_report(1_121) == 121 and watch.rounds == 0
+    assert watch.stall_to_report(1_200) is None
 
 
 async def _innermost(ready: asyncio.Event, never: asyncio.Event) -> None:
@@ -65,7 +72,7 @@ def test_the_worker_logs_a_stalled_loop_once_with_where_it_waits(caplog: pytest.
         ingest._loop_task = asyncio.ensure_future(_outer(ready, never))  # stands in for the stuck loop
         await ready.wait()
         try:
-            ingest.rounds.finished_round(time.monotonic() - 200)
+            ingest.rounds.finished_round(time.monotonic() - 200)  # one round, 200 s ago
             with caplog.at_level(logging.ERROR, logger="callwatch.worker"):
                 ingest.check_rounds()
                 ingest.check_rounds()  # the same stall: said once
@@ -77,3 +84,17 @@ def test_the_worker_logs_a_stalled_loop_once_with_where_it_waits(caplog: pytest.
     assert len(errors) == 1, errors
     assert "t.events has not gone round for 200 s" in errors[0]
     assert "in _innermost <- " in errors[0] and "in _outer" in errors[0]
+
+
+def test_the_worker_logs_a_loop_that_never_started(caplog: pytest.LogCaptureFixture) -> None:
+    from streams.domain.config import FlowConfig
+    from streams.worker.ingest import CallIngest, IngestOptions
+    from streams.worker.kafka import Topology
+
+    topology = Topology("t.events", "t.outcomes", "t.figures", "t.deadletter", "t.checkpoints", "t.calls", 6, 6)
+    ingest = CallIngest(None, None, FlowConfig(), topology, "t.worker-events", IngestOptions())
+    ingest.rounds.started -= 150
+    with caplog.at_level(logging.ERROR, logger="callwatch.worker"):
+        ingest.check_rounds()
+    assert [record.getMessage() for record in caplog.records] == [
+        "the loop reading t.events has not started 150 s after the worker did: no events are read"]
