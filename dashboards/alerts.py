@@ -207,25 +207,30 @@ def data_stale(policy: Policy) -> Alert:
         value_format="humanizeDuration")
 
 
-def pipeline_down(policy: Policy) -> Alert:
-    expr = f'up{{job=~"{"|".join(JOBS)}"}} == 0'
-    for_s, keep_s = policy.down_timing
+def _platform_alert(policy: Policy, name: str, uid: str, expr: str, timing: tuple[int, int], severity: str,
+                    summary: str, description: str, value_format: str = "") -> Alert:
+    """A pipeline alert for the platform team: one condition, the same for Prometheus and Grafana."""
+    for_s, keep_s = timing
     return Alert(
-        name="CallwatchPipelineDown", uid="callwatch-pipeline-down", expr=expr, grafana_expr=expr,
+        name=name, uid=uid, expr=expr, grafana_expr=expr,
         for_s=policy.scaled(for_s), keep_firing_for_s=policy.scaled(keep_s),
-        labels={"severity": "page", "team": "platform"},
+        labels={"severity": severity, "team": "platform"},
+        summary=summary, description=description, value_format=value_format)
+
+
+def pipeline_down(policy: Policy) -> Alert:
+    return _platform_alert(
+        policy, "CallwatchPipelineDown", "callwatch-pipeline-down", f'up{{job=~"{"|".join(JOBS)}"}} == 0',
+        policy.down_timing, "page",
         summary="callwatch {{ $labels.job }} at {{ $labels.instance }} is down",
         description="Prometheus cannot scrape {{ $labels.job }} at {{ $labels.instance }}: no figures reach the "
                     "wallboards from it.")
 
 
 def figures_not_published(policy: Policy) -> Alert:
-    expr = f"time() - callwatch_last_publish_timestamp_seconds > {policy.publish_stale_s}"
-    for_s, keep_s = policy.publish_timing
-    return Alert(
-        name="CallwatchFiguresNotPublished", uid="callwatch-not-published", expr=expr, grafana_expr=expr,
-        for_s=policy.scaled(for_s), keep_firing_for_s=policy.scaled(keep_s),
-        labels={"severity": "page", "team": "platform"},
+    return _platform_alert(
+        policy, "CallwatchFiguresNotPublished", "callwatch-not-published",
+        f"time() - callwatch_last_publish_timestamp_seconds > {policy.publish_stale_s}", policy.publish_timing, "page",
         summary="callwatch {{ $labels.instance }} has stopped computing figures",
         description="{{ $labels.job }} at {{ $labels.instance }} answers scrapes but last computed its figures "
                     "VALUE ago: the wallboards are frozen.",
@@ -233,14 +238,12 @@ def figures_not_published(policy: Policy) -> Alert:
 
 
 def processing_lag(policy: Policy) -> Alert:
-    expr = (f"callwatch_processing_lag_seconds > {policy.lag_limit_s}\n"
-            "and on(job, instance)\n"
-            "sum by (job, instance) (rate(callwatch_events_received_total[5m])) > 0")
-    for_s, keep_s = policy.lag_timing
-    return Alert(
-        name="CallwatchProcessingLagging", uid="callwatch-processing-lag", expr=expr, grafana_expr=expr,
-        for_s=policy.scaled(for_s), keep_firing_for_s=policy.scaled(keep_s),
-        labels={"severity": "ticket", "team": "platform"},
+    return _platform_alert(
+        policy, "CallwatchProcessingLagging", "callwatch-processing-lag",
+        (f"callwatch_processing_lag_seconds > {policy.lag_limit_s}\n"
+         "and on(job, instance)\n"
+         "sum by (job, instance) (rate(callwatch_events_received_total[5m])) > 0"),
+        policy.lag_timing, "ticket",
         summary="callwatch {{ $labels.instance }} is processing events late",
         description=(f"Events are arriving, but the newest one processed is VALUE behind the clock (limit "
                      f"{policy.lag_limit_s} s): the pipeline is not keeping up with its input (consumer lag)."),
@@ -248,12 +251,9 @@ def processing_lag(policy: Policy) -> Alert:
 
 
 def worker_not_reading(policy: Policy) -> Alert:
-    expr = f"{READ_LOOP_AGE.name} > {policy.read_loop_limit_s}"
-    for_s, keep_s = policy.read_loop_timing
-    return Alert(
-        name="CallwatchWorkerNotReading", uid="callwatch-worker-not-reading", expr=expr, grafana_expr=expr,
-        for_s=policy.scaled(for_s), keep_firing_for_s=policy.scaled(keep_s),
-        labels={"severity": "page", "team": "platform"},
+    return _platform_alert(
+        policy, "CallwatchWorkerNotReading", "callwatch-worker-not-reading",
+        f"{READ_LOOP_AGE.name} > {policy.read_loop_limit_s}", policy.read_loop_timing, "page",
         summary="callwatch worker {{ $labels.instance }} has stopped reading events",
         description=("The worker's loop reading the events topic last went round VALUE ago (limit "
                      f"{policy.read_loop_limit_s} s): it reads no events, though it still publishes, so the "
@@ -262,14 +262,12 @@ def worker_not_reading(policy: Policy) -> Alert:
 
 
 def dead_letters(policy: Policy) -> Alert:
-    expr = (f"{REJECT_SHARE} > {policy.reject_share:g}\n"
-            "and on(job, instance, source)\n"
-            f"sum by (job, instance, source) (increase(callwatch_events_rejected_total[15m])) >= {policy.reject_min}")
-    for_s, keep_s = policy.reject_timing
-    return Alert(
-        name="CallwatchDeadLettersRising", uid="callwatch-dead-letters", expr=expr, grafana_expr=expr,
-        for_s=policy.scaled(for_s), keep_firing_for_s=policy.scaled(keep_s),
-        labels={"severity": "ticket", "team": "platform"},
+    return _platform_alert(
+        policy, "CallwatchDeadLettersRising", "callwatch-dead-letters",
+        (f"{REJECT_SHARE} > {policy.reject_share:g}\n"
+         "and on(job, instance, source)\n"
+         f"sum by (job, instance, source) (increase(callwatch_events_rejected_total[15m])) >= {policy.reject_min}"),
+        policy.reject_timing, "ticket",
         summary="Events from {{ $labels.source }} are being rejected (dead-lettered)",
         description=(f"VALUE of the events read from source {{{{ $labels.source }}}} over 15 minutes were invalid "
                      f"and dead-lettered (at least {policy.reject_min}); a connector or its source format has "
@@ -278,12 +276,9 @@ def dead_letters(policy: Policy) -> Alert:
 
 
 def late_events(policy: Policy) -> Alert:
-    expr = "sum by (job, instance) (increase(callwatch_events_late_total[15m])) > 0"
-    for_s, keep_s = policy.late_timing
-    return Alert(
-        name="CallwatchEventsLate", uid="callwatch-events-late", expr=expr, grafana_expr=expr,
-        for_s=policy.scaled(for_s), keep_firing_for_s=policy.scaled(keep_s),
-        labels={"severity": "ticket", "team": "platform"},
+    return _platform_alert(
+        policy, "CallwatchEventsLate", "callwatch-events-late",
+        "sum by (job, instance) (increase(callwatch_events_late_total[15m])) > 0", policy.late_timing, "ticket",
         summary="callwatch {{ $labels.instance }} received events later than the allowed lateness",
         description=("About VALUE events in 15 minutes arrived later than allowed_lateness_s: they were counted, "
                      "not applied, so the live figures differ from a replay of the same events."),

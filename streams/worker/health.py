@@ -23,21 +23,25 @@ class RoundWatch:
     stall_after_s: float = STALL_AFTER_S
     rounds: int = 0
     _last: float | None = field(default=None, repr=False)
-    _reported: float | None = field(default=None, repr=False)  # the _last of the stall reported
+    _reported: float | None = field(default=None, repr=False)  # the _since of the stall reported
 
     def finished_round(self, now: float) -> None:
         self._last = now
         self.rounds += 1
 
+    @property
+    def _since(self) -> float:
+        """The last round, or the start before the first one."""
+        return self.started if self._last is None else self._last
+
     def age(self, now: float) -> float:
-        """Seconds since the last round, or since the start before the first one."""
-        return max(0.0, now - (self.started if self._last is None else self._last))
+        return max(0.0, now - self._since)
 
     def stall_to_report(self, now: float) -> float | None:
         """The age of a stall not reported yet (once per stall), else None."""
-        if self.age(now) < self.stall_after_s or self._reported == (self._last or self.started):
+        if self.age(now) < self.stall_after_s or self._reported == self._since:
             return None
-        self._reported = self._last or self.started
+        self._reported = self._since
         return self.age(now)
 
 

@@ -222,10 +222,12 @@ class CallIngest(Service):
     def check_rounds(self) -> None:
         """Say it once if the loop has stopped going round (see streams/worker/health.py)."""
         stalled_s = self.rounds.stall_to_report(time.monotonic())
-        if stalled_s is not None and not self.rounds.rounds:
+        if stalled_s is None:
+            return
+        if not self.rounds.rounds:
             log.error("the loop reading %s has not started %.0f s after the worker did: no events are read",
                       self._topology.events, stalled_s)
-        elif stalled_s is not None:
+        else:
             log.error("the loop reading %s has not gone round for %.0f s: no events are read meanwhile; "
                       "it waits at %s", self._topology.events, stalled_s, where_it_waits(self._loop_task))
 
