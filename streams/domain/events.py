@@ -1,11 +1,14 @@
-"""The canonical call event (SPEC section 2, version 1): validation from a decoded JSON object and
-conversion back to one. Event time is kept as integer UTC epoch milliseconds (`occurred_ms`)."""
+"""The canonical call event (SPEC section 2, version 1): its typed wire shape (`EventFields`),
+validation from that shape or from any decoded JSON value, and conversion back to a JSON object.
+Event time is kept as integer UTC epoch milliseconds (`occurred_ms`)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Any, Final, Mapping, NamedTuple
+from typing import Any, Final, Literal, Mapping, NamedTuple
+
+import msgspec
 
 SCHEMA_VERSION: Final = 1
 
@@ -44,6 +47,27 @@ class InvalidEvent(ValueError):
 
 
 _NO_EXTRA: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+class EventFields(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """What a typed decoder (streams/io/codec.py) makes of a line that has a canonical event's
+    shape: the known fields only, each of a type `parse_event` accepts for it. A value outside
+    these types (an unknown field, an unknown type or agent state, a number where text belongs)
+    fails the typed decode, and the line is then decoded to plain JSON values and judged by the
+    same checks as any object: the reason for a rejection is the same either way."""
+
+    v: int
+    event_id: str
+    type: Literal["offered", "answered", "abandoned", "timeout", "transferred", "ended", "agent_state"]
+    ts: str
+    call_id: str | None = None
+    line: str | None = None
+    queue: str | None = None
+    site: str | None = None
+    agent: str | None = None
+    caller: str | None = None
+    state: Literal["available", "busy", "wrapup", "away", "logged_out"] | None = None
+    source: str | None = None
 
 
 class CallEvent(NamedTuple):
@@ -157,8 +181,10 @@ def _optional_text(obj: Mapping[str, Any], name: str) -> str | None:
 
 
 def parse_event(obj: object) -> CallEvent:
-    """Validate one decoded JSON object as a canonical v1 event. Written as straight-line checks
-    because it runs once per event on every path."""
+    """Validate one decoded JSON object (or the `EventFields` of one) as a canonical v1 event.
+    Written as straight-line checks because it runs once per event on every path."""
+    if type(obj) is EventFields:
+        return _parse_fields(obj)
     if type(obj) is not dict:
         raise InvalidEvent("event", "must be a JSON object")
     get = obj.get
@@ -215,6 +241,48 @@ def parse_event(obj: object) -> CallEvent:
     # tuple.__new__ is what CallEvent._make does; the generated __new__ would cost a Python call.
     return _new_event(CallEvent, (event_id, call_id, event_type, occurred_ms, line, queue, site, agent,
                                   caller, state, source, extra))
+
+
+def _parse_fields(fields: EventFields) -> CallEvent:
+    """`parse_event` for what the typed decoder already checked the types of: the same checks on
+    values, in the same order, so the same reason for the same line (property-tested)."""
+    version = fields.v
+    if version != SCHEMA_VERSION:
+        raise InvalidEvent("v", f"unsupported schema version {version!r} (expected 1)")
+    event_type, event_id, call_id = fields.type, fields.event_id, fields.call_id
+    if not event_id:
+        raise InvalidEvent("event_id", "must be a non-empty string")
+    if not call_id:
+        if event_type != AGENT_STATE:
+            raise _text_error("call_id", call_id)
+        call_id = ""
+    occurred_ms = parse_ts(fields.ts)
+    site = fields.site
+    if site is None:
+        site = DEFAULT_SITE
+    elif not site:
+        raise InvalidEvent("site", "must be a non-empty string")
+    agent, caller = fields.agent, fields.caller
+    if caller is not None and not caller.startswith("h:"):
+        raise InvalidEvent("caller", "must be a keyed hash ('h:' + hex), never a raw number")
+    state: str | None = None
+    line, queue = fields.line, fields.queue
+    if event_type == AGENT_STATE:
+        line, queue = line or "", queue or ""
+        if not agent:
+            raise InvalidEvent("agent", "is required on agent_state")
+        state = fields.state
+        if state is None:
+            raise InvalidEvent("state", "unknown agent state None")
+    else:
+        if not line:
+            raise _text_error("line", line)
+        if not queue:
+            raise _text_error("queue", queue)
+        if queue == "*":
+            raise InvalidEvent("queue", "'*' is reserved for line totals")
+    return _new_event(CallEvent, (event_id, call_id, event_type, occurred_ms, line, queue, site, agent,
+                                  caller, state, fields.source, _NO_EXTRA))
 
 
 def event_to_dict(event: CallEvent) -> dict[str, Any]:

@@ -9,11 +9,11 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Final, Iterable, Iterator, TextIO
+from typing import BinaryIO, Callable, Final, Iterable, Iterator, TextIO, cast
 
 from streams.domain.events import CallEvent, InvalidEvent, parse_event
 
-from .codec import decode
+from .codec import decode, decode_fields
 
 BLOCK_BYTES: Final = 512 * 1024
 
@@ -145,23 +145,32 @@ class BlockReader:
 
 def decode_block(data: bytes) -> DecodedBlock:
     """Decode and validate every line of a block. Lines end at LF, CR LF or CR (as text mode reads
-    them); blank lines are skipped; a bad line's reason is exactly what `rejection_reason` says."""
-    text = data.decode("utf-8", "replace")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
+    them); blank lines are skipped; a bad line's reason is exactly what `rejection_reason` says.
+    Lines are decoded as bytes (msgspec checks their UTF-8 itself) unless the block holds a CR."""
+    lines: list[bytes | str]
+    if b"\r" in data:
+        text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+        lines = cast("list[bytes | str]", text.split("\n"))
+    else:
+        lines = cast("list[bytes | str]", data.split(b"\n"))
     # The last piece follows the last line end: empty unless the input ends without one.
     ended = len(lines) - 1
     if not lines[-1]:
         lines.pop()
     events: list[CallEvent] = []
     rejected: list[tuple[int, str, str]] = []
-    append, loads, parse = events.append, decode, parse_event
+    append, typed, parse = events.append, decode_fields, parse_event
     for index, line in enumerate(lines):
         try:
-            append(parse(loads(line)))
+            append(parse(typed(line)))
+            continue
+        except (ValueError, RecursionError):  # not a well-typed event: judged from its JSON values
+            pass
+        raw = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        try:
+            append(parse(decode(raw)))
         except (ValueError, RecursionError):  # InvalidEvent is a ValueError
-            raw = line + "\n" if index < ended else line
+            raw += "\n" if index < ended else ""
             reason = rejection_reason(raw)
             if reason is not None:
                 rejected.append((index, reason, raw))
