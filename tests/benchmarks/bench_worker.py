@@ -235,12 +235,12 @@ RAW_MSGSPEC = "raw aiokafka consumer, msgspec typed (decode only)"
 
 def _child_raw(bootstrap: str, topic: str, total: int, codec: str) -> None:
     """Decode every message of the topic with `codec` (json: json.loads; msgspec: the pipeline's
-    typed decoder); nothing else."""
+    codec, typed for every event, `json` for the one end-of-stream marker); nothing else."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.io.codec import decode_fields
+    from streams.io import codec as callwatch_codec
 
-    decode = json.loads if codec == "json" else decode_fields
+    decode = json.loads if codec == "json" else callwatch_codec.decode
 
     async def run() -> dict[str, float]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
