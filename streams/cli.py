@@ -1,8 +1,7 @@
 """The `callwatch` command (SPEC section 4). The only place that reads the environment: every option
 can come from a CALLWATCH_* variable named in its help. Exit status: 0 all good, 1 some input was
-rejected or late, 2 bad options or configuration (one line on stderr saying what is wrong), 3 the
-replay failed part way (a decoder process died) and 130 it was interrupted: its report is then
-incomplete."""
+rejected or late, 2 bad options or configuration (one line on stderr saying what is wrong) and 130
+it was interrupted: its report is then incomplete."""
 
 from __future__ import annotations
 

@@ -35,14 +35,14 @@ def decode(text: str | bytes) -> Any:
     return json.loads(text.decode("utf-8", "replace") if type(text) is bytes else text)
 
 
-def decode_json(text: str | bytes) -> Any:
+def decode_json(text: str) -> Any:
     """Any JSON text exactly as `json.loads` decodes it (the same values, the same errors), by
-    msgspec when it can (three times as fast)."""
+    msgspec when it can (three times as fast): for a reader that needs the object itself."""
     try:
         return _decode_any(text)
     except (ValueError, RecursionError):
         pass
-    return json.loads(text.decode("utf-8", "replace") if type(text) is bytes else text)
+    return json.loads(text)
 
 
 # What json.dumps(obj, separators=(",", ":"), ensure_ascii=False) does, without building an encoder
