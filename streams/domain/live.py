@@ -5,13 +5,14 @@ decay as time moves on without traffic."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
-from typing import Final, Iterable
+from dataclasses import dataclass, field
+from typing import Final, Sequence
 
 from .call_legs import LINE_TOTAL, Arrival, CallTracker, LegClosed, Record
 from .config import FlowConfig
 from .events import AGENT_STATE, CallEvent
 from .figures import Tally, figures_of
+from .totals import GroupTotals, RunningTotals
 from .windows import IntervalWindows, zone
 
 Group = tuple[str, str, str]
@@ -37,6 +38,8 @@ class BoardSnapshot:
     # (site, line, queue, state) -> number of agents; agents not tied to a queue use line/queue ""
     agents: dict[tuple[str, str, str, str], int]
     data_age_s: dict[Group, float]
+    # counts since the flow started (streams/domain/totals.py)
+    totals: dict[Group, GroupTotals] = field(default_factory=dict)
 
 
 class LiveBoard:
@@ -49,6 +52,7 @@ class LiveBoard:
         self._today_tallies: dict[Group, Tally] = {}
         self._agents: dict[tuple[str, str], tuple[str, str, str]] = {}  # (site, agent) -> (line, queue, state)
         self._last_seen_ms: dict[Group, int] = {}
+        self._totals = RunningTotals(config)
 
     def observe(self, event: CallEvent) -> None:
         if event.type == AGENT_STATE:
@@ -61,7 +65,8 @@ class LiveBoard:
             if occurred_ms > seen.get(key, -1):
                 seen[key] = occurred_ms
 
-    def add(self, records: Iterable[Record]) -> None:
+    def add(self, records: Sequence[Record]) -> None:
+        self._totals.add(records)
         recent = self._recent
         for record in records:
             recent.append(record)
@@ -93,7 +98,8 @@ class LiveBoard:
                 if group not in by_group:
                     by_group[group] = figures_of(Tally(), self._config.line(group[1]))
         return BoardSnapshot(now_ms, figures, self._queues_now(now_ms, tracker), self._agent_counts(),
-                             {g: max(0.0, (now_ms - t) / 1000) for g, t in self._last_seen_ms.items()})
+                             {g: max(0.0, (now_ms - t) / 1000) for g, t in self._last_seen_ms.items()},
+                             self._totals.snapshot())
 
     def _figures(self, tallies: dict[Group, Tally]) -> dict[Group, dict[str, object]]:
         return {g: figures_of(t, self._config.line(g[1])) for g, t in tallies.items()}
