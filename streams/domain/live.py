@@ -30,6 +30,18 @@ class QueueNow:
 
 
 @dataclass(frozen=True, slots=True)
+class Callback:
+    """A caller who abandoned on a line and has not been answered there since: someone to ring
+    back. `caller` is the pseudonymous hash, kept for matching only (never shown)."""
+
+    call_id: str
+    queue: str
+    abandoned_ms: int
+    wait_s: float
+    caller: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class BoardSnapshot:
     now_ms: int
     # window label ("15m", "60m", "today") -> group -> figures (as in the interval report)
@@ -38,6 +50,8 @@ class BoardSnapshot:
     # (site, line, queue, state) -> number of agents; agents not tied to a queue use line/queue ""
     agents: dict[tuple[str, str, str, str], int]
     data_age_s: dict[Group, float]
+    # (site, line) -> callers to call back, newest abandon first
+    callbacks: dict[tuple[str, str], tuple[Callback, ...]] = field(default_factory=dict)
     # counts since the flow started (streams/domain/totals.py)
     totals: dict[Group, GroupTotals] = field(default_factory=dict)
 
