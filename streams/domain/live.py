@@ -113,7 +113,7 @@ class LiveBoard:
                     by_group[group] = figures_of(Tally(), self._config.line(group[1]))
         return BoardSnapshot(now_ms, figures, self._queues_now(now_ms, tracker), self._agent_counts(),
                              {g: max(0.0, (now_ms - t) / 1000) for g, t in self._last_seen_ms.items()},
-                             self._totals.snapshot())
+                             totals=self._totals.snapshot())
 
     def _figures(self, tallies: dict[Group, Tally]) -> dict[Group, dict[str, object]]:
         return {g: figures_of(t, self._config.line(g[1])) for g, t in tallies.items()}
