@@ -180,17 +180,19 @@ def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore
 # --- run --------------------------------------------------------------------------------------
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from streams.embedded.runner import EmbeddedPipeline, RunOptions
     from streams.metrics import FigureCollector
+    from streams.wallboard.server import BoardOptions, BoardServer, LatestBoard, create_app
 
     settings = _settings(args)
-    port = number(args.port, "--port", int, 1)
+    port = number(args.port, "--port", int, 0)
     try:
         window_s = interval_s(args.window)
     except InvalidConfig as error:
         raise UsageError(f"--window: {error}") from None
+    token = _board_token(args)
     # Before any connector thread starts, so its first lines are formatted too.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -200,17 +202,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sources, clock, stop_connector, failures = _connector_source(args, settings)
     registry = CollectorRegistry()
     collector = FigureCollector(settings.flow, registry=registry)
+    # The page ticks waits between updates at the stream's pace.
+    board = LatestBoard(settings.flow, speed=getattr(clock, "speed", 1.0))
+    server = BoardServer(create_app(board, registry, BoardOptions(token=token)), args.host, port)
+    try:
+        server.start()
+    except OSError as error:
+        stop_connector()
+        raise UsageError(f"cannot listen on {args.host}:{port}: {error.strerror}") from None
+    # The first thing a supervisor reads: where the board is.
+    sys.stderr.write(f"callwatch wallboard: http://{args.host}:{server.port}/  (figures as JSON at "
+                     f"/api/v1/board, Prometheus metrics at /metrics{'; access token required' if token else ''})\n")
+    sys.stderr.flush()
     report = _open_output(args.report) if args.report else None
     record = _open_output(args.record) if args.record else None
     pipeline = EmbeddedPipeline(
         settings.flow, sources, clock, collector,
         RunOptions(interval_s=window_s, write_row=report.write if report else None,
-                   record_event=record.write if record else None))
-    try:
-        server, _thread = start_http_server(port, addr=args.host, registry=registry)
-    except OSError as error:
-        stop_connector()
-        raise UsageError(f"cannot listen on {args.host}:{port}: {error.strerror}") from None
+                   record_event=record.write if record else None, publish_board=board.publish))
     log = logging.getLogger("callwatch.run")
 
     def stop(signum: int, _frame: object) -> None:
@@ -220,7 +229,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    log.info("running: source=%s; metrics at http://%s:%d/metrics", args.source, args.host, port)
+    log.info("running: source=%s; wallboard at http://%s:%d/, metrics at /metrics", args.source, args.host, server.port)
     try:
         totals = pipeline.run()
     finally:
@@ -228,7 +237,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for stream in (report, record):
             if stream is not None and stream is not sys.stdout:
                 stream.close()
-        server.shutdown()
+        server.stop()
     log.info("stopped: %s events received, %s rejected, %s report rows",
              sum(totals.received.values()), sum(totals.rejected.values()), totals.rows)
     if failures:
@@ -238,6 +247,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"source {args.source} stopped: {failure}")
         raise failure
     return EXIT_REJECTED if sum(totals.rejected.values()) else EXIT_OK
+
+
+def _board_token(args: argparse.Namespace) -> str | None:
+    """The wallboard's access token: CALLWATCH_BOARD_TOKEN, or a file (never the command line, where
+    every user of the machine could read it)."""
+    if args.board_token_refused is not None:
+        raise UsageError("there is no --board-token option: a token on the command line is visible to every "
+                         "user of the machine; set CALLWATCH_BOARD_TOKEN or give --board-token-file")
+    if args.board_token_file:
+        try:
+            with open(args.board_token_file, encoding="utf-8") as file:
+                token = file.read().strip()
+        except OSError as error:
+            raise UsageError(f"cannot read --board-token-file {args.board_token_file}: {error.strerror}") from None
+        if not token:
+            raise UsageError(f"--board-token-file {args.board_token_file} is empty")
+        return token
+    return os.environ.get("CALLWATCH_BOARD_TOKEN", "").strip() or None
 
 
 def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[[], None], list[BaseException]]:
@@ -407,17 +434,27 @@ def build_parser() -> argparse.ArgumentParser:
                  "fork, else one per CPU beyond the first, at most 2); the report is the same either way")
     rep.set_defaults(handler=_cmd_replay)
 
-    run = commands.add_parser("run", help="the whole pipeline in one process, metrics for Prometheus",
+    run = commands.add_parser("run", help="the whole pipeline in one process: the wallboard, metrics for Prometheus",
                               formatter_class=_formatter, description=(
                                   "Run the embedded pipeline: a source (the simulator by default) feeding the "
-                                  "domain, figures at http://127.0.0.1:9108/metrics. Stops on Ctrl-C/SIGTERM.\n\n"
+                                  "domain. One server at http://127.0.0.1:9108/ has the wallboard page (kiosk "
+                                  "mode: /?kiosk=1), its figures as JSON (/api/v1/board) and the Prometheus "
+                                  "metrics (/metrics). Stops on Ctrl-C/SIGTERM.\n\n"
                                   "  callwatch run\n"
                                   "  callwatch run --scenario surge --speed 60 --report live-report.jsonl"))
     _option(run, "--source", env="CALLWATCH_SOURCE", default="simulate",
             help="event source: simulate, or a connector (its options below)")
     _option(run, "--window", env="CALLWATCH_WINDOW", default="15m", help="interval of the report")
-    _option(run, "--host", env="CALLWATCH_METRICS_HOST", default="127.0.0.1", help="metrics listen address")
-    _option(run, "--port", env="CALLWATCH_METRICS_PORT", default="9108", help="metrics port")
+    _option(run, "--host", env="CALLWATCH_METRICS_HOST", default="127.0.0.1",
+            help="listen address of the wallboard and /metrics (another address than 127.0.0.1 lets other "
+                 "machines in: consider an access token)")
+    _option(run, "--port", env="CALLWATCH_METRICS_PORT", default="9108", help="port of the wallboard and /metrics")
+    _option(run, "--board-token-file", env="CALLWATCH_BOARD_TOKEN_FILE",
+            help="file holding an access token the wallboard then requires (open it once as /?token=...); "
+                 "or set CALLWATCH_BOARD_TOKEN. /metrics stays open, as Prometheus scrapes it")
+    # Not an option: here so that `--board-token VALUE` is refused with a reason.
+    run.add_argument("--board-token", dest="board_token_refused", nargs="?", const="", default=None,
+                     help=argparse.SUPPRESS)
     _option(run, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
     _option(run, "--report", env="CALLWATCH_REPORT", help="also write interval rows to this file")
     _option(run, "--record", env="CALLWATCH_RECORD", help="also record accepted events here, for replay")
