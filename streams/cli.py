@@ -151,6 +151,57 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if summary.rejected or counts.late else EXIT_OK
 
 
+# --- board ------------------------------------------------------------------------------------
+
+BOARD_AT_ENV = "CALLWATCH_BOARD_AT"
+
+
+def _cmd_board(args: argparse.Namespace) -> int:
+    from streams.board import board_snapshots, jsonl, snapshot_rows, table
+    from streams.io.event_lines import read_event_batches
+    from streams.replay import report_rejection
+
+    settings = _settings(args)
+    texts = args.at or os.environ.get(BOARD_AT_ENV, "").replace(",", " ").split()
+    if not texts:
+        raise UsageError(f"give at least one --at instant (RFC 3339), or {BOARD_AT_ENV}")
+    instants = [_instant_ms(text, "--at") for text in texts]
+    if args.format not in ("jsonl", "table"):
+        raise UsageError(f"--format must be jsonl or table, not {args.format!r}")
+    flow_config = settings.flow
+    if args.tz:
+        import dataclasses
+
+        from streams.domain.windows import zone
+        try:
+            zone(args.tz)
+        except InvalidConfig as error:
+            raise UsageError(f"--tz: {error}") from None
+        flow_config = dataclasses.replace(flow_config, tz=args.tz)
+    paths = args.files or ["-"]
+    for path in paths:
+        if path != "-" and not os.path.isfile(path):
+            raise UsageError(f"no such input file: {path}")
+        if path != "-" and not os.access(path, os.R_OK):
+            raise UsageError(f"cannot read input file: {path}")
+    out = _open_output(args.out)
+    show = table if args.format == "table" else jsonl
+    try:
+        snapshots, summary_of = board_snapshots(read_event_batches(paths), flow_config, instants,
+                                                report_rejection(sys.stderr, command="board"))
+        for snapshot in snapshots:
+            out.write(show(snapshot_rows(snapshot)))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    summary = summary_of()
+    sys.stderr.write(
+        f"callwatch board: {summary.lines:,} events read{'' if summary.read_to_end else ' (up to the last instant)'}, "
+        f"{summary.rejected:,} rejected, {summary.late:,} late, {summary.duplicates:,} duplicates; "
+        f"{len(set(instants))} instant{'' if len(set(instants)) == 1 else 's'}\n")
+    return EXIT_REJECTED if summary.rejected or summary.late else EXIT_OK
+
+
 def _decoders(text: str) -> int | None:
     """--decoders: 'auto' (None) or a number of processes, 0 for none."""
     if text.strip().lower() == "auto":
@@ -433,6 +484,29 @@ def build_parser() -> argparse.ArgumentParser:
                  "it all in this process, or auto (none for inputs under 4 MiB, on one CPU or without "
                  "fork, else one per CPU beyond the first, at most 2); the report is the same either way")
     rep.set_defaults(handler=_cmd_replay)
+
+    board = commands.add_parser("board", help="what the live board showed at given instants of recorded events",
+                                formatter_class=_formatter, description=(
+                                    "Replay canonical JSON Lines events and write what the live wallboard showed "
+                                    "at each --at instant T, as if every event up to T had arrived on time and none "
+                                    "after: per site, line and queue (line totals as queue '*'), the rolling windows "
+                                    "(outcomes in T - W < time <= T), today (from local midnight to T) and now "
+                                    "(calls waiting, longest wait, data age). An event exactly at T is in. Same "
+                                    "domain code as the live board (docs/board.md).\n\n"
+                                    "Exit status: 0, 1 if a line was rejected or an event late, 2 bad options.\n\n"
+                                    "  callwatch board incident.jsonl --at 2024-03-01T09:15:00Z --at 2024-03-01T09:30:00Z\n"
+                                    "  callwatch board day.jsonl --at 2024-03-01T12:00:00+00:00 --format table\n"
+                                    "  cat a.jsonl | callwatch board - --at 2024-03-01T09:00:00.250Z --out board.jsonl"))
+    board.add_argument("files", nargs="*", metavar="FILE", help="event files; - for stdin (default)")
+    board.add_argument("--at", action="append", metavar="ISO",
+                       help=f"an instant, RFC 3339 with offset; repeat for more (shown in time order) "
+                            f"[env: {BOARD_AT_ENV}, instants separated by commas or spaces]")
+    _option(board, "--format", env="CALLWATCH_BOARD_FORMAT", default="jsonl",
+            help="jsonl (one object per instant, group and window) or table (aligned, for people)")
+    _option(board, "--out", env="CALLWATCH_OUT", help="output file; - or absent for stdout")
+    _option(board, "--tz", env="CALLWATCH_TZ", help="time zone 'today' starts in (default: config, else Europe/London)")
+    _option(board, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
+    board.set_defaults(handler=_cmd_board)
 
     run = commands.add_parser("run", help="the whole pipeline in one process: the wallboard, metrics for Prometheus",
                               formatter_class=_formatter, description=(
