@@ -44,7 +44,7 @@ class Scale:
         return 2 if value > self.limit else 1 if value >= self.amber_from else 0
 
     def worse_by_margin(self, value: float) -> float:
-        return value - self.margin if self.higher_is_better else value + self.margin
+        return _exact(value - self.margin if self.higher_is_better else value + self.margin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +53,13 @@ class Bands:
     margin_share: float = 0.1  # a tenth of the allowance, to come back to a better colour
 
     def _upper(self, limit: float) -> Scale:
-        return Scale(limit, limit * (1 - self.amber_share), limit * self.margin_share, higher_is_better=False)
+        return Scale(limit, _exact(limit * (1 - self.amber_share)), _exact(limit * self.margin_share),
+                     higher_is_better=False)
 
     def service_level(self, line: LineConfig) -> Scale:
         allowance = 1 - line.sl_target  # the share of calls the target lets miss
-        return Scale(line.sl_target, line.sl_target + allowance * self.amber_share,
-                     allowance * self.margin_share, higher_is_better=True)
+        return Scale(line.sl_target, _exact(line.sl_target + allowance * self.amber_share),
+                     _exact(allowance * self.margin_share), higher_is_better=True)
 
     def abandonment(self, line: LineConfig) -> Scale:
         return self._upper(line.abandon_target)
@@ -70,6 +71,11 @@ class Bands:
 
     def longest_wait(self, line: LineConfig) -> Scale:
         return self._upper(line.longest_wait_limit_s)
+
+
+def _exact(value: float) -> float:
+    # 0.05 * 0.8 is 0.04000000000000001 in binary: 2 abandoned of 50 must be amber as documented.
+    return round(value, 9)
 
 
 def judge(value: float | None, scale: Scale, previous: str | None) -> str:

@@ -71,8 +71,8 @@
               <h2 class="line-head"><span class="line-name">${esc(line.line)}</span>
                 <span class="rule" data-k="rule"></span><span class="age" data-k="age"></span></h2>
               <div class="tiles">
-                ${tile("sl", `Service level · ${windowName(first)}`, rest, "sl")}
-                ${tile("ab", `Abandoned · ${windowName(first)}`, rest, "ab")}
+                ${tile("sl", `Service level ${windowName(first)}`, rest, "sl")}
+                ${tile("ab", `Abandoned ${windowName(first)}`, rest, "ab")}
                 ${tile("waiting", "Calls waiting", [], "")}
                 ${tile("longest", "Longest wait", [], "")}
               </div>
@@ -106,8 +106,21 @@
     el.dataset.status = status;
   }
 
+  // A big number never overflows its tile (a cut-off figure would be misread across a room): it
+  // shrinks to fit, from the style sheet's size.
+  function setValue(el, valueHtml) {
+    if (el.dataset.html === valueHtml) return;
+    el.dataset.html = valueHtml;
+    el.innerHTML = valueHtml;
+    el.style.fontSize = "";
+    if (el.scrollWidth > el.clientWidth) {
+      const size = parseFloat(getComputedStyle(el).fontSize);
+      el.style.fontSize = `${Math.floor(size * (el.clientWidth / el.scrollWidth) * 0.97)}px`;
+    }
+  }
+
   function fillTile(el, valueHtml, status, words, note) {
-    el.querySelector("[data-v]").innerHTML = valueHtml;
+    setValue(el.querySelector("[data-v]"), valueHtml);
     el.querySelector("[data-w]").textContent = words[status];
     const n = el.querySelector("[data-n]");
     if (n) n.textContent = note;
@@ -221,7 +234,7 @@
         const el = board.querySelector(`.line[data-site="${CSS.escape(site.site)}"][data-line="${CSS.escape(line.line)}"]`);
         if (!el) continue;
         const grow = (base, waiting) => (waiting > 0 ? base + elapsed : base);
-        el.querySelector('[data-k="longest"] [data-v]').innerHTML = duration(grow(line.longest_wait_s, line.waiting), true);
+        setValue(el.querySelector('.tiles [data-k="longest"] [data-v]'), duration(grow(line.longest_wait_s, line.waiting), true));
         el.querySelector('[data-k="age"]').textContent = line.data_age_s === null ? "no data yet"
           : `data ${duration(line.data_age_s + elapsed, false)} old`;
         for (const queue of line.queues) {
@@ -249,6 +262,11 @@
     fill(v, sites);
     board.dataset.seq = String(Number(board.dataset.seq || 0) + 1);
   }
+
+  window.addEventListener("resize", () => {  // sizes follow the window: fit the numbers afresh
+    layoutKey = "";
+    if (view) update(view);
+  });
 
   // --- the stream, and reconnecting by itself -------------------------------------------------
   let source = null;
