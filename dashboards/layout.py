@@ -96,10 +96,8 @@ def _step(panel: Json, speed: float) -> float | None:
     return int(interval[:-1]) * units[interval[-1]] / speed if interval else None
 
 
-def _expr(target: Json, values: dict[str, str], speed: float) -> str:
-    # Month-to-date totals multiply by the range in stream seconds: scale it for an accelerated run.
-    expr = target["expr"].replace("* ${__range_s} /", f"* {float(values['__range_s']) * speed:g} /")
-    return substitute(expr, values)
+def _expr(target: Json, values: dict[str, str]) -> str:
+    return substitute(target["expr"], values)
 
 
 def _panel_data(panel: Json, values: dict[str, str], fetch: Fetch | None,
@@ -113,7 +111,7 @@ def _panel_data(panel: Json, values: dict[str, str], fetch: Fetch | None,
     dynamic = None
     for target in panel["targets"]:
         try:
-            result = fetch(_expr(target, values, speed), _step(panel, speed))
+            result = fetch(_expr(target, values), _step(panel, speed))
         except (OSError, KeyError, ValueError):
             result = []
         if target["refId"] in config_refs:
@@ -189,7 +187,7 @@ def _timeseries(panel: Json, data: Series, names: list[str], width: float, heigh
             f'<div class="legend">{legend}</div></div>')
 
 
-def _table(panel: Json, values: dict[str, str], fetch: Fetch | None, speed: float) -> str:
+def _table(panel: Json, values: dict[str, str], fetch: Fetch | None) -> str:
     organize = next(t for t in panel["transformations"] if t["id"] == "organize")["options"]
     headers = [h for h in organize["indexByName"]]
     rows: dict[str, dict[str, str]] = {}
@@ -199,7 +197,7 @@ def _table(panel: Json, values: dict[str, str], fetch: Fetch | None, speed: floa
         if fetch is None:
             break
         header = organize["renameByName"].get(f"Value #{target['refId']}")
-        for labels, points in fetch(_expr(target, values, speed), None):
+        for labels, points in fetch(_expr(target, values), None):
             unit = overrides.get(header, {})
             rows.setdefault(labels.get("line", ""), {"line": labels.get("line", "")})[header] = _format(
                 points[-1][1] if points else None, unit.get("unit", "short"), unit.get("decimals"))
@@ -270,7 +268,7 @@ def render_html(board: Json, lines: Sequence[str], values: dict[str, str], fetch
             continue
         scope = {**values, **variables}
         if panel["type"] == "table":
-            content = _table(panel, scope, fetch, speed)
+            content = _table(panel, scope, fetch)
         else:
             data, names, dynamic = _panel_data(panel, scope, fetch, speed)
             if panel["type"] == "stat":
