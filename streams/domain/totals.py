@@ -2,18 +2,24 @@
 `_total` counters, so `increase()` works over any range) and an answer-time histogram, from the
 records the live board tallies. Outcomes are counted by `Tally.add_outcome`, so a total means
 exactly what the windowed figure of the same name means; answer times go into histogram buckets
-as they come (a running total cannot keep them all)."""
+as they come (a running total cannot keep them all).
+
+In the distributed pipeline each source keeps its own RunningTotals (saved with its checkpoint) and
+the aggregator adds the sources' GroupTotals up (`added`); a source restored from an older
+checkpoint recounts what it replays, so the aggregator keeps each source's larger value
+(`at_least`) and a counter never falls back, which Prometheus would take for a restart."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from itertools import accumulate
-from typing import Final, Iterable
+from typing import Callable, Final, Iterable
 
 from .call_legs import LegClosed, Record
 from .config import FlowConfig
 from .figures import Tally
+from .state import Json, restore_tally, tally_state
 
 Group = tuple[str, str, str]
 
@@ -53,6 +59,40 @@ class GroupTotals:
     answer_time_buckets: tuple[tuple[float, int], ...]
 
 
+_COUNTS: Final = tuple(f.name for f in fields(GroupTotals))[:-2]
+_in_field_order: Final[Callable[..., GroupTotals]] = GroupTotals  # counts, sum, buckets
+
+
+def _combined(a: GroupTotals, b: GroupTotals, how: Callable[[float, float], float]) -> GroupTotals:
+    if [bound for bound, _ in a.answer_time_buckets] != [bound for bound, _ in b.answer_time_buckets]:
+        raise ValueError("answer-time histograms with different buckets")
+    return _in_field_order(*(int(how(getattr(a, name), getattr(b, name))) for name in _COUNTS),
+                           how(a.answer_time_sum_s, b.answer_time_sum_s),
+                           tuple((bound, int(how(x, y))) for (bound, x), (_, y) in zip(a.answer_time_buckets,
+                                                                                        b.answer_time_buckets)))
+
+
+def added(a: GroupTotals, b: GroupTotals) -> GroupTotals:
+    """The totals of two sources together."""
+    return _combined(a, b, lambda x, y: x + y)
+
+
+def at_least(a: GroupTotals, b: GroupTotals) -> GroupTotals:
+    """Each count the larger of two readings of one source (one of them from before a restore)."""
+    return _combined(a, b, max)
+
+
+def totals_state(totals: GroupTotals) -> list[Json]:
+    return [*(getattr(totals, name) for name in _COUNTS), totals.answer_time_sum_s,
+            [list(bucket) for bucket in totals.answer_time_buckets]]
+
+
+def restore_totals(values: list[Json]) -> GroupTotals:
+    *counts, sum_s, buckets = values
+    return _in_field_order(*(int(count) for count in counts), float(sum_s),
+                           tuple((float(bound), int(count)) for bound, count in buckets))
+
+
 @dataclass(slots=True)
 class _Running:
     tally: Tally  # its answer_ms stays empty: answer times are bucketed as they come
@@ -89,6 +129,24 @@ class RunningTotals:
     def snapshot(self) -> dict[Group, GroupTotals]:
         """Every group's totals now, as values a scrape can read while counting goes on."""
         return {group: self._totals(running) for group, running in self._groups.items()}
+
+    def of(self, group: Group) -> GroupTotals | None:
+        running = self._groups.get(group)
+        return None if running is None else self._totals(running)
+
+    def state(self) -> dict[str, Json]:
+        return {"bounds_s": list(self._bounds_s),
+                "groups": [[*group, tally_state(r.tally), r.buckets, r.answer_ms_total]
+                           for group, r in self._groups.items()]}
+
+    def restore(self, state: dict[str, Json]) -> None:
+        """Counts as saved; the histogram too unless its buckets have changed since (a line's SL
+        threshold was reconfigured): then it starts again from zero, as after a restart."""
+        same_buckets = [float(b) for b in state["bounds_s"]] == list(self._bounds_s)
+        empty = [0] * (len(self._bounds_s) + 1)
+        self._groups = {(site, line, queue): _Running(restore_tally(tally), list(buckets) if same_buckets else empty[:],
+                                                      int(answer_ms) if same_buckets else 0)
+                        for site, line, queue, tally, buckets, answer_ms in state["groups"]}
 
     def _totals(self, running: _Running) -> GroupTotals:
         tally = running.tally
