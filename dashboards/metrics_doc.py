@@ -78,8 +78,12 @@ def document() -> str:
                 "`callwatch_calls_answered_band_total` and `callwatch_calls_answered_within_sl_total`; the "
                 "histogram is for distributions and estimates (`histogram_quantile`).",
                 "",
-                "The worker's board does not yet compute these counts: `callwatch worker` exports none of this "
-                "section (the windowed figures below it does).",
+                "In the distributed pipeline each events partition counts its own calls and saves its counts with "
+                "its checkpoint; the worker holding a group adds the partitions up, keeping each partition's "
+                "larger reading, so a partition restored from an older checkpoint (it replays what followed) never "
+                "pulls a counter back. When a group's partitions move to another worker, its series continue under "
+                "that worker's `instance`: `sum by (line) (increase(...))` then misses only the calls between the "
+                "last scrape of one worker and the first of the other.",
                 "",
             ]
     lines += [

@@ -270,6 +270,10 @@ def test_a_simulated_day_through_connector_kafka_and_worker_gives_the_replay_rep
         assert metrics[f"callwatch_events_rejected_total{{source=kafka:{stack.prefix}events}}"] == 0
         today = {k: v for k, v in metrics.items() if k.startswith("callwatch_window_calls_offered{") and "window=today" in k}
         assert today and sum(today.values()) > 0  # the board of the stream's last day
+        # The counters since the start hold every call of the stream: the report's, summed over its windows.
+        for figure in ("offered", "answered", "abandoned"):
+            counted = sum(v for k, v in metrics.items() if k.startswith(f"callwatch_calls_{figure}_total{{") and "queue=*" in k)
+            assert counted == sum(row[figure] for row in expected if row["queue"] == "*") > 0, figure
         assert 0 <= metrics["callwatch_worker_read_loop_age_seconds"] < 5  # the loop goes round, idle too
     finally:
         worker.stop()
