@@ -23,6 +23,7 @@ from .windows import IntervalWindows, zone
 Group = tuple[str, str, str]
 Line = tuple[str, str]
 TODAY: Final = "today"
+_CALLBACK_OUTCOMES: Final = frozenset({"abandoned", "answered"})  # line-call ends the callback list follows
 _COUNT_FIELDS: Final = tuple(f.name for f in fields(Tally) if f.name != "answer_ms")
 
 
@@ -92,16 +93,22 @@ class LiveBoard:
         self._waiting: dict[Group, dict[str, int]] = {}
         self._callbacks = _Callbacks(round(config.callback_window_s * 1000))
         self._totals = RunningTotals(config)
+        self._enders: dict[tuple[str, int], str] = {}  # (call id, time) -> caller, of this batch's answers and abandons
 
     def observe(self, event: CallEvent) -> None:
         if event.type == AGENT_STATE:
             assert event.agent is not None and event.state is not None
             self._agents[(event.site, event.agent)] = (event.line, event.queue, event.state)
             return
-        if event.caller is not None:
+        ends = event.type in _CALLBACK_OUTCOMES
+        if event.caller is not None or ends:
             call = self._tracker.calls.get(event.call_id)
             if call is not None:
-                call.caller = event.caller
+                if event.caller is not None:
+                    call.caller = event.caller
+                if ends and call.caller is not None:
+                    # Noted now: by the time `add` has the batch's records, the call may be forgotten.
+                    self._enders[(event.call_id, event.occurred_ms)] = call.caller
         occurred_ms = event.occurred_ms
         seen = self._last_seen_ms
         for key in ((event.site, event.line, event.queue), (event.site, event.line, LINE_TOTAL)):
@@ -110,17 +117,17 @@ class LiveBoard:
 
     def add(self, records: Sequence[Record]) -> None:
         self._totals.add(records)
-        incoming, calls = self._incoming, self._tracker.calls
+        incoming, enders = self._incoming, self._enders
         previous: Record | None = None
         for record in records:
             if type(record) is LegClosed and record.queue == LINE_TOTAL and record.outcome in _CALLBACK_OUTCOMES:
-                call = calls.get(record.call_id)
                 # The tracker closes the queue's leg just before the line-call it ends.
                 queue = previous.queue if previous is not None else ""
-                incoming.append(_LineOutcome(record, None if call is None else call.caller, queue))
+                incoming.append(_LineOutcome(record, enders.get((record.call_id, record.closed_ms)), queue))
             else:
                 incoming.append(record)
             previous = record
+        enders.clear()
 
     def snapshot(self, now_ms: int) -> BoardSnapshot:
         if self._now_ms is not None and now_ms < self._now_ms:
@@ -248,13 +255,15 @@ class _Callbacks:
                 record.call_id, ended.queue, record.closed_ms, record.wait_ms / 1000, caller)
             if caller is not None:
                 self._of_caller.setdefault((*line, caller), []).append(key)
-        elif caller is not None:  # answered: the caller's earlier abandons there are dealt with
+        elif caller is not None:  # answered: the abandons before this call's first offer are dealt with
             keys = self._of_caller.get((*line, caller))
             if keys:
                 abandons = self._abandons[line]
-                for key in [k for k in keys if k[1] <= record.offered_ms]:
+                for key in [k for k in keys if k[1] < record.offered_ms]:
                     keys.remove(key)
                     abandons.pop(key, None)
+                if not keys:
+                    del self._of_caller[(*line, caller)]
 
     def listed(self, now_ms: int, lines: set[Line]) -> dict[Line, tuple[Callback, ...]]:
         since_ms = now_ms - self._window_ms
@@ -270,9 +279,6 @@ class _Callbacks:
                     if not keys:
                         del self._of_caller[(*line, callback.caller)]
         return {line: tuple(reversed(self._abandons.get(line, {}).values())) for line in lines}
-
-
-_CALLBACK_OUTCOMES: Final = frozenset({"abandoned", "answered"})
 
 
 def _count(tallies: dict[Group, Tally], record: Record, config: FlowConfig) -> None:
