@@ -121,8 +121,8 @@ def hourly_bands() -> list[Cell]:
 def month_to_date() -> list[Cell]:
     month = "${__range_s}s"  # the panels' time range is the month so far (timeFrom now/M)
     note = ("Month to date (this calendar month so far): increase() of the pipeline's counters since the month "
-            "began, exact but for calls within a scrape of its start. The monthly return itself is "
-            "`callwatch report month` of the month's events.")
+            "began, exact but for calls within a scrape of its start. The exact monthly return is "
+            "`callwatch replay` of the month's events with --window 1d.")
 
     def count(counter: str, selector: str = LINE_TOTALS) -> str:
         return _increase(counter, selector, month)
@@ -153,8 +153,8 @@ def month_to_date() -> list[Cell]:
         Cell(stat("Mean and median answer time · month to date",
                   "Mean time to answer of the calls answered this month (the answer-time histogram's sum ÷ count), "
                   "and the median as police.uk publishes it, estimated from the histogram's buckets (interpolated "
-                  "within the bucket it falls in: 5 to 10 s, 10 to 15 s ...; the exact nearest-rank median is in "
-                  f"`callwatch report month`). {note}",
+                  "within the bucket it falls in: 5 to 10 s, 10 to 15 s ...; `callwatch replay` of the recorded "
+                  f"events gives exact nearest-rank medians). {note}",
                   [target(f"{count('callwatch_answer_time_seconds_sum')}\n/\n"
                           f"{count('callwatch_answer_time_seconds_count')}", "{{line}} mean", instant=True),
                    target("histogram_quantile(0.5, sum by (line, le) "
