@@ -191,3 +191,28 @@ def test_callers_who_rang_back_and_were_answered_leave_the_callback_list() -> No
                                                                 ("b", "101-general", 40.0)]
     [later] = boards(events, FlowConfig(callback_window_s=3600), [at("2024-03-01T10:00:50Z")])
     assert [c.call_id for c in later.callbacks[("default", "101")]] == ["c", "b2"]  # b abandoned exactly an hour before: out
+
+
+def test_a_call_waiting_in_two_queues_is_one_call_on_the_line_until_answered_in_one() -> None:
+    events = [event("offered", "2024-03-01T09:00:00Z", "a"),
+              event("offered", "2024-03-01T09:00:05Z", "a", queue="101-crime"),
+              event("answered", "2024-03-01T09:00:20Z", "a")]
+    waiting, answered = boards(events, FlowConfig(), [at("2024-03-01T09:00:10Z"), at("2024-03-01T09:00:30Z")])
+    assert (waiting.queues[GENERAL].waiting, waiting.queues[CRIME].waiting, waiting.queues[LINE].waiting) == (1, 1, 1)
+    assert waiting.queues[LINE].longest_wait_s == 10.0
+    # Answered in one queue: the caller no longer waits, though the other queue still offers the call.
+    assert (answered.queues[CRIME].waiting, answered.queues[LINE].waiting) == (1, 0)
+    assert answered.queues[LINE].longest_wait_s == 0.0
+
+
+def test_a_call_back_must_come_after_the_abandon() -> None:
+    events = [event("offered", "2024-03-01T09:00:00Z", "a", caller="h:11"),
+              event("abandoned", "2024-03-01T09:00:30Z", "a", caller="h:11"),
+              event("offered", "2024-03-01T09:00:30Z", "b", queue="101-crime", caller="h:11"),  # the same instant
+              event("answered", "2024-03-01T09:00:40Z", "b", queue="101-crime", caller="h:11"),
+              event("offered", "2024-03-01T09:01:00Z", "c", caller="h:33"),
+              event("abandoned", "2024-03-01T09:01:10Z", "c", caller="h:33"),
+              event("offered", "2024-03-01T09:01:10.001Z", "d", caller="h:33"),
+              event("answered", "2024-03-01T09:01:11Z", "d", caller="h:33")]
+    [snapshot] = boards(events, FlowConfig(), [at("2024-03-01T09:02:00Z")])
+    assert [c.call_id for c in snapshot.callbacks[("default", "101")]] == ["a"]
