@@ -182,8 +182,6 @@ def _cmd_board(args: argparse.Namespace) -> int:
     for path in paths:
         if path != "-" and not os.path.isfile(path):
             raise UsageError(f"no such input file: {path}")
-        if path != "-" and not os.access(path, os.R_OK):
-            raise UsageError(f"cannot read input file: {path}")
     out = _open_output(args.out)
     show = table if args.format == "table" else jsonl
     try:
@@ -191,6 +189,8 @@ def _cmd_board(args: argparse.Namespace) -> int:
                                                 report_rejection(sys.stderr, command="board"))
         for snapshot in snapshots:
             out.write(show(snapshot_rows(snapshot)))
+    except OSError as error:  # an input that cannot be read after all (permissions, a device error)
+        raise UsageError(f"cannot read {error.filename or 'the input'}: {error.strerror}") from None
     finally:
         if out is not sys.stdout:
             out.close()
