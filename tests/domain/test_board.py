@@ -216,3 +216,31 @@ def test_a_call_back_must_come_after_the_abandon() -> None:
               event("answered", "2024-03-01T09:01:11Z", "d", caller="h:33")]
     [snapshot] = boards(events, FlowConfig(), [at("2024-03-01T09:02:00Z")])
     assert [c.call_id for c in snapshot.callbacks[("default", "101")]] == ["a"]
+
+
+def test_the_board_holds_only_what_its_windows_need() -> None:
+    """Long after the traffic, nothing of it is held: not the records of the rolling windows, not
+    the waiting legs, not the abandons or callers of the callback list (memory follows the
+    windows, not the stream)."""
+    from streams.domain import CallFlow
+
+    events = [event("offered", "2024-03-01T09:00:00Z", "a", caller="h:11"),
+              event("abandoned", "2024-03-01T09:00:30Z", "a", caller="h:11"),
+              event("offered", "2024-03-01T09:01:00Z", "b", caller="h:22"),
+              event("abandoned", "2024-03-01T09:01:30Z", "b", caller="h:22"),
+              event("offered", "2024-03-01T09:02:00Z", "b2", caller="h:22"),
+              event("answered", "2024-03-01T09:02:05Z", "b2", caller="h:22")]
+    flow = CallFlow(FlowConfig(allowed_lateness_s=0, callback_window_s=600), live=True)
+    flow.ingest_all([parse_event(e) for e in events])
+    flow.finish()
+    board = flow._board
+    assert board is not None
+    flow.snapshot(at("2024-03-01T09:03:00Z"))
+    assert board._callbacks._of_caller and board._callbacks._abandons[("default", "101")]
+    quiet = flow.snapshot(at("2024-03-01T11:00:00Z"))
+    assert quiet.callbacks == {("default", "101"): ()}
+    assert not board._callbacks._of_caller and not board._callbacks._abandons[("default", "101")]
+    assert all(not window._held for window in board._rolling)
+    assert not any(board._waiting.values()) and not board._incoming
+    # A snapshot asked for an earlier instant shows the latest one: the board does not go back.
+    assert flow.snapshot(at("2024-03-01T09:03:00Z")).now_ms == at("2024-03-01T11:00:00Z")
