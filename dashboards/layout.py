@@ -32,6 +32,7 @@ COLOURS = {"green": "#299c46", "red": "#d44a3a", "orange": "#eb7b18", "blue": "#
            "transparent": "transparent", "yellow": "#e0b400"}
 Series = list[tuple[dict[str, str], list[tuple[float, float]]]]
 Fetch = Callable[[str, "float | None"], Series]  # (PromQL, step in seconds or None) -> series
+UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def prometheus_fetch(url: str, range_s: float, step_s: float) -> Fetch:
@@ -92,12 +93,15 @@ def _renames(panel: Json, name: str) -> str:
 def _step(panel: Json, speed: float) -> float | None:
     """A panel's minimum interval (15m, 1h) in the seconds of a run `speed` times faster than real time."""
     interval = panel.get("interval", "")
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return int(interval[:-1]) * units[interval[-1]] / speed if interval else None
+    return int(interval[:-1]) * UNITS_S[interval[-1]] / speed if interval else None
 
 
-def _expr(target: Json, values: dict[str, str]) -> str:
-    return substitute(target["expr"], values)
+def _expr(target: Json, values: dict[str, str], speed: float) -> str:
+    """The query as the picture runs it. In a run `speed` times faster than real time, a range that
+    stands for stream time (increase() over a quarter hour, an hour) is that much shorter."""
+    expr = re.sub(r"\[(\d+)([smhd])\]", lambda m: f"[{max(1, round(int(m.group(1)) * UNITS_S[m.group(2)] / speed))}s]",
+                  target["expr"])
+    return substitute(expr, values)
 
 
 def _panel_data(panel: Json, values: dict[str, str], fetch: Fetch | None,
@@ -111,7 +115,7 @@ def _panel_data(panel: Json, values: dict[str, str], fetch: Fetch | None,
     dynamic = None
     for target in panel["targets"]:
         try:
-            result = fetch(_expr(target, values), _step(panel, speed))
+            result = fetch(_expr(target, values, speed), _step(panel, speed))
         except (OSError, KeyError, ValueError):
             result = []
         if target["refId"] in config_refs:
@@ -187,7 +191,7 @@ def _timeseries(panel: Json, data: Series, names: list[str], width: float, heigh
             f'<div class="legend">{legend}</div></div>')
 
 
-def _table(panel: Json, values: dict[str, str], fetch: Fetch | None) -> str:
+def _table(panel: Json, values: dict[str, str], fetch: Fetch | None, speed: float) -> str:
     organize = next(t for t in panel["transformations"] if t["id"] == "organize")["options"]
     headers = [h for h in organize["indexByName"]]
     rows: dict[str, dict[str, str]] = {}
@@ -197,7 +201,7 @@ def _table(panel: Json, values: dict[str, str], fetch: Fetch | None) -> str:
         if fetch is None:
             break
         header = organize["renameByName"].get(f"Value #{target['refId']}")
-        for labels, points in fetch(_expr(target, values), None):
+        for labels, points in fetch(_expr(target, values, speed), None):
             unit = overrides.get(header, {})
             rows.setdefault(labels.get("line", ""), {"line": labels.get("line", "")})[header] = _format(
                 points[-1][1] if points else None, unit.get("unit", "short"), unit.get("decimals"))
@@ -268,7 +272,7 @@ def render_html(board: Json, lines: Sequence[str], values: dict[str, str], fetch
             continue
         scope = {**values, **variables}
         if panel["type"] == "table":
-            content = _table(panel, scope, fetch)
+            content = _table(panel, scope, fetch, speed)
         else:
             data, names, dynamic = _panel_data(panel, scope, fetch, speed)
             if panel["type"] == "stat":
