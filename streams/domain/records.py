@@ -317,7 +317,8 @@ class LiveMerge:
     """The wallboard of the groups one aggregator holds, from every source's GroupNow: rolling
     windows summed from buckets (a bucket counts when it overlaps the window, so a window reaches
     back at most one bucket further), today from the sources' day tallies, waiting legs and agents
-    added up, the longest wait from the oldest waiting leg of any source."""
+    added up, the longest wait from the oldest waiting leg of any source, and the counts since the
+    start (streams/domain/totals.py) added up, each source's never falling back."""
 
     def __init__(self, config: FlowConfig, bucket_ms: int = BUCKET_MS) -> None:
         self._config = config

@@ -63,23 +63,27 @@ _COUNTS: Final = tuple(f.name for f in fields(GroupTotals))[:-2]
 _in_field_order: Final[Callable[..., GroupTotals]] = GroupTotals  # counts, sum, buckets
 
 
-def _combined(a: GroupTotals, b: GroupTotals, how: Callable[[float, float], float]) -> GroupTotals:
+def _combined(a: GroupTotals, b: GroupTotals, how: Callable[[float, float], float],
+              if_buckets_differ: GroupTotals) -> GroupTotals:
+    counts = (int(how(getattr(a, name), getattr(b, name))) for name in _COUNTS)
     if [bound for bound, _ in a.answer_time_buckets] != [bound for bound, _ in b.answer_time_buckets]:
-        raise ValueError("answer-time histograms with different buckets")
-    return _in_field_order(*(int(how(getattr(a, name), getattr(b, name))) for name in _COUNTS),
-                           how(a.answer_time_sum_s, b.answer_time_sum_s),
+        # Sources configured with other SL thresholds (a rolling restart after a change): their
+        # histograms cannot be combined, so one is kept whole; the counts still are.
+        return _in_field_order(*counts, if_buckets_differ.answer_time_sum_s, if_buckets_differ.answer_time_buckets)
+    return _in_field_order(*counts, how(a.answer_time_sum_s, b.answer_time_sum_s),
                            tuple((bound, int(how(x, y))) for (bound, x), (_, y) in zip(a.answer_time_buckets,
                                                                                         b.answer_time_buckets)))
 
 
 def added(a: GroupTotals, b: GroupTotals) -> GroupTotals:
-    """The totals of two sources together."""
-    return _combined(a, b, lambda x, y: x + y)
+    """The totals of two sources together (with the first one's histogram if theirs differ)."""
+    return _combined(a, b, lambda x, y: x + y, a)
 
 
-def at_least(a: GroupTotals, b: GroupTotals) -> GroupTotals:
-    """Each count the larger of two readings of one source (one of them from before a restore)."""
-    return _combined(a, b, max)
+def at_least(older: GroupTotals, newer: GroupTotals) -> GroupTotals:
+    """Each count the larger of two readings of one source (one of them from before a restore;
+    the newer one's histogram if their buckets differ)."""
+    return _combined(older, newer, max, newer)
 
 
 def totals_state(totals: GroupTotals) -> list[Json]:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from streams.domain import CallFlow, CallTracker, FlowConfig, LineConfig, parse_event
 from streams.domain.ordering import EventOrderer
 from streams.domain.records import LiveMerge, LiveTallies, group_now_state, restore_group_now
-from streams.domain.totals import answer_time_buckets
+from streams.domain.totals import added, answer_time_buckets, at_least
 
 try:
     from . import reference
@@ -164,3 +164,23 @@ def test_partitions_totals_merged_equal_the_brute_force_count_and_never_fall_bac
                 actual = getattr(merged[group], name)
                 assert (round(actual, 3) if name == "answer_time_sum_s" else actual) == \
                     (round(value, 3) if name == "answer_time_sum_s" else value), (group, name)
+
+
+def test_sources_with_other_histogram_buckets_still_add_up_their_counts():
+    """A rolling restart after an SL threshold changed: two sources' histograms have other buckets.
+    Nothing fails; counts add up and one histogram is kept whole."""
+    def totals_of(config: FlowConfig) -> Any:
+        flow = CallFlow(config, live=True)
+        for kind, ts in (("offered", "2024-03-01T09:00:00Z"), ("answered", "2024-03-01T09:00:08Z")):
+            flow.ingest(parse_event({"v": 1, "event_id": kind, "call_id": "c", "type": kind, "ts": ts,
+                                     "line": "fire", "queue": "q", "agent": "a"}))
+        flow.finish()
+        return flow.snapshot(reference.to_ms("2024-03-01T09:01:00Z")).totals[("default", "fire", "q")]
+
+    before = totals_of(FlowConfig(other_lines=LineConfig(sl_threshold_s=25)))
+    after = totals_of(FlowConfig(other_lines=LineConfig(sl_threshold_s=8)))
+    assert 25.0 in dict(before.answer_time_buckets) and 8.0 in dict(after.answer_time_buckets)
+    both = added(before, after)
+    assert both.answered == 2 and both.answer_time_buckets == before.answer_time_buckets
+    newest = at_least(before, after)
+    assert newest.answered == 1 and newest.answer_time_buckets == after.answer_time_buckets
