@@ -179,7 +179,7 @@ class LiveBoard:
     def _figures(self, tallies: dict[Group, Tally]) -> dict[Group, dict[str, object]]:
         # Every group ever seen keeps a row (zeros when quiet) so a board shows decay, not a gap.
         line_config, empty = self._config.line, Tally()
-        return {g: figures_of(tallies.get(g, empty), line_config(g[1])) for g in self._last_seen_ms}
+        return {g: figures_of(tallies.get(g, empty), line_config(g[1]), presorted=True) for g in self._last_seen_ms}
 
     def _queues_now(self, now_ms: int) -> dict[Group, QueueNow]:
         """Waiting legs per queue; on a line's total, calls waiting, each since its first offer on
