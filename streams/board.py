@@ -9,7 +9,7 @@ at a time, each instant once everything up to it has been released."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Iterator
 
 from streams.domain.call_legs import LINE_TOTAL
@@ -77,7 +77,6 @@ def board_snapshots(batches: Iterable[Batch], config: FlowConfig, instants_ms: I
 
 def _in_order(config: FlowConfig) -> FlowConfig:
     """The board flow gets events already in order: no lateness of its own."""
-    from dataclasses import replace
     return replace(config, allowed_lateness_s=0)
 
 
@@ -90,10 +89,9 @@ def snapshot_rows(snapshot: BoardSnapshot) -> list[dict[str, object]]:
         for window, by_group in snapshot.figures.items():
             rows.append({"at": at, "site": site, "line": line, "queue": queue, "window": window,
                          **by_group[group]})
-        now = snapshot.queues.get(group)
+        now = snapshot.queues[group]  # every group seen has one
         rows.append({"at": at, "site": site, "line": line, "queue": queue, "window": NOW,
-                     "waiting": now.waiting if now else 0,
-                     "longest_wait_s": round(now.longest_wait_s, 3) if now else 0.0,
+                     "waiting": now.waiting, "longest_wait_s": round(now.longest_wait_s, 3),
                      "data_age_s": round(snapshot.data_age_s[group], 3)})
     return rows
 
