@@ -4,13 +4,13 @@ as it grows."""
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 from dataclasses import dataclass
 from typing import TextIO
 
 from connectors.registry import ConnectorSpec
 from connectors.sink import DeadLetter, EventSink
+from streams.io.codec import decode_json
 from streams.io.event_lines import open_input
 from streams.options import OptionTarget, UsageError, env_option
 from streams.settings import Settings
@@ -52,8 +52,8 @@ class FileConnector:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except ValueError as error:
+                obj = decode_json(line)
+            except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
                 sink.dead_letter(DeadLetter.of(self.name, f"not JSON: {str(error).splitlines()[0]}",
                                                f"{self.path}:{number}", line))
                 continue

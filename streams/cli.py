@@ -1,8 +1,7 @@
 """The `callwatch` command (SPEC section 4). The only place that reads the environment: every option
 can come from a CALLWATCH_* variable named in its help. Exit status: 0 all good, 1 some input was
-rejected or late, 2 bad options or configuration (one line on stderr saying what is wrong), 3 the
-replay failed part way (a decoder process died) and 130 it was interrupted: its report is then
-incomplete."""
+rejected or late, 2 bad options or configuration (one line on stderr saying what is wrong) and 130
+it was interrupted: its report is then incomplete."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from typing import Callable, Sequence, TextIO
 from streams.domain.config import InvalidConfig
 from streams.domain.events import InvalidEvent, parse_ts
 from streams.domain.windows import interval_s, parse_duration_s
-from streams.options import (EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser,
+from streams.options import (EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser,
                              UsageError, env_option, formatter, number)
 from streams.settings import Settings, SettingsError, load_settings
 
@@ -94,7 +93,7 @@ def _midnight_utc_today_ms() -> int:
 def _cmd_replay(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from streams.io.event_lines import total_size
+    from streams.io.event_lines import read_event_batches, total_size
     from streams.io.progress import Progress
     from streams.replay import replay_batches, replay_events, report_rejection
 
@@ -111,7 +110,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             zone(args.tz)
         except InvalidConfig as error:
             raise UsageError(f"--tz: {error}") from None
-    decoders = _decoders(args.decoders)
     if args.from_kafka:
         items = _kafka_events(args, settings)
         out = _open_output(args.report)
@@ -121,9 +119,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             if out is not sys.stdout:
                 out.close()
     else:
-        from streams.domain.flow import REPORT_EVENT_FIELDS
-        from streams.io.decoders import DecoderFailed, event_batches
-
         paths = args.files or ["-"]
         for path in paths:
             if path != "-" and not os.path.isfile(path):
@@ -131,12 +126,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         out = _open_output(args.report)
         progress = Progress(total_size(paths), "replay")
         try:
-            with event_batches(paths, decoders, progress.update, REPORT_EVENT_FIELDS) as (batches, _used):
-                summary = replay_batches(batches, flow_config, window_s, out.write, report_rejection(sys.stderr))
-        except DecoderFailed as error:
-            sys.stderr.write(f"callwatch replay: error: {error}; the report is incomplete\n")
-            return EXIT_INCOMPLETE
-        except KeyboardInterrupt:  # the decoders are stopped by now
+            batches = read_event_batches(paths, progress.update)
+            summary = replay_batches(batches, flow_config, window_s, out.write, report_rejection(sys.stderr))
+        except KeyboardInterrupt:
             sys.stderr.write("callwatch replay: interrupted; the report is incomplete\n")
             return EXIT_INTERRUPTED
         finally:
@@ -200,16 +192,6 @@ def _cmd_board(args: argparse.Namespace) -> int:
         f"{summary.rejected:,} rejected, {summary.late:,} late, {summary.duplicates:,} duplicates; "
         f"{len(set(instants))} instant{'' if len(set(instants)) == 1 else 's'}\n")
     return EXIT_REJECTED if summary.rejected or summary.late else EXIT_OK
-
-
-def _decoders(text: str) -> int | None:
-    """--decoders: 'auto' (None) or a number of processes, 0 for none."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        return int(number(text, "--decoders", int, 0))
-    except UsageError as error:
-        raise UsageError(f"{error} (or auto)") from None
 
 
 def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
@@ -462,10 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "Read canonical JSON Lines events and write the interval report (one row per "
                                   "window and site/line/queue, line totals as queue '*'). Same input, same bytes "
                                   "out, whatever the order of events within the allowed lateness.\n\n"
-                                  "Large inputs are decoded and validated by decoder processes beside the replay "
-                                  "(--decoders). Exit status: 0, 1 if a line was rejected or an event late, 2 bad "
-                                  "options, 3 if a decoder process died and 130 on Ctrl-C (the report is then "
-                                  "incomplete).\n\n"
+                                  "Exit status: 0, 1 if a line was rejected or an event late, 2 bad options and "
+                                  "130 on Ctrl-C (the report is then incomplete).\n\n"
                                   "  callwatch replay day.jsonl --window 15m --report day-report.jsonl\n"
                                   "  cat a.jsonl b.jsonl | callwatch replay - --window 1h"))
     rep.add_argument("files", nargs="*", metavar="FILE", help="event files; - for stdin (default)")
@@ -479,10 +459,6 @@ def build_parser() -> argparse.ArgumentParser:
     _option(rep, "--end", env="CALLWATCH_REPLAY_END", help="with --from-kafka: end of the time range (exclusive)")
     _option(rep, "--topic", env="CALLWATCH_EVENTS_TOPIC",
             help="with --from-kafka: topic to read (default: <topic_prefix>events)")
-    _option(rep, "--decoders", env="CALLWATCH_REPLAY_DECODERS", default="auto",
-            help="processes that decode and validate the input beside the replay: a number, 0 to do "
-                 "it all in this process, or auto (none for inputs under 4 MiB, on one CPU or without "
-                 "fork, else one per CPU beyond the first, at most 2); the report is the same either way")
     rep.set_defaults(handler=_cmd_replay)
 
     board = commands.add_parser("board", help="what the live board showed at given instants of recorded events",

@@ -4,7 +4,6 @@ Replay, the embedded pipeline and the Faust worker all drive this same object.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from .call_legs import CallTracker, Record
 from .config import FlowConfig
@@ -12,12 +11,6 @@ from .events import CallEvent
 from .interval_report import IntervalReport, ReportRow
 from .live import BoardSnapshot, LiveBoard
 from .ordering import ACCEPTED, EventOrderer
-
-
-# What a flow without a live board reads of an event (ordering and call legs): its rows and counts
-# depend on nothing else, so a replay need not carry agents, callers, states, sources or unknown
-# fields across from its decoder processes.
-REPORT_EVENT_FIELDS: Final = ("event_id", "call_id", "type", "occurred_ms", "line", "queue", "site")
 
 
 @dataclass(frozen=True, slots=True)

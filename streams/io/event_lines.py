@@ -1,19 +1,17 @@
 """Canonical events from JSON Lines files (or stdin), with every bad line turned into a numbered
-rejection instead of an exception. Inputs are read in blocks of whole lines; a block is decoded
-here or, for large inputs, in decoder processes (streams/io/decoders.py) with the same function."""
+rejection instead of an exception. Inputs are read and decoded in blocks of whole lines."""
 
 from __future__ import annotations
 
 import io
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Final, Iterable, Iterator, TextIO
+from typing import BinaryIO, Callable, Final, Iterable, Iterator, TextIO, cast
 
-from streams.domain.events import CallEvent, InvalidEvent, parse_event
+from streams.domain.events import CallEvent, InvalidEvent, parse_event, parse_fields
 
-from .codec import decode
+from .codec import decode, decode_fields
 
 BLOCK_BYTES: Final = 512 * 1024
 
@@ -33,16 +31,11 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """Whole lines of one input: the bytes read from a pipe (`data`), or the range `start`, `size`
-    of a file, read only by whoever decodes it (a decoder process reads it itself rather than
-    have it copied through a pipe). `position`: bytes of all the inputs up to the block's end;
+    """Whole lines of one input. `position`: bytes of all the inputs up to the block's end;
     `starts_input` marks an input's first block (its line 1)."""
 
     origin: str
-    path: str
-    start: int
-    size: int
-    data: bytes | None
+    data: bytes
     position: int
     starts_input: bool
 
@@ -80,88 +73,52 @@ def origin_of(path: str) -> str:
 
 def read_blocks(paths: Iterable[str], block_bytes: int = BLOCK_BYTES) -> Iterator[Block]:
     """The inputs in blocks of about `block_bytes`, each extended to the end of a line so that no
-    line (and no UTF-8 sequence or CR LF pair) is ever split: ranges of files, bytes of pipes."""
+    line (and no UTF-8 sequence or CR LF pair) is ever split: files and pipes alike."""
     position = 0
     for path in paths:
         origin = origin_of(path)
         stream: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")
         try:
             first = True
-            if stream.seekable() and path != "-":
-                start = 0
-                while True:
-                    # Up to the end of the line that holds the block's last byte (or of the file).
-                    stream.seek(start + block_bytes - 1)
-                    rest = stream.readline()
-                    end = start + block_bytes - 1 + len(rest) if rest else stream.seek(0, io.SEEK_END)
-                    if end <= start:
-                        break
-                    position += end - start
-                    yield Block(origin, path, start, end - start, None, position, first)
-                    start, first = end, False
-                continue
-            while True:
-                data = stream.read(block_bytes)
-                if not data:
-                    break
+            while data := stream.read(block_bytes):
                 if data[-1] != 0x0A:
                     data += stream.readline()
                 position += len(data)
-                yield Block(origin, path, 0, len(data), data, position, first)
+                yield Block(origin, data, position, first)
                 first = False
         finally:
             if path != "-":
                 stream.close()
 
 
-class BlockReader:
-    """The bytes of blocks, file ranges read with one descriptor per file (close when done)."""
-
-    def __init__(self) -> None:
-        self._files: dict[str, int] = {}
-
-    def read(self, block: Block) -> bytes:
-        if block.data is not None:
-            return block.data
-        descriptor = self._files.get(block.path)
-        if descriptor is None:
-            descriptor = self._files[block.path] = os.open(block.path, os.O_RDONLY)
-        parts = []
-        offset, left = block.start, block.size
-        while left > 0:
-            part = os.pread(descriptor, left, offset)
-            if not part:
-                break  # the file was cut short meanwhile: decode what is there
-            parts.append(part)
-            offset += len(part)
-            left -= len(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def close(self) -> None:
-        for descriptor in self._files.values():
-            os.close(descriptor)
-        self._files.clear()
-
-
 def decode_block(data: bytes) -> DecodedBlock:
     """Decode and validate every line of a block. Lines end at LF, CR LF or CR (as text mode reads
-    them); blank lines are skipped; a bad line's reason is exactly what `rejection_reason` says."""
-    text = data.decode("utf-8", "replace")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = text.split("\n")
+    them); blank lines are skipped; a bad line's reason is exactly what `rejection_reason` says.
+    Lines are decoded as bytes (msgspec checks their UTF-8 itself) unless the block holds a CR."""
+    lines: list[bytes | str]
+    if b"\r" in data:
+        text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+        lines = cast("list[bytes | str]", text.split("\n"))
+    else:
+        lines = cast("list[bytes | str]", data.split(b"\n"))
     # The last piece follows the last line end: empty unless the input ends without one.
     ended = len(lines) - 1
     if not lines[-1]:
         lines.pop()
     events: list[CallEvent] = []
     rejected: list[tuple[int, str, str]] = []
-    append, loads, parse = events.append, decode, parse_event
+    append, typed, parse = events.append, decode_fields, parse_fields
     for index, line in enumerate(lines):
         try:
-            append(parse(loads(line)))
+            append(parse(typed(line)))
+            continue
+        except (ValueError, RecursionError):  # not a well-typed event: judged from its JSON values
+            pass
+        raw = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+        try:
+            append(parse_event(decode(raw)))
         except (ValueError, RecursionError):  # InvalidEvent is a ValueError
-            raw = line + "\n" if index < ended else line
+            raw += "\n" if index < ended else ""
             reason = rejection_reason(raw)
             if reason is not None:
                 rejected.append((index, reason, raw))
@@ -184,13 +141,9 @@ def numbered(origin: str, first_line: int, rejected: list[tuple[int, str, str]])
 
 
 def decode_in_order(blocks: Iterable[Block]) -> Iterator[tuple[Block, DecodedBlock]]:
-    """Decode blocks one after the other in this process."""
-    reader = BlockReader()
-    try:
-        for block in blocks:
-            yield block, decode_block(reader.read(block))
-    finally:
-        reader.close()
+    """Decode blocks one after the other."""
+    for block in blocks:
+        yield block, decode_block(block.data)
 
 
 def batches_of(decoded: Iterable[tuple[Block, DecodedBlock]],
@@ -210,7 +163,7 @@ def batches_of(decoded: Iterable[tuple[Block, DecodedBlock]],
 
 def read_event_batches(paths: Iterable[str], on_position: Callable[[int], None] | None = None
                        ) -> Iterator[Batch]:
-    """Events of every input in turn, a block at a time, decoded in this process."""
+    """Events of every input in turn, a block at a time."""
     return batches_of(decode_in_order(read_blocks(paths)), on_position)
 
 

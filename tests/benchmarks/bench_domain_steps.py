@@ -3,9 +3,10 @@ without Kafka. A script, not a test: it prints its figures (docs/worker.md keeps
 bound on the worker's rate it gives).
 
 The events of a simulated stream go through each step in turn, each timed over all of them: decode
-(`json.loads`, as the raw consumer of bench_worker does), validate (`parse_event`), order (offer and
-release, the exact flow's lateness), track call legs, tally windows, and the wallboard's tallies (and,
-apart, the share of those that is its counters since the start).
+(the pipeline's codec: msgspec, typed, as one raw consumer of bench_worker does), validate
+(`parse_event`), order (offer and release, the exact flow's lateness), track call legs, tally
+windows, and the wallboard's tallies (and, apart, the share of those that is its counters since
+the start).
 The cyclic collector is off while timing, so each figure is the step's own cost.
 
     .venv/bin/python -m tests.benchmarks.bench_domain_steps              # 24 simulated days
@@ -40,7 +41,7 @@ def _timed(step: Callable[[], Any]) -> tuple[float, Any]:
 
 def _once(lines: list[bytes], config: FlowConfig) -> dict[str, float]:
     seconds: dict[str, float] = {}
-    seconds["decode (json.loads)"], objects = _timed(lambda: [decode(line) for line in lines])
+    seconds["decode (codec.decode: msgspec, typed)"], objects = _timed(lambda: [decode(line) for line in lines])
     seconds["validate (parse_event)"], events = _timed(lambda: [parse_event(obj) for obj in objects])
     orderer = EventOrderer(config.allowed_lateness_ms)
 

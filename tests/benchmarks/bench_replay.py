@@ -1,20 +1,33 @@
-"""Benchmark: `callwatch replay` throughput against a decode-only pass over the same file.
+"""Benchmark: `callwatch replay` throughput against two decode-only floors over the same file.
 
 A script, not a test: it prints its figures. Each pass runs in its own process (so peak memory is
-that pass's own), one after the other in the same run, so the ratio compares like with like on a
-noisy machine. The replay pass does what `callwatch replay FILE` does by default, decoder processes
-included (their number is the automatic choice, printed); its CPU time and peak memory count them
-too. Inputs: simulated streams of about 1 M and 5 M events and the real Anonymous Bank month
-(42,078 calls) converted to canonical events.
+that pass's own; its time and CPU leave out the imports), one after the other in the same run, and
+the order of the passes is reversed from one round to the next, so ratios compare like with like on
+a shared, noisy machine. The passes:
 
-    .venv/bin/python -m tests.benchmarks.bench_replay            # 1 M, 5 M and the real month
-    .venv/bin/python -m tests.benchmarks.bench_replay --quick    # 200 k and the real month
-    .venv/bin/python -m tests.benchmarks.bench_replay --decoders 0   # replay all in one process
+- **json floor**: read every line in text mode and decode it with the standard library's
+  `json.loads` (the codec callwatch used before msgspec): nothing validated, nothing kept.
+- **msgspec floor**: read every line in text mode and decode it with callwatch's own typed decoder
+  (`streams.io.codec.decode_fields`: msgspec, the event's types and the version checked).
+- **replay**: exactly what `callwatch replay FILE` does: blocks of lines decoded and validated,
+  ordered, legs tracked, the 15-minute interval report's rows encoded and written to /dev/null.
+- **baseline** (with `--baseline DIR`): the replay pass of another checkout of callwatch (e.g. the
+  main branch, `--baseline ../main`), run by that checkout's own copy of this script.
+
+Inputs: simulated streams of about 1 M and 5 M events and the real Anonymous Bank month (42,078
+calls) converted to canonical events. `--parts` prints instead what each part of the replay costs
+per event (CPU time, fastest of three, the collector off), each part timed alone over a whole input
+(1 M simulated events and the month; every event is then held in memory, which costs a little).
+
+    .venv/bin/python -m tests.benchmarks.bench_replay                       # 1 M, 5 M, the month
+    .venv/bin/python -m tests.benchmarks.bench_replay --quick --baseline ../main
+    .venv/bin/python -m tests.benchmarks.bench_replay --parts --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -22,52 +35,111 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[2]
 BANK_CSV = REPO.parent / "shared" / "data" / "real" / "anonymous_bank_1999_08.csv"
 BANK_MAPPING = REPO / "connectors" / "call_detail" / "mappings" / "anonymous_bank.yaml"
 EVENTS_PER_SIMULATED_DAY = 8_400  # measured: one control room, both lines
+PASSES = ("json", "msgspec", "replay")
 
 
-def _child(kind: str, path: str, decoders_wanted: int | None) -> None:
+def _child(kind: str, path: str) -> None:
     """Runs inside the child process: one pass, then its figures as JSON on stdout."""
     from streams.domain.config import FlowConfig
-    from streams.domain.flow import REPORT_EVENT_FIELDS
-    from streams.io.codec import decode
-    from streams.io.decoders import event_batches
-    from streams.io.event_lines import open_input
+    from streams.io.codec import decode_fields
+    from streams.io.event_lines import open_input, read_event_batches
     from streams.replay import replay_batches, report_rejection
 
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    decoders = 0
-    if kind == "decode":
+    rows = 0
+    if kind in ("json", "msgspec"):
+        decode: Callable[[str], Any] = json.loads if kind == "json" else decode_fields
         events = 0
         with open_input(path) as stream:
             for line in stream:
                 decode(line)
                 events += 1
-        rows = 0
     else:
-        # As _cmd_replay in streams/cli.py (by default the automatic choice of decoders), rows
-        # written out.
-        with open(os.devnull, "w") as out, \
-                event_batches([path], decoders_wanted, fields=REPORT_EVENT_FIELDS) as (batches, decoders):
-            summary = replay_batches(batches, FlowConfig(), 900, out.write, report_rejection(sys.stderr))
+        # As _cmd_replay in streams/cli.py, rows written out.
+        with open(os.devnull, "w") as out:
+            summary = replay_batches(read_event_batches([path]), FlowConfig(), 900, out.write,
+                                     report_rejection(sys.stderr))
         events, rows = summary.lines, summary.rows
     seconds = time.perf_counter() - started
     own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the decoders, once they have stopped
-    cpu_s = (own.ru_utime + own.ru_stime - before.ru_utime - before.ru_stime  # the pass, not the imports
-             + children.ru_utime + children.ru_stime)
-    print(json.dumps({"events": events, "rows": rows, "seconds": seconds, "decoders": decoders, "cpu_s": cpu_s,
-                      "peak_mib": own.ru_maxrss / 1024, "decoder_peak_mib": children.ru_maxrss / 1024}))
+    cpu_s = own.ru_utime + own.ru_stime - before.ru_utime - before.ru_stime  # the pass, not the imports
+    print(json.dumps({"events": events, "rows": rows, "seconds": seconds, "cpu_s": cpu_s,
+                      "peak_mib": own.ru_maxrss / 1024}))
 
 
-def _measure(kind: str, path: Path, decoders: str) -> dict[str, float]:
-    done = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_replay", "--child", kind, str(path),
-                           "--decoders", decoders], capture_output=True, text=True, check=True, cwd=REPO)
-    return json.loads(done.stdout)
+def _measure(kind: str, path: Path, baseline: Path | None) -> dict[str, float]:
+    command = [sys.executable, "-m", "tests.benchmarks.bench_replay", "--child", kind, str(path)]
+    cwd, env = REPO, dict(os.environ)
+    if kind == "baseline":
+        assert baseline is not None
+        command[-2] = "replay"  # that checkout's own replay pass (and its defaults)
+        cwd, env["PYTHONPATH"] = baseline, str(baseline)
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=cwd, env=env)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _parts(path: str) -> dict[str, float]:
+    """CPU seconds per event of each part of a replay, each timed alone over the whole input."""
+    from streams.domain.call_legs import CallTracker, Record
+    from streams.domain.config import FlowConfig
+    from streams.domain.events import CallEvent
+    from streams.domain.interval_report import IntervalReport
+    from streams.domain.ordering import EventOrderer
+    from streams.io.codec import decode_fields, encode_report_row
+    from streams.io.event_lines import decode_block, read_blocks
+
+    blocks = [block.data for block in read_blocks([path])]
+    lines = [line for data in blocks for line in data.split(b"\n") if line]
+    config = FlowConfig()
+
+    def timed(step: Callable[[], Any]) -> tuple[float, Any]:
+        started = time.process_time()
+        result = step()
+        return time.process_time() - started, result
+
+    def order(decoded: list[list[CallEvent]]) -> list[CallEvent]:
+        orderer, out = EventOrderer(config.allowed_lateness_ms), []
+        for events in decoded:
+            orderer.offer_all(events)
+            out += orderer.release()
+        return out + orderer.drain()
+
+    def track(ordered: list[CallEvent]) -> list[Record]:
+        tracker, records = CallTracker(config.max_wait_ms), []
+        for event in ordered:
+            tracker.apply(event, records)
+        return records
+
+    def tally(records: list[Record]) -> IntervalReport:
+        report = IntervalReport(900, config)
+        report.add(records)
+        return report
+
+    best: dict[str, float] = {}
+    gc.disable()
+    for _ in range(3):
+        seconds: dict[str, float] = {}
+        seconds["typed decode alone (msgspec)"], _ = timed(lambda: [decode_fields(line) for line in lines])
+        seconds["decode and validate (decode_block)"], decoded = timed(
+            lambda: [decode_block(data).events for data in blocks])
+        seconds["order (offer_all, release)"], ordered = timed(lambda: order(decoded))
+        seconds["track legs (CallTracker.apply)"], records = timed(lambda: track(ordered))
+        seconds["tally windows (IntervalReport.add)"], report = timed(lambda: tally(records))
+        seconds["report rows (figures)"], rows = timed(report.remaining_rows)
+        seconds["encode rows"], _ = timed(lambda: [encode_report_row(row) for row in rows])
+        for part, value in seconds.items():
+            best[part] = min(value, best.get(part, value))
+        del decoded, ordered, records, report, rows
+        gc.collect()
+    events = len(lines)
+    return {"events": events, **{part: value / events * 1e6 for part, value in best.items()}}
 
 
 def _simulated(target_events: int, cache: Path) -> Path:
@@ -94,17 +166,22 @@ def _bank(cache: Path) -> Path | None:
     return path
 
 
+def _rate(figures: dict[str, float]) -> float:
+    return figures["events"] / figures["seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", nargs=2, metavar=("KIND", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--decoders", help=argparse.SUPPRESS)  # what older checkouts pass their child
     parser.add_argument("--quick", action="store_true", help="200 k simulated events instead of 1 M and 5 M")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of every pass, the order reversed each round")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose replay is timed beside this one")
+    parser.add_argument("--parts", action="store_true", help="the cost per event of each part of the replay")
     parser.add_argument("--cache", default=str(REPO / "var" / "bench"), help="where inputs are kept")
-    parser.add_argument("--decoders", default="auto",
-                        help="decoder processes of the replay pass: auto (what callwatch replay does by "
-                             "default) or a number (0: all in one process, for comparison)")
     args = parser.parse_args()
     if args.child:
-        _child(*args.child, None if args.decoders == "auto" else int(args.decoders))
+        _child(*args.child)
         return
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -114,22 +191,48 @@ def main() -> None:
     bank = _bank(cache)
     if bank is not None:
         inputs.append(("real month (Anonymous Bank)", bank))
-    print("| input | events | decode-only events/s | replay events/s | replay / decode | decoders "
-          "| decode CPU s / wall s | replay CPU s / wall s | replay peak MiB (main + each decoder) "
-          "| decode peak MiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    if args.parts:  # every event is held between parts: the 5 M input would need gigabytes
+        _print_parts([(label, path) for label, path in inputs if "5 M" not in label])
+        return
+    passes = PASSES + (("baseline",) if args.baseline else ())
+    print(f"load average before the run: {os.getloadavg()[0]:.2f} (2-core machine shared with other work)\n")
+    print("| round | input | events | json floor events/s | msgspec floor events/s | replay events/s "
+          "| replay / json floor | replay / msgspec floor | replay CPU s / wall s | replay peak MiB "
+          + ("| baseline events/s | baseline / msgspec floor | replay / baseline " if args.baseline else "") + "|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.baseline else ""))
+    for round_number in range(1, args.rounds + 1):
+        for label, path in inputs:
+            order = passes if round_number % 2 else tuple(reversed(passes))
+            results = {kind: _measure(kind, path, args.baseline) for kind in order}
+            replay = results["replay"]
+            json_rate, msgspec_rate, replay_rate = (_rate(results[kind]) for kind in PASSES)
+            line = (f"| {round_number} | {label} | {replay['events']:,} | {json_rate:,.0f} | {msgspec_rate:,.0f} | "
+                    f"{replay_rate:,.0f} | {replay_rate / json_rate:.0%} | {replay_rate / msgspec_rate:.0%} | "
+                    f"{replay['cpu_s']:.1f} / {replay['seconds']:.1f} | {replay['peak_mib']:.0f} |")
+            if args.baseline:
+                baseline_rate = _rate(results["baseline"])
+                line += (f" {baseline_rate:,.0f} | {baseline_rate / msgspec_rate:.0%} | "
+                         f"{replay_rate / baseline_rate:.2f}x |")
+            print(line, flush=True)
+
+
+def _print_parts(inputs: list[tuple[str, Path]]) -> None:
+    figures = {}
     for label, path in inputs:
-        decode = _measure("decode", path, args.decoders)
-        replay = _measure("replay", path, args.decoders)
-        decode_rate = decode["events"] / decode["seconds"]
-        replay_rate = replay["events"] / replay["seconds"]
-        peak = f"{replay['peak_mib']:.0f}"
-        if replay["decoders"]:
-            peak += f" + {replay['decoders']} x {replay['decoder_peak_mib']:.0f}"
-        print(f"| {label} | {replay['events']:,} | {decode_rate:,.0f} | {replay_rate:,.0f} | "
-              f"{replay_rate / decode_rate:.0%} | {replay['decoders']} | "
-              f"{decode['cpu_s']:.1f} / {decode['seconds']:.1f} | {replay['cpu_s']:.1f} / {replay['seconds']:.1f} | "
-              f"{peak} | {decode['peak_mib']:.0f} |", flush=True)
+        done = subprocess.run([sys.executable, "-c", "import json, sys; from tests.benchmarks.bench_replay "
+                               "import _parts; print(json.dumps(_parts(sys.argv[1])))", str(path)],
+                              capture_output=True, text=True, check=True, cwd=REPO)
+        figures[label] = json.loads(done.stdout)
+    labels = list(figures)
+    print("| part (us of CPU per event) | " + " | ".join(f"{label} ({figures[label]['events']:,})" for label in labels)
+          + " |")
+    print("|---|" + "---:|" * len(labels))
+    parts = [part for part in figures[labels[0]] if part != "events"]
+    for part in parts:
+        print(f"| {part} | " + " | ".join(f"{figures[label][part]:.2f}" for label in labels) + " |")
+    total = {label: sum(figures[label][part] for part in parts[1:]) for label in labels}
+    print("| replay (every part but the typed decode alone) | " + " | ".join(f"{total[label]:.2f}" for label in labels)
+          + " |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Benchmark: `callwatch worker` end to end on a real broker, side by side in one run with
-(a) a raw aiokafka consumer that only decodes the same topic (the floor) and (b) a textbook Faust
-app that counts the same figures with tumbling windowed tables (the usual way).
+(a) a raw aiokafka consumer that only decodes the same topic (the floor), twice: with the standard
+library's `json.loads` and with callwatch's own typed msgspec decoder (`streams.io.codec`), and
+(b) a textbook Faust app that counts the same figures with tumbling windowed tables (the usual way).
 
 A script, not a test: it prints its figures (docs/worker.md keeps the table).
 
@@ -228,11 +229,18 @@ def _throughput_worker(bootstrap: str, prefix: str, events: int, expected_rows: 
             worker.stop()
 
 
-def _child_raw(bootstrap: str, topic: str, total: int) -> None:
-    """Decode every message of the topic with the pipeline's codec; nothing else."""
+RAW_JSON = "raw aiokafka consumer, json.loads (decode only)"
+RAW_MSGSPEC = "raw aiokafka consumer, msgspec typed (decode only)"
+
+
+def _child_raw(bootstrap: str, topic: str, total: int, codec: str) -> None:
+    """Decode every message of the topic with `codec` (json: json.loads; msgspec: the pipeline's
+    codec, typed for every event, `json` for the one end-of-stream marker); nothing else."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from streams.io.codec import decode
+    from streams.io import codec as callwatch_codec
+
+    decode = json.loads if codec == "json" else callwatch_codec.decode
 
     async def run() -> dict[str, float]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -542,7 +550,7 @@ def _latency_raw(bootstrap: str, rate: int, seconds: float) -> tuple[float, floa
     async def consume() -> None:
         from aiokafka import AIOKafkaConsumer
 
-        from streams.io.codec import decode
+        from streams.io.codec import decode_fields
 
         consumer = AIOKafkaConsumer(prefix + "events", bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex}",
                                     auto_offset_reset="latest", fetch_max_wait_ms=20)
@@ -556,7 +564,7 @@ def _latency_raw(bootstrap: str, rate: int, seconds: float) -> tuple[float, floa
                 for records in (await consumer.getmany(timeout_ms=100)).values():
                     now = time.time()
                     for record in records:
-                        received[decode(record.value)["event_id"]] = now
+                        received[decode_fields(record.value).event_id] = now
         finally:
             await consumer.stop()
 
@@ -624,7 +632,7 @@ def main() -> None:
     if args.child:
         kind, *rest = args.child
         if kind == "raw":
-            _child_raw(rest[0], rest[1], int(rest[2]))
+            _child_raw(rest[0], rest[1], int(rest[2]), rest[3])
         else:
             _child_textbook(rest[0], rest[1], int(rest[2]), rest[3], rest[4], int(rest[5]))
         return
@@ -667,10 +675,11 @@ def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
         expected_rows = len(replay.stdout.splitlines())
         results: dict[str, dict[str, Any]] = {}
         if "raw" not in args.skip:
-            done = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_worker", "--child", "raw", bootstrap,
-                                   prefix + "events", str(total)], capture_output=True, text=True, cwd=REPO,
-                                  timeout=1200)
-            results["raw aiokafka consumer (decode only)"] = json.loads(done.stdout)
+            for name, codec in ((RAW_JSON, "json"), (RAW_MSGSPEC, "msgspec")):
+                done = subprocess.run([sys.executable, "-m", "tests.benchmarks.bench_worker", "--child", "raw",
+                                       bootstrap, prefix + "events", str(total), codec], capture_output=True,
+                                      text=True, cwd=REPO, timeout=1200)
+                results[name] = json.loads(done.stdout)
         if "worker" not in args.skip:
             results["callwatch worker"] = _throughput_worker(bootstrap, prefix, total, expected_rows, workdir, 1800)
             _check_report(bootstrap, prefix, replay.stdout)
@@ -688,16 +697,19 @@ def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
         for each in prefixes:
             _delete_topics(bootstrap, each)
 
-    floor = results.get("raw aiokafka consumer (decode only)")
+    floors = [(label, results[name]) for label, name in (("json", RAW_JSON), ("msgspec", RAW_MSGSPEC))
+              if name in results]
     textbook = results.get("textbook Faust (windowed tables)")
     if textbook is not None and not textbook["events"]:
         textbook = None  # it did not get going
     print(f"\nThroughput, {total:,} simulated events, 6 partitions, one process each unless said:\n")
-    print("| reader | events/s | vs raw consumer | vs textbook Faust | resident MiB at end |")
-    print("|---|---:|---:|---:|---:|")
+    print("| reader | events/s | vs raw consumer, json | vs raw consumer, msgspec | vs textbook Faust "
+          "| resident MiB at end |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, figures in results.items():
         rate = figures["events"] / figures["seconds"] if figures["seconds"] else 0.0
-        vs_raw = f"{rate / (floor['events'] / floor['seconds']):.0%}" if floor else "-"
+        vs_raw = " | ".join(f"{rate / (floor['events'] / floor['seconds']):.0%}" for _label, floor in floors) \
+            if len(floors) == 2 else "- | -"
         vs_textbook = f"{rate / (textbook['events'] / textbook['seconds']):.1f}x" if textbook else "-"
         note = "" if figures.get("finished", True) else f" (stopped after {figures['events']:,} events)"
         rss = f"{figures['rss_mib']:.0f}" if figures.get("rss_mib") else "-"

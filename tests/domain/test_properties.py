@@ -12,8 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from streams.domain import CallEvent, CallFlow, FlowConfig, FlowCounts, LineConfig, parse_event
-from streams.domain.flow import REPORT_EVENT_FIELDS
+from streams.domain import CallFlow, FlowConfig, FlowCounts, LineConfig, parse_event
 
 try:
     from . import reference
@@ -301,26 +300,3 @@ def test_service_level_formulas(events: list[dict[str, Any]], size_s: int,
                               short_abandon_s=rule.short_abandon_s) for name, rule in line_rules.items()}
     rows, _ = run(by_time(events), FlowConfig(lines=lines), size_s)
     assert_rows(rows, reference.report(events, size_s, rules=line_rules))
-
-
-@FAST
-@given(streams(), st.sampled_from([60, 900]), st.sampled_from([5, 60, 3600]), latenesses_s, st.data())
-def test_a_flow_reads_only_its_report_event_fields(events: list[dict[str, Any]], size_s: int, max_wait_s: int,
-                                                    lateness_s: int, data: st.DataObject) -> None:
-    """Rows and counts are the same when every other field of the events holds its default (what a
-    replay's decoder processes leave out, streams/io/decoders.py)."""
-    jitters = data.draw(st.lists(st.integers(0, lateness_s * 1000 - 1), min_size=len(events),
-                                 max_size=len(events)))
-    arrival = [parse_event({**event, "caller": "h:ab", "source": "test", "note": 1})
-               for event in within_lateness(events, jitters)]
-    kept = set(REPORT_EVENT_FIELDS)
-    bare = [CallEvent(**{name: value for name, value in event._asdict().items() if name in kept})
-            for event in arrival]
-    assert any(event != stripped for event, stripped in zip(arrival, bare))
-    config = FlowConfig(allowed_lateness_s=lateness_s, max_wait_s=max_wait_s)
-    results = []
-    for stream in (arrival, bare):
-        flow = CallFlow(config, interval_s=size_s)
-        flow.ingest_all(stream)
-        results.append((flow.advance() + flow.finish(), flow.counts))
-    assert results[0] == results[1]

@@ -1,18 +1,16 @@
 """Reading events in blocks gives what reading the input line by line in text mode gives (the way
 replay read it before blocks): the same events, the same rejections with the same line numbers and
-reasons, whatever the block size and line ends, through this process or through decoders."""
+reasons, whatever the block size and line ends, over one input or several."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
 import pytest
 
 from streams.domain.events import CallEvent, InvalidEvent, parse_event
-from streams.io.decoders import DecoderPool, check_fields, fork_available, pack, unpack
-from streams.io.event_lines import Rejection, batches_of, decode_block, decode_in_order, read_blocks
+from streams.io.event_lines import Rejection, batches_of, decode_in_order, read_blocks
 
 GOOD = ('{"v":1,"event_id":"e%d","call_id":"c1","type":"offered","ts":"2024-03-01T09:00:0%d.250Z",'
         '"line":"999","queue":"q","note":"ünïcode"}')
@@ -76,53 +74,14 @@ def test_blocks_read_like_text_mode_lines(tmp_path: Path, block_bytes: int) -> N
         (6, "not JSON: Ex"), (7, "not JSON: Un"), (8, "invalid call"), (10, "invalid type"), (11, "not JSON: ma")]
 
 
-@pytest.mark.skipif(not fork_available(), reason="decoder processes are forked")
-def test_decoders_give_the_same_events_and_rejections_over_several_inputs(tmp_path: Path) -> None:
+def test_several_inputs_are_numbered_each_from_its_first_line(tmp_path: Path) -> None:
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     first.write_bytes(tricky_bytes())
     second.write_bytes(tricky_bytes().replace(b"\r", b""))
     paths = [str(first), str(second), str(first)]  # the same file twice: numbered from 1 again
-    expected = flattened(batches_of(decode_in_order(read_blocks(paths, 64))))
-    with DecoderPool(2) as pool:
-        assert flattened(batches_of(pool.decode(read_blocks(paths, 64)))) == expected
-    assert [r.line_number for r in expected[1]][:5] == [r.line_number for r in expected[1]][-5:] == [6, 7, 8, 10, 11]
-
-
-@pytest.mark.skipif(not fork_available(), reason="decoder processes are forked")
-@pytest.mark.parametrize("answers", [[False], [False, True], [True, True, False]])
-def test_blocks_are_decoded_here_rather_than_wait_for_a_decoder(tmp_path: Path, answers: list[bool],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "a.jsonl"
-    path.write_bytes(tricky_bytes() * 3)
-    expected_events, expected_rejections = flattened(batches_of(decode_in_order(read_blocks([str(path)], 64))))
-    fields = ("event_id", "call_id", "type", "occurred_ms", "line", "queue", "site")
-    with DecoderPool(1, fields) as pool:
-        ready = itertools.cycle(answers)  # whether the result needed next has come: scripted
-        monkeypatch.setattr(pool, "_ready", lambda index: next(ready))
-        events, rejections = flattened(batches_of(pool.decode(read_blocks([str(path)], 64))))
-    assert rejections == expected_rejections
-    assert [event[:7] for event in events] == [event[:7] for event in expected_events]
-    # Decoded here, events keep every field; from the decoder, only those asked for.
-    here = [event == expected for event, expected in zip(events, expected_events)]
-    assert any(here) and not all(here)
-
-
-def test_decoded_blocks_survive_the_trip_between_processes() -> None:
-    decoded = decode_block(tricky_bytes())
-    back = unpack(pack(decoded))
-    assert back == decoded
-    assert all(type(event) is CallEvent for event in back.events)
-    assert back.events[0].extra == {"note": "ünïcode"} and back.events[0].site == "default"
-
-
-def test_decoders_can_carry_only_the_fields_the_replay_reads() -> None:
-    decoded = decode_block(tricky_bytes())
-    fields = ("event_id", "call_id", "type", "occurred_ms", "line", "queue", "site")
-    back = unpack(pack(decoded, fields))
-    assert (back.rejected, back.line_count) == (decoded.rejected, decoded.line_count)
-    assert back.events == [CallEvent(*event[:7]) for event in decoded.events]
-    assert back.events != decoded.events  # the extra fields were left behind
-    with pytest.raises(ValueError, match="required but left out"):
-        check_fields(("event_id", "type"))
-    with pytest.raises(ValueError, match="unknown"):
-        check_fields((*fields, "colour"))
+    events, rejections = flattened(batches_of(decode_in_order(read_blocks(paths, 64))))
+    expected = [*reference(first), *reference(second), *reference(first)]
+    assert events == [item for item in expected if isinstance(item, CallEvent)]
+    assert [(r.origin, r.line_number, r.reason) for r in rejections] == [
+        (r.origin, r.line_number, r.reason) for r in expected if isinstance(r, Rejection)]
+    assert [r.line_number for r in rejections][:5] == [r.line_number for r in rejections][-5:] == [6, 7, 8, 10, 11]
