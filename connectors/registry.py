@@ -35,6 +35,9 @@ class ConnectorSpec:
     add_arguments: Callable[[OptionTarget], None]
     build: Callable[[argparse.Namespace, Settings], Connector]
     example: str = ""
+    # Sources read from a file take it as `callwatch connect NAME PATH` (args.path); `run` has only
+    # the prefixed option, since several connectors' options sit side by side there.
+    path_help: str = ""
 
 
 CONNECTOR_MODULES = {

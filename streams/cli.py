@@ -441,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, spec in specs.items():
         one = sources.add_parser(name, help=spec.help, formatter_class=_formatter,
                                  description=f"{spec.help}.\n\n  {spec.example}" if spec.example else spec.help)
+        if spec.path_help:
+            one.add_argument("path", nargs="?", metavar="PATH", help=spec.path_help)
         spec.add_arguments(one)
         _option(one, "--out", env="CALLWATCH_OUT", help="JSON Lines output file (- for stdout) instead of Kafka")
         _option(one, "--dead-letters", env="CALLWATCH_DEAD_LETTERS",

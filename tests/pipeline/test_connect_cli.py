@@ -38,7 +38,7 @@ def test_connect_refuses_a_source_with_numbers_but_no_key(tmp_path):
     csv_file = tmp_path / "calls.csv"
     csv_file.write_text("vru+line,call_id,customer_id,priority,type,date,vru_entry,vru_exit,vru_time,q_start,q_exit,"
                         "q_time,outcome,ser_start,ser_exit,ser_time,server\n")
-    done = callwatch("connect", "csv", "--csv-path", str(csv_file), "--csv-mapping",
+    done = callwatch("connect", "csv", str(csv_file), "--mapping",
                      str(repo / "connectors/call_detail/mappings/anonymous_bank.yaml"), "--out", "-")
     assert done.returncode == 2
     assert b"CALLWATCH_PSEUDONYMISATION_KEY" in done.stderr and done.stderr.count(b"\n") == 1

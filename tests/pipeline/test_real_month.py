@@ -41,7 +41,8 @@ def test_replaying_the_real_month_gives_the_csv_totals(tmp_path):
     events = tmp_path / "bank.jsonl"
     env = {"CALLWATCH_PSEUDONYMISATION_KEY": "test-only-key"}
     with events.open("w") as out:
-        converted = subprocess.run([sys.executable, "-m", "connectors.call_detail", str(BANK), "--mapping", str(MAPPING)],
+        converted = subprocess.run([sys.executable, "-m", "streams.cli", "connect", "csv", str(BANK), "--mapping", str(MAPPING),
+                                    "--out", "-"],
                                    stdout=out, stderr=subprocess.PIPE, env={**os.environ, **env}, cwd=REPO, timeout=300)
     assert converted.returncode == 0, converted.stderr.decode()
     done = callwatch("replay", str(events), "--window", "1d", "--tz", "Asia/Jerusalem", timeout=300)
