@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from connectors.ami.ami_parser import (
-    AmiEventMapper, AmiFramer, AmiMapping, AmiMessage, InvalidFrame, ParsedItem, parse_queue_lines)
+from connectors.ami.ami_framing import AmiFramer, AmiMessage, InvalidFrame
+from connectors.ami.ami_mapping import AmiMapping, ParsedItem
+from connectors.ami.ami_parser import AmiParser
 from connectors.errors import ConfigurationError, ConnectorError, SourceUnavailable
-from connectors.privacy import Pseudonymise, hmac_pseudonymiser, redact_numbers
+from connectors.privacy import Pseudonymiser, pseudonymiser, redact_numbers
+from connectors.queue_lines import parse_queue_lines
 from connectors.registry import ConnectorSpec
 from connectors.sink import DeadLetter, EventSink
 from streams.options import OptionTarget, UsageError, env_option, number
@@ -142,7 +144,7 @@ class AmiStats:
 class AmiConnector:
     endpoint: AmiEndpoint
     mapping: AmiMapping
-    pseudonymise: Pseudonymise
+    pseudonymiser: Pseudonymiser
     checkpoint: Path | None = None
     ping_interval_s: float = 20.0
     backoff: Backoff = field(default_factory=Backoff)
@@ -153,10 +155,10 @@ class AmiConnector:
     realtime: bool = True
     stats: AmiStats = field(default_factory=AmiStats)
     _unflushed: bool = field(default=False, repr=False)
+    parser: AmiParser | None = field(default=None, repr=False)  # of the current run, for its counts
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
-        framer = AmiFramer()
-        mapper = AmiEventMapper(self.mapping, self.pseudonymise)
+        parser = self.parser = AmiParser(self.mapping, self.pseudonymiser)
         sent = SentIds(self.checkpoint)
         where = f"{self.endpoint.host}:{self.endpoint.port}"
         attempt = 0
@@ -165,7 +167,7 @@ class AmiConnector:
                 started = self.clock()
                 delay = 0.0
                 try:
-                    self._session(framer, mapper, sent, sink, stop)
+                    self._session(parser, sent, sink, stop)
                 except LoginRejected:
                     raise
                 except (SourceUnavailable, OSError) as error:
@@ -179,30 +181,34 @@ class AmiConnector:
                     self.stats.reconnects += 1
                     log.warning("AMI %s: %s; reconnecting in %.1f s", where, redact_numbers(reason), delay)
                 finally:
-                    dropped = framer.reset()
+                    dropped = parser.framer.reset()
                     if dropped:
                         log.info("AMI %s: %d lines of an unfinished frame dropped with the connection", where, dropped)
-                    self._emit(mapper.tick(self._now_ms()), sink, sent, where)
+                    self._emit(parser.tick(self._now_ms()), sink, sent, where)
                     sent.save(self.clock(), every_s=0)
                 if stop.wait(delay):
                     break
         finally:
-            undecided = mapper.drop_undecided()
+            held = parser.overlap.held()
+            undecided = parser.mapper.drop_undecided()
             if self._unflushed:
                 sink.flush()
                 self._unflushed = False
             sent.save(self.clock(), every_s=0)
-            counts = mapper.counts
-            log.info("AMI %s: %d connections, %d event frames (%d ignored, %d duplicates), %d events sent, "
-                     "%d already sent before, %d dead-lettered, %d console lines ignored, %d exits undecided",
-                     where, self.stats.connections, counts.event_frames, counts.ignored, counts.duplicates,
-                     self.stats.sent, self.stats.resent_skipped, self.stats.dead_lettered,
-                     framer.counts.noise_lines, undecided)
+            counts, overlap = parser.mapper.counts, parser.overlap.counts
+            log.info("AMI %s: %d connections, %d event frames (%d ignored, %d repeated by a console, %d replayed "
+                     "after a reconnection, %d held then new, %d held at the end), %d events sent, %d already sent "
+                     "before, %d dead-lettered, %d console lines ignored, %d exits undecided",
+                     where, self.stats.connections, counts.event_frames, counts.ignored, overlap.console_repeats,
+                     overlap.replayed, overlap.held_then_new, held, self.stats.sent, self.stats.resent_skipped,
+                     self.stats.dead_lettered, parser.framer.counts.noise_lines, undecided)
+            if counts.decided:
+                log.info("AMI %s: unanswered exits decided by: %s", where,
+                         "; ".join(f"{key} {value}" for key, value in sorted(counts.decided.items())))
 
     # -- one connection ----------------------------------------------------------------------
 
-    def _session(self, framer: AmiFramer, mapper: AmiEventMapper, sent: SentIds, sink: EventSink,
-                 stop: threading.Event) -> None:
+    def _session(self, parser: AmiParser, sent: SentIds, sink: EventSink, stop: threading.Event) -> None:
         endpoint = self.endpoint
         where = f"{endpoint.host}:{endpoint.port}"
         try:
@@ -217,10 +223,12 @@ class AmiConnector:
             self.stats.connections += 1
             log.info("AMI %s: connected (%s); logging in as %r", where, redact_numbers(greeting[:80]),
                      endpoint.username)
-            pending = self._login(connection, framer, rest, stop)
+            pending = self._login(connection, parser.framer, rest, stop)
             log.info("AMI %s: logged in; receiving events", where)
-            self._emit(self._map(pending, mapper), sink, sent, where)
-            self._receive(connection, framer, mapper, sent, sink, stop, where)
+            # From here on the frames may repeat what earlier connections delivered (a replay).
+            self._emit(parser.new_connection(), sink, sent, where)
+            self._emit(parser.map(pending, self._now_ms()), sink, sent, where)
+            self._receive(connection, parser, sent, sink, stop, where)
 
     def _greeting(self, connection: socket.socket, stop: threading.Event) -> tuple[str, bytes]:
         buffer = b""
@@ -275,8 +283,8 @@ class AmiConnector:
             if not data:
                 raise SourceUnavailable("connection closed during login")
 
-    def _receive(self, connection: socket.socket, framer: AmiFramer, mapper: AmiEventMapper, sent: SentIds,
-                 sink: EventSink, stop: threading.Event, where: str) -> None:
+    def _receive(self, connection: socket.socket, parser: AmiParser, sent: SentIds, sink: EventSink,
+                 stop: threading.Event, where: str) -> None:
         last_heard = last_ping = last_flush = self.clock()
         pings = 0
         while not stop.is_set():
@@ -289,8 +297,8 @@ class AmiConnector:
                 raise SourceUnavailable("connection closed by Asterisk")
             if data:
                 last_heard = now
-                self._emit(self._map(framer.feed(data), mapper), sink, sent, where)
-            self._emit(mapper.tick(self._now_ms()), sink, sent, where)
+                self._emit(parser.feed(data, self._now_ms()), sink, sent, where)
+            self._emit(parser.tick(self._now_ms()), sink, sent, where)
             if self._unflushed and (data is None or now - last_flush >= 0.5):
                 # A live source: what arrived is passed on when the stream pauses, or every half second.
                 sink.flush()
@@ -312,16 +320,6 @@ class AmiConnector:
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
-
-    def _map(self, messages: list[AmiMessage | InvalidFrame], mapper: AmiEventMapper) -> list[ParsedItem]:
-        out: list[ParsedItem] = []
-        received_ms = self._now_ms()
-        for message in messages:
-            if isinstance(message, InvalidFrame):
-                out.append(message)
-            elif message.is_event:
-                out.extend(mapper.accept(message, received_ms))
-        return out
 
     def _emit(self, items: list[ParsedItem], sink: EventSink, sent: SentIds, where: str) -> None:
         for item in items:
@@ -410,13 +408,13 @@ def _build(args: argparse.Namespace, settings: Settings) -> AmiConnector:
     if not (args.ami_site or "").strip():
         raise UsageError("--ami-site must not be empty")
     try:
-        queue_lines, default_line = parse_queue_lines(args.ami_queue_lines)
-        pseudonymise = hmac_pseudonymiser(settings.pseudonymisation_key)
+        lines = parse_queue_lines(args.ami_queue_lines, "--ami-queue-lines")
+        hashing = pseudonymiser(settings.pseudonymisation_key)
     except ConnectorError as error:
         raise UsageError(str(error)) from None
     endpoint = AmiEndpoint(args.ami_host, port, args.ami_username, _secret(args), args.ami_events or "on")
-    mapping = AmiMapping(queue_lines, default_line, args.ami_site.strip(), int(window_s * 1000))
-    return AmiConnector(endpoint, mapping, pseudonymise,
+    mapping = AmiMapping(lines, args.ami_site.strip(), int(window_s * 1000))
+    return AmiConnector(endpoint, mapping, hashing,
                         checkpoint=Path(args.ami_checkpoint) if args.ami_checkpoint else None,
                         ping_interval_s=ping_s, backoff=Backoff(max_s=backoff_max_s))
 

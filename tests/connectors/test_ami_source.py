@@ -27,7 +27,8 @@ import pytest
 
 from connectors.ami.ami_parser import AmiMapping, parse_transcript
 from connectors.ami.ami_source import AmiConnector, AmiEndpoint, Backoff, LoginRejected
-from connectors.privacy import hmac_pseudonymiser
+from connectors.privacy import pseudonymiser
+from connectors.queue_lines import parse_queue_lines
 from connectors.sink import JsonLinesSink
 
 try:
@@ -39,9 +40,9 @@ REPO = Path(__file__).resolve().parents[2]
 CAPTURE = REPO.parent / "shared" / "data" / "real" / "asterisk_ami_capture_queue_call.txt"
 FIXTURES = Path(__file__).parent / "fixtures" / "ami"
 KEY_BYTES = b"test-key"
-KEY = hmac_pseudonymiser(KEY_BYTES)
+KEY = pseudonymiser(KEY_BYTES)
 SECRET = "s3cret-for-tests"
-MAPPING = AmiMapping({"Q1": "101", "999-emergency": "999"}, default_line="101")
+MAPPING = AmiMapping(parse_queue_lines("Q1=101,999-emergency=999,*=101"))
 CALLWATCH = [sys.executable, "-m", "streams.cli"]
 CAPTURE_NUMBERS = ("123", "777")  # CallerIDNum / ConnectedLineNum values of the real capture
 
@@ -102,12 +103,18 @@ class Run:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 break
             time.sleep(0.02)
-        assert predicate(self), f"timed out; events so far: {self.events()}, error: {self.error!r}"
+        assert self.error is None, f"the connector thread raised {self.error!r}"
+        assert predicate(self), f"timed out; events so far: {self.events()}"
 
-    def finish(self) -> Run:
+    def finish(self, raised: type[BaseException] | None = None) -> Run:
+        """Stop the connector; the test fails if its thread raised (unless `raised` is expected)."""
         self.stop.set()
         self.thread.join(timeout=5)
         assert not self.thread.is_alive()
+        if raised is None:
+            assert self.error is None, f"the connector thread raised {self.error!r}"
+        else:
+            assert isinstance(self.error, raised), f"expected {raised.__name__}, got {self.error!r}"
         return self
 
 
@@ -167,6 +174,27 @@ def test_cut_between_frames_of_a_live_server_loses_nothing(serve: Callable[..., 
     assert run.connector.stats.connections == 3
 
 
+@pytest.mark.parametrize("name", ["loop_asterisk13.txt", "loop_asterisk18.txt"])
+@pytest.mark.parametrize("replay_from_start", [True, False])
+def test_a_queue_loop_without_timestamps_survives_reconnections(
+        serve: Callable[..., FakeAmiServer], name: str, replay_from_start: bool) -> None:
+    # Byte-identical frames on every visit, and the connection cut twice inside the loop: by a
+    # server that replays from its start (the overlap is dropped) or a live one that goes on from
+    # the frame it was cutting (nothing is). Other traffic comes first, as on a real connection.
+    text = fixture("agent_status.txt") + fixture(name)
+    expected = identity([e for e in parse_transcript(text, MAPPING, KEY, 0) if isinstance(e, dict)])
+    lines = text.splitlines()
+    joins = [i for i, line in enumerate(lines) if line.startswith("Event: QueueCallerJoin") or line == "Event: Join"]
+    cut = 3 if replay_from_start else 0  # a live server sends the cut frame again from its first line
+    server = serve(text, drops=[joins[1] + cut, joins[2] + cut], replay_from_start=replay_from_start)
+    run = Run(server.port)
+    run.wait_for(lambda r: r.connector.stats.connections == 3 and len(r.events()) >= len(expected))
+    run.finish()
+    assert identity(run.events()) == expected
+    overlap = run.connector.parser.overlap.counts
+    assert (overlap.replayed > 0) == replay_from_start and overlap.console_repeats == 0
+
+
 def test_restart_with_a_checkpoint_sends_nothing_twice(serve: Callable[..., FakeAmiServer], tmp_path: Path) -> None:
     text = fixture("answered_call.txt")
     checkpoint = tmp_path / "ami-checkpoint.json"
@@ -187,7 +215,7 @@ def test_a_refused_login_is_a_clear_error_not_a_retry_loop(serve: Callable[..., 
     server = serve(fixture("answered_call.txt"))
     run = Run(server.port, secret="wrong")
     run.thread.join(timeout=5)
-    assert isinstance(run.error, LoginRejected)
+    run.finish(raised=LoginRejected)
     assert str(run.error) == (f"AMI login as 'callwatch' refused by 127.0.0.1:{server.port}: "
                               "Authentication failed")
     assert server.log.logins == [("callwatch", False)] and run.events() == []
@@ -264,7 +292,7 @@ def test_no_raw_number_reaches_the_sink_the_dead_letters_or_the_logs(serve: Call
     everything = run.out.getvalue() + run.dead.getvalue() + caplog.text
     assert_no_numbers(everything, numbers | {"07700900999"})
     assert "Jo Bloggs" not in everything and SECRET not in everything
-    assert all(e["caller"] is None or e["caller"].startswith("h:") for e in run.events() if e["type"] == "offered")
+    assert all(e.get("caller") is None or e["caller"].startswith("h:") for e in run.events() if e["type"] == "offered")
 
 
 LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", re.M)  # how a log line starts
