@@ -33,12 +33,18 @@ class QueueLines:
     routes: Mapping[str, QueueRoute] = field(default_factory=dict)
     other_queues: str | None = None  # the line of the '*' entry
 
-    def route(self, queue: str, *aliases: str) -> QueueRoute:
-        """The route of a queue known by `queue` (its shown name) or any of `aliases` (ids, ARNs)."""
-        for key in (*aliases, queue):
+    def listed(self, *keys: str) -> QueueRoute | None:
+        """The entry of a queue known by any of `keys` (a name, an id, an ARN), if it has one."""
+        for key in keys:
             if key and key in self.routes:
-                found = self.routes[key]
-                return found if found.name else QueueRoute(found.line, queue)
+                return self.routes[key]
+        return None
+
+    def route(self, queue: str, *aliases: str) -> QueueRoute:
+        """Where a queue known by `queue` (its shown name) or any of `aliases` belongs, listed or not."""
+        found = self.listed(*aliases, queue)
+        if found is not None:
+            return found if found.name else QueueRoute(found.line, queue)
         return QueueRoute(self.other_queues or queue, queue)
 
     def line_of(self, queue: str, *aliases: str) -> str:

@@ -16,21 +16,14 @@ from typing import Callable, Sequence, TextIO
 
 from streams.domain.config import InvalidConfig
 from streams.domain.events import InvalidEvent, parse_ts
-from streams.domain.windows import interval_s, parse_duration_s
+from streams.domain.windows import interval_s
 from streams.options import (EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser,
-                             UsageError, env_option, formatter, number)
+                             UsageError, duration, env_option, formatter, number)
 from streams.settings import Settings, SettingsError, load_settings
 
 _Parser = Parser
 _option = env_option
 _formatter = formatter
-
-
-def _duration(text: str, name: str) -> float:
-    try:
-        return parse_duration_s(text)
-    except InvalidConfig as error:
-        raise UsageError(f"{name}: {error}") from None
 
 
 def _instant_ms(text: str, name: str) -> int:
@@ -72,7 +65,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--seed must be a whole number, not {args.seed!r}") from None
     start_ms = _instant_ms(args.start, "--start") if args.start else _midnight_utc_today_ms()
-    duration_s = _duration(args.duration, "--duration")
+    duration_s = duration(args.duration, "--duration")
     out = _open_output(args.out)
     try:
         for obj in simulate(seed=seed, start_ms=start_ms, duration_s=duration_s, scenario=args.scenario,
@@ -250,7 +243,7 @@ def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[
     if speed <= 0:
         raise UsageError(f"--speed must be positive, not {speed}")
     start_ms = _instant_ms(args.start, "--start") if args.start else int(datetime.now(timezone.utc).timestamp() * 1000)
-    duration_s = _duration(args.duration, "--duration") if args.duration else float("inf")
+    duration_s = duration(args.duration, "--duration") if args.duration else float("inf")
     source = PacedEvents("simulate", simulate(seed=number(args.seed, "--seed", int), start_ms=start_ms,
                                               duration_s=duration_s, scenario=args.scenario, site=args.site))
     return [source], AcceleratedClock(start_ms, speed), lambda: None, []

@@ -55,3 +55,18 @@ def number(value: object, name: str, kind: type = float, minimum: float | None =
     if minimum is not None and result < minimum:
         raise UsageError(f"{name} must be at least {minimum:g}, not {result!r}")
     return result
+
+
+def duration(value: object, name: str, minimum_s: float = 0.0) -> float:
+    """A time option in seconds, by the one duration grammar ('20s', '5m', '1h', '1d'; a bare number
+    is seconds), or UsageError naming the option."""
+    from streams.domain.config import InvalidConfig
+    from streams.domain.windows import parse_duration_s
+
+    try:
+        seconds = parse_duration_s(str(value))
+    except InvalidConfig as error:
+        raise UsageError(f"{name}: {error}") from None
+    if seconds < minimum_s:
+        raise UsageError(f"{name} must be at least {minimum_s:g} s, not {value!r}")
+    return seconds
