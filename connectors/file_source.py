@@ -1,5 +1,6 @@
-"""`callwatch connect file`: canonical JSON Lines from a file (or stdin), to its end or followed
-as it grows."""
+"""`callwatch connect file PATH`: canonical JSON Lines from a file (or stdin), to its end or followed
+as it grows. Lines that are not JSON objects are rejected (the kit's InvalidRecord) and
+dead-lettered; the sink validates each event against the schema."""
 
 from __future__ import annotations
 
@@ -7,13 +8,26 @@ import argparse
 import json
 import threading
 from dataclasses import dataclass
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
+from connectors.errors import InvalidRecord
 from connectors.registry import ConnectorSpec
 from connectors.sink import DeadLetter, EventSink
 from streams.io.event_lines import open_input
 from streams.options import OptionTarget, UsageError, env_option
 from streams.settings import Settings
+
+
+def event_of_line(line: str, number: int) -> dict[str, Any] | InvalidRecord:
+    """One line's event object, or why it is not one."""
+    try:
+        obj = json.loads(line)
+    except ValueError as error:
+        return InvalidRecord(f"not JSON: {str(error).splitlines()[0]}", number)
+    if not isinstance(obj, dict):
+        return InvalidRecord("not a JSON object", number)
+    return obj
 
 
 @dataclass
@@ -51,29 +65,30 @@ class FileConnector:
             number += 1
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except ValueError as error:
-                sink.dead_letter(DeadLetter.of(self.name, f"not JSON: {str(error).splitlines()[0]}",
-                                               f"{self.path}:{number}", line))
-                continue
-            if not isinstance(obj, dict):
-                sink.dead_letter(DeadLetter.of(self.name, "not a JSON object", f"{self.path}:{number}", line))
-                continue
-            sink.send(obj, f"{self.path}:{number}")
+            item = event_of_line(line, number)
+            where = f"{self.path}:{number}"
+            if isinstance(item, InvalidRecord):
+                sink.dead_letter(DeadLetter.of(self.name, item.reason, where, line))
+            else:
+                sink.send(item, where)
 
 
 def _add_arguments(parser: OptionTarget) -> None:
-    env_option(parser, "--file-path", env="CALLWATCH_FILE_PATH", help="JSON Lines file of canonical events; - for stdin")
-    env_option(parser, "--file-follow", env="CALLWATCH_FILE_FOLLOW", action="store_true",
-               help="keep reading as the file grows (like tail -f)")
+    env_option(parser, "--file-path", env="CALLWATCH_FILE_PATH",
+               help="JSON Lines file of canonical events; - for stdin (connect: PATH)")
+    env_option(parser, "--file-follow", "--follow", dest="file_follow", env="CALLWATCH_FILE_FOLLOW",
+               action="store_true", help="keep reading as the file grows (like tail -f)")
 
 
 def _build(args: argparse.Namespace, settings: Settings) -> FileConnector:
-    if not args.file_path:
-        raise UsageError("--file-path is required (a JSON Lines file, or - for stdin)")
-    return FileConnector(args.file_path, bool(args.file_follow))
+    path = getattr(args, "path", None) or args.file_path
+    if not path:
+        raise UsageError("give the JSON Lines file: PATH (or --file-path), or - for stdin")
+    if path != "-" and not Path(path).is_file():
+        raise UsageError(f"no such file: {path}")
+    return FileConnector(path, bool(args.file_follow))
 
 
 SPEC = ConnectorSpec("file", "canonical JSON Lines events from a file", _add_arguments, _build,
-                     example="callwatch connect file --file-path day.jsonl --out -")
+                     example="callwatch connect file day.jsonl --out -",
+                     path_help="JSON Lines file of canonical events, - for stdin (or --file-path)")

@@ -82,19 +82,17 @@ class CallDetailConnector:
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
         rows = [0]
-        try:
-            for item in _readable(read_rows(self.path, self.mapping, self.pseudonymiser, rows), self.path):
-                if isinstance(item, dict):
-                    sink.send(item, f"{self.path}:{item['event_id']}")
-                elif isinstance(item, InvalidRecord):
-                    sink.dead_letter(DeadLetter.of(self.name, item.reason, f"{self.path}:{item.location}"))
-                else:
-                    self._note(self.skipped if isinstance(item, IgnoredRecord) else self.levelled, item)
-                if stop.is_set():
-                    return
-        finally:
-            self.rows = rows[0]
-            self._report()
+        for item in _readable(read_rows(self.path, self.mapping, self.pseudonymiser, rows), self.path):
+            if isinstance(item, dict):
+                sink.send(item, f"{self.path}:{item['event_id']}")
+            elif isinstance(item, InvalidRecord):
+                sink.dead_letter(DeadLetter.of(self.name, item.reason, f"{self.path}:{item.location}"))
+            else:
+                self._note(self.skipped if isinstance(item, IgnoredRecord) else self.levelled, item)
+            if stop.is_set():
+                break
+        self.rows = rows[0]
+        self._report()
 
     def _note(self, counts: Counter[str], item: IgnoredRecord | LevelledRecord) -> None:
         counts[item.reason] += 1
