@@ -22,12 +22,13 @@ from typing import Final
 from connectors.ami.ami_framing import AmiFramer, AmiMessage, InvalidFrame
 from connectors.ami.ami_mapping import AmiMapping, ParsedItem
 from connectors.ami.ami_parser import AmiParser
+from connectors.backoff import Backoff
 from connectors.errors import ConfigurationError, ConnectorError, SourceUnavailable
 from connectors.privacy import Pseudonymiser, pseudonymiser, redact_numbers
 from connectors.queue_lines import parse_queue_lines
 from connectors.registry import ConnectorSpec
 from connectors.sink import DeadLetter, EventSink
-from streams.options import OptionTarget, UsageError, env_option, number
+from streams.options import OptionTarget, UsageError, duration, env_option, number
 from streams.settings import Settings
 
 log = logging.getLogger("callwatch.connect.ami")
@@ -62,18 +63,6 @@ class AmiEndpoint:
     username: str
     secret: str = field(repr=False)
     events: str = "call,agent,dialplan"
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before reconnection attempt n (0-based): min(max, initial * 2^n), times a random
-    factor in [0.5, 1] so that many clients do not come back in step."""
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-
-    def delay_s(self, attempt: int, rng: random.Random) -> float:
-        return min(self.max_s, self.initial_s * 2.0 ** min(attempt, 30)) * rng.uniform(0.5, 1.0)
 
 
 class SentIds:
@@ -362,12 +351,13 @@ def _add_arguments(parser: OptionTarget) -> None:
     env_option(parser, "--ami-events", env="CALLWATCH_AMI_EVENTS", default="call,agent,dialplan",
                help="event classes to ask for at login (agent: queues; call: hang-ups; dialplan: QUEUESTATUS)")
     env_option(parser, "--ami-ping-interval", env="CALLWATCH_AMI_PING_INTERVAL", default="20",
-               help="seconds between keep-alive Pings; silence for two intervals means the link is dead")
+               help="time between keep-alive Pings (20s, 1m; a bare number is seconds); silence for two intervals "
+                    "means the link is dead")
     env_option(parser, "--ami-decision-window", env="CALLWATCH_AMI_DECISION_WINDOW", default="5",
-               help="seconds to wait after a caller leaves a queue unanswered for a join elsewhere "
-                    "(transferred) or the caller's hang-up (abandoned) before calling it a timeout")
+               help="time to wait after a caller leaves a queue unanswered for a join (transferred), "
+                    "QUEUESTATUS or a hang-up before deciding on what came (5s; a bare number is seconds)")
     env_option(parser, "--ami-backoff-max", env="CALLWATCH_AMI_BACKOFF_MAX", default="30",
-               help="longest wait between reconnection attempts, in seconds")
+               help="longest wait between reconnection attempts (30s, 2m; a bare number is seconds)")
     # Not an option: it is here so that `--ami-secret VALUE` is refused with a reason instead of
     # being taken, abbreviated, for --ami-secret-file (and its value echoed in an error).
     parser.add_argument("--ami-secret", dest="ami_secret_refused", nargs="?", const="", default=None,
@@ -402,9 +392,9 @@ def _build(args: argparse.Namespace, settings: Settings) -> AmiConnector:
     port = number(args.ami_port, "--ami-port", int, 1)
     if port > 65535:
         raise UsageError(f"--ami-port must be at most 65535, not {port}")
-    ping_s = number(args.ami_ping_interval, "--ami-ping-interval", float, 1)
-    window_s = number(args.ami_decision_window, "--ami-decision-window", float, 0)
-    backoff_max_s = number(args.ami_backoff_max, "--ami-backoff-max", float, 0.5)
+    ping_s = duration(args.ami_ping_interval, "--ami-ping-interval", 1)
+    window_s = duration(args.ami_decision_window, "--ami-decision-window")
+    backoff_max_s = duration(args.ami_backoff_max, "--ami-backoff-max", 0.5)
     if not (args.ami_site or "").strip():
         raise UsageError("--ami-site must not be empty")
     try:

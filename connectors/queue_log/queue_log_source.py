@@ -1,11 +1,11 @@
-"""`callwatch connect queue-log`: an Asterisk queue_log (the pipe-delimited file, or PBXware's CSV export
-of it) imported to its end, or followed like `tail -F` (rotation and truncation handled), with a
-checkpoint written after every batch so that a restart neither loses nor repeats an event."""
+"""`callwatch connect queue-log`: an Asterisk queue_log (the pipe-delimited file, or an export of its
+database table: PBXware's CSV, mysql/psql dumps) imported to its end, or followed like `tail -F`
+(rotation and truncation handled), with a checkpoint written after every batch so that a restart
+neither loses nor repeats an event. The live database table itself is followed by `database.py`."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import logging
@@ -13,23 +13,28 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 from connectors.errors import ConfigurationError, ConnectorError, InvalidRecord
-from connectors.privacy import Pseudonymise, hmac_pseudonymiser, redact_numbers
+from connectors.errors import IgnoredRecord
+from connectors.privacy import Pseudonymiser, pseudonymiser, redact_numbers
+from connectors.queue_lines import parse_queue_lines
+from connectors.queue_log.database import Database, TableFollower
+from connectors.queue_log.exports import EXPORT, PIPE, detect_layout, is_decoration, split_cells
 from connectors.queue_log.queue_log_parser import (
-    UNKNOWN_EVENT, UNMAPPED_QUEUE, IgnoredRecord, ParsedItem, ParserConfig, QueueLogParser, missing_csv_columns)
+    UNKNOWN_EVENT, ParsedItem, ParserConfig, QueueLogParser)
 from connectors.registry import ConnectorSpec
 from connectors.sink import DeadLetter, EventSink
-from streams.options import OptionTarget, UsageError, env_option, number
+from streams.options import OptionTarget, UsageError, duration, env_option
 from streams.settings import Settings
 
 log = logging.getLogger("callwatch.connect.queue-log")
 
-PIPE: Final = "pipe"
-PBXWARE_CSV: Final = "pbxware-csv"
 AUTO: Final = "auto"
-FORMATS: Final = (PIPE, PBXWARE_CSV, AUTO)
+FORMATS: Final = (PIPE, EXPORT, AUTO)
+FORMAT_ALIASES: Final = {"pbxware-csv": EXPORT, "csv": EXPORT}
+TABLE_DECORATION: Final = "table ruler, border or row count of a database dump"
 CHECKPOINT_VERSION: Final = 1
 CHUNK_BYTES: Final = 1 << 20
 MAX_LINE_BYTES: Final = 1 << 20       # a "line" longer than this is garbage, not a record
@@ -58,13 +63,14 @@ class Checkpoint:
     format: str | None
     header: tuple[str, ...] | None
     parser: dict[str, Any]
+    delimiter: str = ","
 
     def to_json(self) -> dict[str, Any]:
         return {"version": CHECKPOINT_VERSION, "path": self.path, "device": self.device, "inode": self.inode,
                 "position": self.position, "line": self.line,
                 "head": {"length": self.head_length, "sha256": self.head_sha256},
                 "format": self.format, "header": None if self.header is None else list(self.header),
-                "parser": self.parser}
+                "delimiter": self.delimiter, "parser": self.parser}
 
 
 def load_checkpoint(path: str) -> Checkpoint | None:
@@ -83,7 +89,9 @@ def load_checkpoint(path: str) -> Checkpoint | None:
         ints = [data["device"], data["inode"], data["position"], data["line"], head["length"]]
         if not all(type(v) is int and v >= 0 for v in ints):
             raise ValueError("offsets must be whole numbers")
-        if fmt not in (None, PIPE, PBXWARE_CSV) or not isinstance(data["path"], str):
+        fmt = FORMAT_ALIASES.get(fmt, fmt)
+        delimiter = data.get("delimiter", ",")
+        if fmt not in (None, PIPE, EXPORT) or not isinstance(data["path"], str) or not isinstance(delimiter, str):
             raise ValueError("unknown format or path")
         if header is not None and not (isinstance(header, list) and all(isinstance(h, str) for h in header)):
             raise ValueError("header must be a list of column names")
@@ -91,7 +99,7 @@ def load_checkpoint(path: str) -> Checkpoint | None:
             raise ValueError("head hash or parser state malformed")
         return Checkpoint(data["path"], data["device"], data["inode"], data["position"], data["line"],
                           head["length"], head["sha256"], fmt, None if header is None else tuple(header),
-                          data["parser"])
+                          data["parser"], delimiter)
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigurationError(f"checkpoint {path} is damaged ({error}); move it away to start over") from None
 
@@ -187,26 +195,13 @@ class _OpenFile:
     def head(self, length: int) -> str:
         return hashlib.sha256(os.pread(self.handle.fileno(), length, 0)).hexdigest()
 
-    def first_line(self) -> str | None:
-        """The file's first line once it is complete (a half-written one could mislead)."""
+    def first_lines(self) -> list[str]:
+        """The file's first complete lines (a half-written one could mislead)."""
         data = os.pread(self.handle.fileno(), 65536, 0)
-        if b"\n" not in data:
-            return None
-        return data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+        return [line.rstrip(b"\r").decode("utf-8", "replace") for line in data.split(b"\n")[:-1][:3]]
 
     def close(self) -> None:
         self.handle.close()
-
-
-def detect_format(first_line: str) -> str | None:
-    """pipe or pbxware-csv from a file's first line; None if it is neither."""
-    if first_line.count("|") >= 4:
-        return PIPE
-    try:
-        cells = next(csv.reader([first_line]), [])
-    except csv.Error:
-        return None
-    return PBXWARE_CSV if cells and not missing_csv_columns(cells) else None
 
 
 @dataclass
@@ -225,7 +220,7 @@ class QueueLogCounts:
 class QueueLogConnector:
     path: str
     config: ParserConfig
-    pseudonymise: Pseudonymise
+    pseudonymiser: Pseudonymiser
     format: str = AUTO
     follow: bool = False
     from_start: bool = False
@@ -265,15 +260,17 @@ class _Reading:
     def __init__(self, connector: QueueLogConnector, sink: EventSink) -> None:
         self.connector = connector
         self.sink = sink
-        self.parser = QueueLogParser(connector.config, connector.pseudonymise)
+        self.parser = QueueLogParser(connector.config, connector.pseudonymiser)
         self.path = connector.path
         self.format: str | None = None if connector.format == AUTO else connector.format
         self.header: tuple[str, ...] | None = None
+        self.delimiter = "," if self.format != PIPE else "|"
+        self.header_line = 0            # line number of an export's header
         self.current: _OpenFile | None = None
         self.then_path = False          # after draining a rotated file, go on with `path` from its start
         self.dirty = False              # emitted something since the last checkpoint
         self.last_data = time.monotonic()
-        self.warned: set[tuple[str, str]] = set()
+        self.warned: set[str] = set()
         self.warned_open: str | None = None
         self.counts = connector.counts
 
@@ -305,6 +302,7 @@ class _Reading:
         self.parser.restore(checkpoint.parser)
         self.format = self.format or checkpoint.format
         self.header = checkpoint.header
+        self.delimiter = checkpoint.delimiter
         same = self._open(self.path) if os.path.exists(self.path) else None
         if same is not None and self._is(same, checkpoint):
             if same.size < checkpoint.position:
@@ -389,27 +387,36 @@ class _Reading:
         current.skip_to(last_newline, lines)
 
     def _learn_format(self, current: _OpenFile) -> None:
-        if self.format is not None and (self.format == PIPE or self.header is not None):
-            return
-        first = current.first_line()
-        if first is None:
-            return  # empty so far: the first line read will tell
-        self._take_first_line(first)
+        for number, line in enumerate(current.first_lines(), 1):  # none yet: the first line read will tell
+            if not self._learning:
+                return
+            if self._take_first_line(line):
+                self.header_line = number
+
+    @property
+    def _learning(self) -> bool:
+        return self.format is None or (self.format == EXPORT and self.header is None)
 
     def _take_first_line(self, first: str) -> bool:
-        """Learn the format and (CSV) header from a file's first line; True if it was a header."""
+        """Learn the format and (export) header from a file's first lines; True if `first` was a
+        header or a border before it."""
+        if not first.strip() or is_decoration(first):
+            return self.format is None or self.header is None
         if self.format is None:
-            self.format = detect_format(first)
-            if self.format is None:
-                raise ConfigurationError(f"cannot tell the format of {self.path} from its first line: give "
-                                         f"--queue-log-format {PIPE} or {PBXWARE_CSV}")
-        if self.format == PBXWARE_CSV:
-            try:
-                cells = next(csv.reader([first]), [])
-            except csv.Error:
-                return False
-            if cells and not missing_csv_columns(cells):
-                self.header = tuple(cell.strip().lower() for cell in cells)
+            layout = detect_layout(first)
+            if layout is None:
+                raise ConfigurationError(
+                    f"cannot tell the format of {self.path} from its first line: it is neither "
+                    f"time|callid|queue|agent|event|... nor a header naming the columns "
+                    f"{', '.join(sorted({'time', 'callid', 'queuename', 'agent', 'event'}))}; give "
+                    f"--queue-log-format {PIPE} or {EXPORT}")
+            self.format, self.delimiter = layout.format, layout.delimiter
+        if self.format == EXPORT:
+            layout = detect_layout(first)
+            if layout is not None and layout.format == EXPORT:
+                cells = split_cells(first, layout.delimiter) or []
+                self.delimiter = layout.delimiter
+                self.header = tuple(cell.lower() for cell in cells)
                 return True
         return False
 
@@ -509,9 +516,12 @@ class _Reading:
             self._dead(location, f"line longer than {MAX_LINE_BYTES} bytes", raw[:200])
             return
         text = raw.rstrip(b"\r").decode("utf-8", "replace")
-        if number == 1 and (self.format is None or self.format == PBXWARE_CSV) and text.strip():
+        if self._learning:
             if self._take_first_line(text):
+                self.header_line = number
                 return
+        elif number <= self.header_line:
+            return  # the header (or a border above it), learnt before reading began
         if self.format == PIPE:
             items = self.parser.parse_line(text, number)
         else:
@@ -521,12 +531,13 @@ class _Reading:
     def _csv_items(self, text: str, number: int, location: str) -> list[ParsedItem]:
         if not text.strip():
             return [IgnoredRecord("blank line", number)]
+        if is_decoration(text):
+            return [IgnoredRecord(TABLE_DECORATION, number)]
         if self.header is None:
-            return [InvalidRecord("no CSV header line before this row", number)]
-        try:
-            cells = next(csv.reader([text]), [])
-        except csv.Error as error:
-            return [InvalidRecord(f"not a CSV row: {error}", number)]
+            return [InvalidRecord("no header line naming the queue_log columns before this row", number)]
+        cells = split_cells(text, self.delimiter)
+        if cells is None:
+            return [InvalidRecord("not a row: a quote that does not close", number)]
         if len(cells) != len(self.header):
             return [InvalidRecord(f"row has {len(cells)} cells, the header {len(self.header)}", number)]
         return self.parser.parse_row(dict(zip(self.header, cells)), number)
@@ -542,24 +553,19 @@ class _Reading:
                 self._dead(location, item.reason, text)
             else:
                 counts.ignored[item.reason] = counts.ignored.get(item.reason, 0) + 1
-                if item.reason in (UNKNOWN_EVENT, UNMAPPED_QUEUE):
-                    self._warn_once(item.reason, item.detail)
+                if item.reason == UNKNOWN_EVENT:
+                    self._warn_once(item.detail)
 
     def _dead(self, location: str, reason: str, raw: str | bytes) -> None:
         self.sink.dead_letter(DeadLetter.of(self.connector.name, reason, location, raw))
         self.counts.dead_lettered += 1
         self.dirty = True
 
-    def _warn_once(self, reason: str, detail: str) -> None:
-        key = (reason, detail)
-        if key in self.warned or len(self.warned) >= 100:
+    def _warn_once(self, detail: str) -> None:
+        if detail in self.warned or len(self.warned) >= 100:
             return
-        self.warned.add(key)
-        if reason == UNMAPPED_QUEUE:
-            log.warning("queue %r is not mapped to a line: its records are ignored (map it with "
-                        "--queue-log-queue-lines or set --queue-log-default-line)", redact_numbers(detail))
-        else:
-            log.warning("unknown queue_log event %r: ignored", redact_numbers(detail))
+        self.warned.add(detail)
+        log.warning("unknown queue_log event %r: ignored", redact_numbers(detail))
 
     # -- checkpoint ----------------------------------------------------------------------------
 
@@ -574,7 +580,8 @@ class _Reading:
         head = current.head_bytes
         save_checkpoint(path, Checkpoint(
             os.path.abspath(self.path), current.device, current.inode, current.position, current.line,
-            len(head), hashlib.sha256(head).hexdigest(), self.format, self.header, self.parser.state()))
+            len(head), hashlib.sha256(head).hexdigest(), self.format, self.header, self.parser.state(),
+            self.delimiter))
 
     def close(self) -> None:
         if self.connector.checkpoint_path is None and self.parser.holding:
@@ -599,72 +606,106 @@ class _Reading:
 
 # --- options ----------------------------------------------------------------------------------------
 
-def parse_queue_lines(text: str | None) -> dict[str, str]:
-    """'IT=101,Q999=999' -> {'IT': '101', 'Q999': '999'}."""
-    mapping: dict[str, str] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        queue, sep, line = part.partition("=")
-        if not sep or not queue.strip() or not line.strip():
-            raise UsageError(f"--queue-log-queue-lines: expected QUEUE=LINE pairs separated by commas, "
-                             f"not {part.strip()!r}")
-        mapping[queue.strip()] = line.strip()
-    return mapping
+PASSWORD_ENV: Final = "CALLWATCH_QUEUE_LOG_DATABASE_PASSWORD"
 
 
 def _add_arguments(parser: OptionTarget) -> None:
     env_option(parser, "--queue-log-path", env="CALLWATCH_QUEUE_LOG_PATH",
-               help="the queue_log file (e.g. /var/log/asterisk/queue_log) or its CSV export")
+               help="the queue_log file (e.g. /var/log/asterisk/queue_log) or an export of its database table")
+    env_option(parser, "--queue-log-database", env="CALLWATCH_QUEUE_LOG_DATABASE",
+               help="instead of a file, the realtime queue_log table: postgresql://USER@HOST[:PORT]/DB or "
+                    f"mysql://USER@HOST[:PORT]/DB (MariaDB too); the password in {PASSWORD_ENV} or "
+                    "--queue-log-database-password-file, never in the URL")
+    env_option(parser, "--queue-log-database-password-file", env="CALLWATCH_QUEUE_LOG_DATABASE_PASSWORD_FILE",
+               help="file holding the database password")
+    env_option(parser, "--queue-log-table", env="CALLWATCH_QUEUE_LOG_TABLE", default="queue_log",
+               help="the table's name (schema.table allowed)")
     env_option(parser, "--queue-log-format", env="CALLWATCH_QUEUE_LOG_FORMAT", default=AUTO,
-               help=f"{PIPE} (time|callid|queue|agent|event|data...), {PBXWARE_CSV} (database export with a "
-                    f"header), or {AUTO} (from the first line)")
+               help=f"of a file: {PIPE} (time|callid|queue|agent|event|data...), {EXPORT} (a database export "
+                    f"with a header line: CSV, mysql -B, psql; pbxware-csv is the same), or {AUTO} (from the "
+                    f"first line)")
     env_option(parser, "--queue-log-follow", env="CALLWATCH_QUEUE_LOG_FOLLOW", action="store_true",
-               help="keep following the file as it grows, like tail -F (rotation and truncation handled); "
-                    "without it the file is imported to its end")
+               help="keep following the file as it grows, like tail -F (rotation and truncation handled), or "
+                    "the table as rows are added; without it the file or table is imported to its end")
     env_option(parser, "--queue-log-from-start", env="CALLWATCH_QUEUE_LOG_FROM_START", action="store_true",
-               help="when following with no checkpoint yet, read the existing lines first (default: only "
+               help="when following with no checkpoint yet, read what is already there first (default: only "
                     "what is written from now on)")
     env_option(parser, "--queue-log-checkpoint", env="CALLWATCH_QUEUE_LOG_CHECKPOINT",
                help="file recording how far the log has been read; a restart resumes there")
     env_option(parser, "--queue-log-queue-lines", env="CALLWATCH_QUEUE_LOG_QUEUE_LINES",
-               help="which line each queue serves, e.g. 'Q999=999,Q101=101'")
+               help="which line each queue serves, e.g. 'Q999=999,Q101=101,*=101' (*: every other queue; "
+                    "without it a queue not listed is a line of its own name)")
     env_option(parser, "--queue-log-default-line", env="CALLWATCH_QUEUE_LOG_DEFAULT_LINE",
-               help="line of queues not in --queue-log-queue-lines (otherwise their records are ignored)")
+               help="the same as '*=LINE' in --queue-log-queue-lines")
     env_option(parser, "--queue-log-site", env="CALLWATCH_QUEUE_LOG_SITE", default="default",
                help="site (force / control room) of every event")
     env_option(parser, "--queue-log-overflow-s", env="CALLWATCH_QUEUE_LOG_OVERFLOW_S", default="2",
-               help="a call leaving a queue unanswered and entering another within this many seconds was "
-                    "transferred, not timed out")
+               help="a call leaving a queue unanswered and entering a queue within this time (2s; a bare "
+                    "number is seconds) was transferred, not timed out")
+    env_option(parser, "--queue-log-time-zone", env="CALLWATCH_QUEUE_LOG_TIME_ZONE",
+               help="time zone of a database's `time` column written without an offset (Asterisk writes the "
+                    "PBX's local time; default: the configured tz)")
+    env_option(parser, "--queue-log-poll", env="CALLWATCH_QUEUE_LOG_POLL", default="0.5s",
+               help="how often a followed table is asked for new rows (0.5s)")
 
 
-def _build(args: argparse.Namespace, settings: Settings) -> QueueLogConnector:
-    if not args.queue_log_path:
-        raise UsageError("--queue-log-path is required (the queue_log file or its CSV export)")
-    if args.queue_log_format not in FORMATS:
+def _database_password(args: argparse.Namespace) -> str:
+    path = getattr(args, "queue_log_database_password_file", None)
+    if path:
+        try:
+            password = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise UsageError(f"cannot read --queue-log-database-password-file {path}: {error.strerror}") from None
+        if not password:
+            raise UsageError(f"--queue-log-database-password-file {path} is empty")
+        return password
+    return os.environ.get(PASSWORD_ENV, "")
+
+
+def _build(args: argparse.Namespace, settings: Settings) -> QueueLogConnector | TableFollower:
+    from streams.domain.config import InvalidConfig
+    from streams.domain.windows import zone
+
+    if bool(args.queue_log_path) == bool(args.queue_log_database):
+        raise UsageError("give the queue_log file (--queue-log-path) or its database table (--queue-log-database), "
+                         "one of them")
+    fmt = FORMAT_ALIASES.get(args.queue_log_format, args.queue_log_format)
+    if fmt not in FORMATS:
         raise UsageError(f"--queue-log-format must be one of {', '.join(FORMATS)}, not {args.queue_log_format!r}")
-    queue_lines = parse_queue_lines(args.queue_log_queue_lines)
-    default_line = (args.queue_log_default_line or "").strip() or None
-    if not queue_lines and default_line is None:
-        raise UsageError("give --queue-log-queue-lines (e.g. 'Q999=999,Q101=101') or --queue-log-default-line")
-    overflow_s = number(args.queue_log_overflow_s, "--queue-log-overflow-s", float, 0)
+    overflow_s = duration(args.queue_log_overflow_s, "--queue-log-overflow-s")
     follow = bool(args.queue_log_follow)
-    if not follow and not os.path.isfile(args.queue_log_path):
+    if args.queue_log_path and not follow and not os.path.isfile(args.queue_log_path):
         raise UsageError(f"no such queue_log file: {args.queue_log_path}")
+    lines_text = args.queue_log_queue_lines or ""
+    if args.queue_log_default_line:
+        lines_text += f",*={args.queue_log_default_line}"
     try:
-        config = ParserConfig(queue_lines, default_line, args.queue_log_site or "default", overflow_s)
+        time_zone = zone(args.queue_log_time_zone or settings.flow.tz)
+    except InvalidConfig as error:
+        raise UsageError(f"--queue-log-time-zone: {error}") from None
+    try:
+        lines = parse_queue_lines(lines_text, "--queue-log-queue-lines")
+        config = ParserConfig(lines, args.queue_log_site or "default", overflow_s, time_zone)
         # The ENTERQUEUE caller id is a phone number: no key, no start.
-        pseudonymise = hmac_pseudonymiser(settings.pseudonymisation_key)
+        hashing = pseudonymiser(settings.pseudonymisation_key)
+        if args.queue_log_database:
+            database = Database.parse(args.queue_log_database, _database_password(args), args.queue_log_table)
+            follower = TableFollower(database, config, hashing, follow, bool(args.queue_log_from_start),
+                                     args.queue_log_checkpoint or None,
+                                     duration(args.queue_log_poll, "--queue-log-poll", 0.01))
+            follower._resume(QueueLogParser(config, hashing))  # a damaged checkpoint stops us here, not mid-run
+            return follower
         if args.queue_log_checkpoint:
             load_checkpoint(args.queue_log_checkpoint)  # a damaged one stops us here, not mid-run
     except ConnectorError as error:
         raise UsageError(str(error)) from None
-    return QueueLogConnector(args.queue_log_path, config, pseudonymise, args.queue_log_format, follow,
-                             bool(args.queue_log_from_start), args.queue_log_checkpoint or None)
+    return QueueLogConnector(args.queue_log_path, config, hashing, fmt, follow, bool(args.queue_log_from_start),
+                             args.queue_log_checkpoint or None)
 
 
 SPEC = ConnectorSpec(
-    "queue-log", "Asterisk queue_log file (pipe-delimited) or PBXware CSV export, imported or followed",
+    "queue-log", "Asterisk queue_log: the file (pipe-delimited) or an export of its table, imported or followed; "
+                 "or the realtime table in PostgreSQL/MariaDB itself",
     _add_arguments, _build,
     example="CALLWATCH_PSEUDONYMISATION_KEY=... callwatch connect queue-log --queue-log-path "
             "../shared/data/real/asterisk_queue_log_pbxware.csv --queue-log-queue-lines IT=101 --out calls.jsonl")

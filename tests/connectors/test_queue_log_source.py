@@ -25,7 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.errors import ConfigurationError
-from connectors.privacy import hmac_pseudonymiser
+from connectors.privacy import pseudonymiser
+from connectors.queue_lines import parse_queue_lines
 from connectors.queue_log.queue_log_parser import ParserConfig, QueueLogParser
 from connectors.queue_log.queue_log_source import SPEC, QueueLogConnector
 from connectors.sink import DeadLetter, JsonLinesSink, SinkCounts, validate
@@ -38,8 +39,8 @@ CALLS = FIXTURES / "calls.queue_log"
 MALFORMED = FIXTURES / "malformed.queue_log"
 REAL_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "asterisk_queue_log_pbxware.csv"
 KEY_BYTES = b"test-key"
-KEY = hmac_pseudonymiser(KEY_BYTES)
-LINES = {"Q999": "999", "Q999B": "999", "Q101": "101"}
+KEY = pseudonymiser(KEY_BYTES)
+LINES = parse_queue_lines("Q999=999,Q999B=999,Q101=101")
 WAIT_S = 10.0
 
 
@@ -172,7 +173,8 @@ def test_import_takes_a_last_line_without_newline(tmp_path: Path) -> None:
 
 def test_malformed_lines_are_dead_lettered_with_location_and_reason_and_reading_goes_on(tmp_path: Path) -> None:
     sink = imported(MALFORMED)
-    assert [e["type"] for e in sink.events] == ["offered", "answered", "agent_state"]
+    # SALES is not listed: a line of its own name.
+    assert [e["type"] for e in sink.events] == ["offered", "offered", "answered", "agent_state"]
     assert [letter.location for letter in sink.dead] == [f"{MALFORMED}:{n}" for n in (2, 3, 4, 5, 7, 8, 11)]
     assert all(letter.reason and letter.source == "queue-log" for letter in sink.dead)
     assert not any("0770090" in letter.payload or "0770090" in letter.reason for letter in sink.dead)
@@ -266,7 +268,7 @@ def test_a_partial_last_line_is_not_emitted_until_it_is_complete(tmp_path: Path)
         assert follower.sink.ids() == []
         append(path, "\n")
         follower.wait_count(1)
-    assert follower.sink.events[0]["caller"] == KEY("07700900001")
+    assert follower.sink.events[0]["caller"] == KEY.caller("07700900001")
 
 
 def test_a_held_exit_becomes_a_timeout_once_the_file_is_quiet(tmp_path: Path) -> None:
@@ -433,20 +435,25 @@ def build(*argv: str, key: bytes | None = KEY_BYTES) -> QueueLogConnector:
 def test_options_build_the_connector_and_bad_ones_say_what_is_wrong(tmp_path: Path) -> None:
     built = build("--queue-log-path", str(CALLS), "--queue-log-queue-lines", "Q999=999, Q101=101",
                   "--queue-log-default-line", "other", "--queue-log-site", "north", "--queue-log-follow")
-    assert built.config.queue_lines == {"Q999": "999", "Q101": "101"} and built.config.default_line == "other"
+    lines = built.config.lines
+    assert (lines.line_of("Q999"), lines.line_of("Q101"), lines.line_of("Q7")) == ("999", "101", "other")
     assert built.config.site == "north" and built.follow and built.realtime
-    cases = {("--queue-log-queue-lines", "Q999=999"): "--queue-log-path is required",
-             ("--queue-log-path", str(CALLS)): "--queue-log-queue-lines",
+    cases = {("--queue-log-queue-lines", "Q999=999"): "give the queue_log file (--queue-log-path) or its database",
+             ("--queue-log-path", str(CALLS), "--queue-log-database", "postgresql://u@h/d"): "one of them",
              ("--queue-log-path", str(CALLS), "--queue-log-queue-lines", "Q999"): "QUEUE=LINE",
-             ("--queue-log-path", str(CALLS), "--queue-log-default-line", "x", "--queue-log-format", "xml"): "pipe",
-             ("--queue-log-path", str(tmp_path / "nope"), "--queue-log-default-line", "x"): "no such",
-             ("--queue-log-path", str(CALLS), "--queue-log-default-line", "x", "--queue-log-overflow-s", "-1"):
-                 "at least 0"}
+             ("--queue-log-path", str(CALLS), "--queue-log-format", "xml"): "pipe",
+             ("--queue-log-path", str(tmp_path / "nope")): "no such",
+             ("--queue-log-path", str(CALLS), "--queue-log-overflow-s", "soon"): "--queue-log-overflow-s",
+             ("--queue-log-path", str(CALLS), "--queue-log-time-zone", "Mars/Olympus"): "unknown time zone",
+             ("--queue-log-database", "postgresql://u:hunter2@h/d"): "holds a password",
+             ("--queue-log-database", "oracle://u@h/d"): "postgresql:// or mysql://",
+             ("--queue-log-database", "mysql://u@h/d"): "the database password is missing",
+             ("--queue-log-database", "mysql://u@h/d", "--queue-log-table", "x; drop table y"): "plain SQL name"}
     for argv, message in cases.items():
         with pytest.raises(UsageError, match=re.escape(message)):
             build(*argv)
     with pytest.raises(UsageError, match="CALLWATCH_PSEUDONYMISATION_KEY"):
-        build("--queue-log-path", str(CALLS), "--queue-log-default-line", "x", key=None)
+        build("--queue-log-path", str(CALLS), key=None)
 
 
 # --- the real PBXware export --------------------------------------------------------------------------
@@ -481,7 +488,7 @@ def expected_outcomes(rows: list[dict[str, str]]) -> dict[str, tuple[str | None,
 def test_real_export_figures_match_what_its_own_rows_say(tmp_path: Path) -> None:
     rows = real_rows()
     expected = expected_outcomes(rows)
-    sink = imported(REAL_CSV, config=ParserConfig({"IT": "101"}))
+    sink = imported(REAL_CSV, config=ParserConfig(parse_queue_lines("IT=101")))
     assert not sink.dead
     events = [parse_event(e) for e in sink.events]
 
@@ -517,7 +524,7 @@ def test_the_real_export_written_as_a_pipe_file_gives_the_same_events(tmp_path: 
     path = tmp_path / "queue_log"
     path.write_text("".join("|".join([row["date_time"], row["callid"], row["queue_name"], row["type"], row["event"],
                                       row["param1"], row["param2"], row["param3"]]) + "\n" for row in rows))
-    config = ParserConfig({"IT": "101"})
+    config = ParserConfig(parse_queue_lines("IT=101"))
     assert imported(path, config=config).events == imported(REAL_CSV, config=config).events
 
 
@@ -563,7 +570,7 @@ def test_no_raw_number_reaches_the_sink_the_dead_letters_the_logs_or_the_metrics
     config = FlowConfig()
     source = QueueSource("queue-log")
     queue_sink = QueueSink(source.items, "queue-log")
-    conn = connector(path, config=ParserConfig({"IT": "101"}))
+    conn = connector(path, config=ParserConfig(parse_queue_lines("IT=101")))
     events_out, dead_out = tmp_path / "events.jsonl", tmp_path / "dead.jsonl"
 
     def read() -> None:
@@ -585,7 +592,7 @@ def test_no_raw_number_reaches_the_sink_the_dead_letters_the_logs_or_the_metrics
 
     with events_out.open("w") as events_file, dead_out.open("w") as dead_file:
         json_sink = JsonLinesSink(events_file, dead_file, "queue-log")
-        connector(path, config=ParserConfig({"IT": "101"})).run(json_sink, threading.Event())
+        connector(path, config=ParserConfig(parse_queue_lines("IT=101"))).run(json_sink, threading.Event())
     assert json_sink.counts.dead_lettered == 3 and json_sink.counts.sent > 500
 
     assert "lines; events:" in caplog.text and "rejected" in caplog.text  # the logs were captured

@@ -1,0 +1,60 @@
+"""The text shapes a queue_log comes in, told apart by their first line: the pipe-delimited file
+Asterisk writes (`time|callid|queue|agent|event|data...`, no header), or an export of the database
+table with a header line naming its columns: Bicom PBXware's CSV, `\\copy ... CSV HEADER` from psql,
+`mysql -B` (tab-separated, NULL written `NULL`), `psql -A` (`|`-separated, a `(N rows)` footer),
+psql's aligned table (` | ` between padded cells, a `---+---` ruler) and mysql's boxed table
+(`| a | b |` between `+---+---+` borders). Pure: lines in, cells out."""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from connectors.queue_log.queue_log_parser import missing_csv_columns
+
+PIPE: Final = "pipe"
+EXPORT: Final = "export"
+DELIMITERS: Final = (",", "\t", "|", ";")
+# Lines of a table dump that are not rows: rulers and borders, psql's row count.
+_DECORATION: Final = re.compile(r"\s*(?:[-+=|\s]*[-=]{3,}[-+=|\s]*|\(\d+ rows?\))\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How a file's lines split: its format, and for an export its delimiter."""
+
+    format: str
+    delimiter: str = ","
+
+
+def is_decoration(line: str) -> bool:
+    return _DECORATION.fullmatch(line) is not None
+
+
+def split_cells(line: str, delimiter: str) -> list[str] | None:
+    """The cells of one export line, stripped; None if it does not split (a broken CSV quote)."""
+    if delimiter == "|":
+        text = line.strip()
+        if text.startswith("|") and text.endswith("|") and len(text) > 1:
+            text = text[1:-1]  # mysql's boxed table
+        return [cell.strip() for cell in text.split("|")]
+    if delimiter == "\t":
+        return [cell.strip() for cell in line.split("\t")]
+    try:
+        return [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter), [])]
+    except csv.Error:
+        return None
+
+
+def detect_layout(first_line: str) -> Layout | None:
+    """The layout a file's first line (after any border) shows; None if it is neither a header
+    naming the queue_log columns nor a pipe-delimited record."""
+    for delimiter in DELIMITERS:
+        cells = split_cells(first_line, delimiter)
+        if cells and len(cells) > 4 and not missing_csv_columns(cells):
+            return Layout(EXPORT, delimiter)
+    if first_line.count("|") >= 4:
+        return Layout(PIPE, "|")
+    return None

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Stop the PostgreSQL deploy/postgres/start.sh started on POSTGRES_PORT and delete its data.
+set -euo pipefail
+SERVICE_NAME=postgres
+CALLWATCH_DB_PASSWORD=unused source "$(dirname "${BASH_SOURCE[0]}")/../local/database.sh"
+port="${POSTGRES_PORT:-}"
+whole_number POSTGRES_PORT "$port"
+echo "postgres: $(stop_daemon "$CALLWATCH_STATE/postgres-$port.pid")"
+rm -rf "$CALLWATCH_STATE/postgres-$port"
