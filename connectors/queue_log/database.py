@@ -158,14 +158,15 @@ class TableFollower:
     rng: random.Random = field(default_factory=random.Random)
     progress: threading.Condition = field(default_factory=threading.Condition, repr=False)
     caught_up: int = 0       # times a poll found nothing new: a readiness signal for tests and logs
+    _floor: int = field(default=-1, repr=False)
 
     def __post_init__(self) -> None:
         self.realtime = self.follow
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
         parser = QueueLogParser(self.config, self.pseudonymiser)
-        last_id, recent = self._resume(parser)
-        floor = -1  # rows at or below it existed before a fresh start that follows from the end
+        # `floor`: rows at or below it were there before a first start that follows from the end.
+        last_id, recent, self._floor = self._resume(parser)
         errors = _driver_errors(self.database.kind)
         attempt, last_data = 0, time.monotonic()
         where = f"{self.database.url} table {self.database.table}"
@@ -177,9 +178,9 @@ class TableFollower:
                             log.info("%s: connected again", where)
                         attempt = 0
                         if last_id is None:
-                            last_id = floor = self._start_id(connection)
+                            last_id = self._floor = self._start_id(connection)
                         while not stop.is_set():
-                            rows = self._rows(connection, max(floor, last_id - LOOKBACK_IDS))
+                            rows = self._rows(connection, max(self._floor, last_id - LOOKBACK_IDS))
                             fresh = [row for row in rows if row["id"] not in recent]
                             if fresh:
                                 last_id = max(last_id, *(row["id"] for row in fresh))
@@ -199,6 +200,9 @@ class TableFollower:
                 except errors as error:
                     if stop.is_set():
                         break
+                    if last_id is None and _refused(error):
+                        # Never connected, and the server said no: retrying cannot help.
+                        raise ConfigurationError(f"{where}: {_reason(error, self.database)}") from None
                     delay = self.backoff.delay_s(attempt, self.rng)
                     attempt += 1
                     self.counts.reconnects += 1
@@ -284,24 +288,25 @@ class TableFollower:
 
     # -- checkpoint ------------------------------------------------------------------------------
 
-    def _resume(self, parser: QueueLogParser) -> tuple[int | None, dict[int, None]]:
+    def _resume(self, parser: QueueLogParser) -> tuple[int | None, dict[int, None], int]:
         path = self.checkpoint_path
         if path is None:
-            return None, {}
+            return None, {}, -1
         try:
             with open(path, encoding="utf-8") as stream:
                 data = json.load(stream)
         except FileNotFoundError:
-            return None, {}
+            return None, {}, -1
         except (OSError, ValueError) as error:
             raise ConfigurationError(f"cannot read checkpoint {path}: {error}; move it away to start over") from None
         if (not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION
                 or data.get("database") != self.database.url or data.get("table") != self.database.table
-                or type(data.get("last_id")) is not int or not isinstance(data.get("recent"), list)):
+                or type(data.get("last_id")) is not int or not isinstance(data.get("recent"), list)
+                or type(data.get("floor", -1)) is not int):
             raise ConfigurationError(f"checkpoint {path} is not one of table {self.database.table} at "
                                      f"{self.database.url}; move it away to start over")
         parser.restore(data.get("parser"))
-        return data["last_id"], {int(row_id): None for row_id in data["recent"]}
+        return data["last_id"], {int(row_id): None for row_id in data["recent"]}, data.get("floor", -1)
 
     def _commit(self, sink: EventSink, parser: QueueLogParser, last_id: int, recent: dict[int, None]) -> None:
         """Events out of the sink's buffers first, then the checkpoint (atomically)."""
@@ -313,7 +318,8 @@ class TableFollower:
         try:
             with open(temporary, "w", encoding="utf-8") as stream:
                 json.dump({"version": CHECKPOINT_VERSION, "database": self.database.url, "table": self.database.table,
-                           "last_id": last_id, "recent": list(recent), "parser": parser.state()}, stream)
+                           "last_id": last_id, "floor": self._floor, "recent": list(recent),
+                           "parser": parser.state()}, stream)
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temporary, path)
@@ -327,6 +333,16 @@ def _with_data_columns(row: dict[str, Any]) -> dict[str, Any]:
         return row
     values = ("" if row["data"] is None else str(row["data"])).split("|")
     return {**row, **dict(zip(_DATA_COLUMNS, values))}
+
+
+def _refused(error: BaseException) -> bool:
+    """The server refused the user, its password or the database (not a network fault)."""
+    code = error.args[0] if error.args and isinstance(error.args[0], int) else None
+    if code in (1044, 1045, 1049, 1146, 1698):  # MySQL: access denied, unknown database or table
+        return True
+    text = str(error).lower()
+    return any(phrase in text for phrase in ("password authentication failed", "does not exist",
+                                             "no pg_hba.conf entry", "access denied"))
 
 
 def _reason(error: BaseException, database: Database) -> str:
