@@ -666,7 +666,8 @@ def _build(args: argparse.Namespace, settings: Settings) -> QueueLogConnector | 
     from streams.domain.config import InvalidConfig
     from streams.domain.windows import zone
 
-    if bool(args.queue_log_path) == bool(args.queue_log_database):
+    path = getattr(args, "path", None) or args.queue_log_path
+    if bool(path) == bool(args.queue_log_database):
         raise UsageError("give the queue_log file (--queue-log-path) or its database table (--queue-log-database), "
                          "one of them")
     fmt = FORMAT_ALIASES.get(args.queue_log_format, args.queue_log_format)
@@ -674,8 +675,8 @@ def _build(args: argparse.Namespace, settings: Settings) -> QueueLogConnector | 
         raise UsageError(f"--queue-log-format must be one of {', '.join(FORMATS)}, not {args.queue_log_format!r}")
     overflow_s = duration(args.queue_log_overflow_s, "--queue-log-overflow-s")
     follow = bool(args.queue_log_follow)
-    if args.queue_log_path and not follow and not os.path.isfile(args.queue_log_path):
-        raise UsageError(f"no such queue_log file: {args.queue_log_path}")
+    if path and not follow and not os.path.isfile(path):
+        raise UsageError(f"no such queue_log file: {path}")
     lines_text = args.queue_log_queue_lines or ""
     if args.queue_log_default_line:
         lines_text += f",*={args.queue_log_default_line}"
@@ -699,7 +700,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> QueueLogConnector | 
             load_checkpoint(args.queue_log_checkpoint)  # a damaged one stops us here, not mid-run
     except ConnectorError as error:
         raise UsageError(str(error)) from None
-    return QueueLogConnector(args.queue_log_path, config, hashing, fmt, follow, bool(args.queue_log_from_start),
+    return QueueLogConnector(path, config, hashing, fmt, follow, bool(args.queue_log_from_start),
                              args.queue_log_checkpoint or None)
 
 
@@ -707,5 +708,6 @@ SPEC = ConnectorSpec(
     "queue-log", "Asterisk queue_log: the file (pipe-delimited) or an export of its table, imported or followed; "
                  "or the realtime table in PostgreSQL/MariaDB itself",
     _add_arguments, _build,
-    example="CALLWATCH_PSEUDONYMISATION_KEY=... callwatch connect queue-log --queue-log-path "
-            "../shared/data/real/asterisk_queue_log_pbxware.csv --queue-log-queue-lines IT=101 --out calls.jsonl")
+    example="CALLWATCH_PSEUDONYMISATION_KEY=... callwatch connect queue-log "
+            "../shared/data/real/asterisk_queue_log_pbxware.csv --queue-log-queue-lines IT=101 --out calls.jsonl",
+    path_help="the queue_log file or an export of its table (or --queue-log-path); none with --queue-log-database")
