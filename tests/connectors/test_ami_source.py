@@ -30,6 +30,7 @@ from connectors.ami.ami_source import AmiConnector, AmiEndpoint, Backoff, LoginR
 from connectors.privacy import pseudonymiser
 from connectors.queue_lines import parse_queue_lines
 from connectors.sink import JsonLinesSink
+from tests.real_data import excerpt, whole_file
 
 try:
     from tests.connectors.fake_ami_server import FakeAmiServer
@@ -37,7 +38,7 @@ except ModuleNotFoundError:  # tests/connectors is not a package: pytest put thi
     from fake_ami_server import FakeAmiServer  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parents[2]
-CAPTURE = REPO.parent / "shared" / "data" / "real" / "asterisk_ami_capture_queue_call.txt"
+CAPTURE = excerpt("asterisk_ami_capture_queue_call.txt")  # tests/fixtures/real/README.md
 FIXTURES = Path(__file__).parent / "fixtures" / "ami"
 KEY_BYTES = b"test-key"
 KEY = pseudonymiser(KEY_BYTES)
@@ -48,8 +49,6 @@ CAPTURE_NUMBERS = ("123", "777")  # CallerIDNum / ConnectedLineNum values of the
 
 
 def capture_text() -> str:
-    if not CAPTURE.exists():
-        pytest.skip(f"the real AMI capture is not here ({CAPTURE}); see shared/data/real/README.md")
     return CAPTURE.read_text(encoding="utf-8")
 
 
@@ -152,7 +151,8 @@ def test_cut_mid_stream_then_replayed_from_the_start_resumes_without_duplicates(
     expected = identity([e for e in parse_transcript(text, MAPPING, KEY, 0) if isinstance(e, dict)])
     # Cut twice in the middle of lines (inside frames): once before the call is answered, once
     # after; every new connection replays the whole recording from its start.
-    server = serve(text, drops=[2600, 4000])
+    answered = text.splitlines().index("Event: AgentConnect")
+    server = serve(text, drops=[answered - 3, answered + 40])
     run = Run(server.port)
     run.wait_for(lambda r: r.connector.stats.connections == 3 and len(r.events()) >= len(expected))
     time.sleep(0.3)  # anything duplicated would arrive now

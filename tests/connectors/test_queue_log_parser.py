@@ -25,11 +25,12 @@ from connectors.queue_log.queue_log_parser import (
     BLANK_LINE, INFORMATIONAL, OUTBOUND_DIAL, RING_ATTEMPT, SYSTEM_EVENT, UNKNOWN_EVENT,
     IgnoredRecord, ParsedItem, ParserConfig, QueueLogParser, agent_name, record_of_line, record_of_row)
 from streams.domain.events import parse_event, parse_ts
+from tests.real_data import whole_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "queue_log"
 CALLS = FIXTURES / "calls.queue_log"
 MALFORMED = FIXTURES / "malformed.queue_log"
-REAL_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "asterisk_queue_log_pbxware.csv"
+REAL_NAME = "asterisk_queue_log_pbxware.csv"  # the whole export (tests/fixtures/real/README.md)
 KEY = pseudonymiser(b"test-key")
 LINES = parse_queue_lines("Q999=999,Q999B=999,Q101=101")
 
@@ -284,9 +285,7 @@ def test_a_damaged_state_is_refused(state: object) -> None:
 # --- the real PBXware export --------------------------------------------------------------------------
 
 def real_rows() -> list[dict[str, str]]:
-    if not REAL_CSV.exists():
-        pytest.skip(f"real data not present: {REAL_CSV}")
-    with REAL_CSV.open(newline="", encoding="utf-8") as stream:
+    with whole_file(REAL_NAME).open(newline="", encoding="utf-8") as stream:
         return list(csv.DictReader(stream))
 
 
