@@ -3,7 +3,7 @@
 A connector module exposes `SPEC = ConnectorSpec(...)`: a name, its options (prefixed with the
 connector's name, e.g. --ami-host, so that they can sit side by side in `callwatch run`), and a
 `build(args, settings)` returning a Connector whose `run(sink, stop)` reads the source into the
-sink until the source ends or `stop` is set. Modules are imported only when used."""
+sink until the source ends or `stop` is set."""
 
 from __future__ import annotations
 
@@ -51,14 +51,5 @@ CONNECTOR_MODULES = {
 
 
 def available() -> dict[str, ConnectorSpec]:
-    """Every connector whose module is present (some arrive in later work)."""
-    specs: dict[str, ConnectorSpec] = {}
-    for name, module_name in CONNECTOR_MODULES.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name and module_name.startswith(error.name):
-                continue  # not built yet
-            raise
-        specs[name] = module.SPEC
-    return specs
+    """Every connector, by name."""
+    return {name: importlib.import_module(module_name).SPEC for name, module_name in CONNECTOR_MODULES.items()}

@@ -163,10 +163,8 @@ def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore
     start_ms, end_ms = _instant_ms(args.start, "--start"), _instant_ms(args.end, "--end")
     if end_ms <= start_ms:
         raise UsageError("--end must be after --start")
-    try:
-        from streams.kafka.topic_replay import read_topic_events
-    except ModuleNotFoundError:
-        raise UsageError("--from-kafka is not built yet") from None
+    from streams.kafka.topic_replay import read_topic_events
+
     return read_topic_events(settings, start_ms, end_ms, args.topic)
 
 
@@ -298,10 +296,8 @@ def _cmd_connect(args: argparse.Namespace) -> int:
         dead = _open_output(args.dead_letters) if args.dead_letters else sys.stderr
         sink = JsonLinesSink(out, dead, connector.name)
     else:
-        try:
-            from connectors.kafka_sink import open_kafka_sink
-        except ModuleNotFoundError:
-            raise UsageError("writing to Kafka is not built yet: give --out FILE (or - for stdout)") from None
+        from connectors.kafka_sink import open_kafka_sink
+
         sink = open_kafka_sink(settings, connector.name)
     stop = threading.Event()
 
@@ -327,23 +323,12 @@ def _cmd_connect(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if counts.dead_lettered else EXIT_OK
 
 
-def _register_optional(commands: argparse._SubParsersAction, module_name: str, name: str, help_text: str) -> None:  # type: ignore[type-arg]
+def _register(commands: argparse._SubParsersAction, module_name: str) -> None:  # type: ignore[type-arg]
     """Subcommands that live with their own package register themselves: `module.register(commands)`
     adds the parser and sets `handler` (taking the parsed args, returning an exit status)."""
     import importlib
 
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if not (error.name and module_name.startswith(error.name)):
-            raise
-
-        def not_built(_args: argparse.Namespace) -> int:
-            raise UsageError(f"callwatch {name} is not built yet")
-
-        commands.add_parser(name, help=help_text).set_defaults(handler=not_built)
-        return
-    module.register(commands)
+    importlib.import_module(module_name).register(commands)
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -424,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
             spec.add_arguments(run.add_argument_group(f"{spec.help} (--source {name})"))
     run.set_defaults(handler=_cmd_run)
 
-    _register_optional(commands, "streams.worker.command", "worker", "the Faust worker of the distributed pipeline")
+    _register(commands, "streams.worker.command")
     connect = commands.add_parser("connect", help="run one connector", formatter_class=_formatter,
                                   description=("Read one telephony source and write canonical events: to "
                                                "Kafka, or with --out to a JSON Lines file for replay.\n\n" +
@@ -442,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="where rejected records go (JSON Lines) when writing to --out; stderr by default")
         _option(one, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
         one.set_defaults(handler=_cmd_connect, connector_spec=spec)
-    _register_optional(commands, "dashboards.command", "dashboards", "build and push Grafana dashboards")
+    _register(commands, "dashboards.command")
     return parser
 
 
