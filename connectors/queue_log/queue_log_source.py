@@ -6,7 +6,6 @@ neither loses nor repeats an event. The live database table itself is followed b
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -14,10 +13,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 from connectors.errors import ConfigurationError, ConnectorError, InvalidRecord
 from connectors.errors import IgnoredRecord
+from connectors.follow import CHUNK_BYTES, MAX_LINE_BYTES, FileFollower, FilePosition, FollowCounts, OpenFile
 from connectors.privacy import Pseudonymiser, pseudonymiser, redact_numbers
 from connectors.queue_lines import parse_queue_lines
 from connectors.queue_log.database import Database, TableFollower
@@ -36,9 +36,6 @@ FORMATS: Final = (PIPE, EXPORT, AUTO)
 FORMAT_ALIASES: Final = {"pbxware-csv": EXPORT, "csv": EXPORT}
 TABLE_DECORATION: Final = "table ruler, border or row count of a database dump"
 CHECKPOINT_VERSION: Final = 1
-CHUNK_BYTES: Final = 1 << 20
-MAX_LINE_BYTES: Final = 1 << 20       # a "line" longer than this is garbage, not a record
-FINGERPRINT_BYTES: Final = 1024       # the head of a file, to tell it from another with the same inode
 # When following, an exit held back (could the call be entering another queue?) is released as a
 # timeout once the file has been quiet this long: Asterisk writes the next ENTERQUEUE within
 # milliseconds, and the live board tolerates only about two seconds of lateness.
@@ -49,28 +46,21 @@ QUIET_RELEASE_S: Final = 0.5
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """Where reading stopped: the file (device, inode and a hash of its head, since inodes are reused
-    after rotation), the offset just after the last line handled, and the parser's memory. An
-    incomplete last line is not stored: it lies after `position` and is read again on restart."""
+    """Where reading stopped (the file follower's position: the file, by device, inode and a hash of
+    its head, and the offset just after the last line handled; an incomplete last line lies after
+    it and is read again on restart), how the file reads, and the parser's memory."""
 
-    path: str
-    device: int
-    inode: int
-    position: int
-    line: int
-    head_length: int
-    head_sha256: str
+    file: FilePosition
     format: str | None
     header: tuple[str, ...] | None
     parser: dict[str, Any]
     delimiter: str = ","
+    header_line: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": CHECKPOINT_VERSION, "path": self.path, "device": self.device, "inode": self.inode,
-                "position": self.position, "line": self.line,
-                "head": {"length": self.head_length, "sha256": self.head_sha256},
-                "format": self.format, "header": None if self.header is None else list(self.header),
-                "delimiter": self.delimiter, "parser": self.parser}
+        return {"version": CHECKPOINT_VERSION, **self.file.to_json(), "format": self.format,
+                "header": None if self.header is None else list(self.header), "delimiter": self.delimiter,
+                "header_line": self.header_line, "parser": self.parser}
 
 
 def load_checkpoint(path: str) -> Checkpoint | None:
@@ -85,21 +75,18 @@ def load_checkpoint(path: str) -> Checkpoint | None:
     try:
         if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
             raise ValueError("not a version 1 queue-log checkpoint")
-        head, header, fmt = data["head"], data.get("header"), data.get("format")
-        ints = [data["device"], data["inode"], data["position"], data["line"], head["length"]]
-        if not all(type(v) is int and v >= 0 for v in ints):
-            raise ValueError("offsets must be whole numbers")
+        file = FilePosition.from_json(data)
+        header, fmt = data.get("header"), data.get("format")
         fmt = FORMAT_ALIASES.get(fmt, fmt)
-        delimiter = data.get("delimiter", ",")
-        if fmt not in (None, PIPE, EXPORT) or not isinstance(data["path"], str) or not isinstance(delimiter, str):
-            raise ValueError("unknown format or path")
+        delimiter, header_line = data.get("delimiter", ","), data.get("header_line", 0)
+        if fmt not in (None, PIPE, EXPORT) or not isinstance(delimiter, str) or type(header_line) is not int:
+            raise ValueError("unknown format, delimiter or header line")
         if header is not None and not (isinstance(header, list) and all(isinstance(h, str) for h in header)):
             raise ValueError("header must be a list of column names")
-        if not isinstance(head["sha256"], str) or not isinstance(data["parser"], dict):
-            raise ValueError("head hash or parser state malformed")
-        return Checkpoint(data["path"], data["device"], data["inode"], data["position"], data["line"],
-                          head["length"], head["sha256"], fmt, None if header is None else tuple(header),
-                          data["parser"], delimiter)
+        if not isinstance(data["parser"], dict):
+            raise ValueError("parser state malformed")
+        return Checkpoint(file, fmt, None if header is None else tuple(header), data["parser"], delimiter,
+                          header_line)
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigurationError(f"checkpoint {path} is damaged ({error}); move it away to start over") from None
 
@@ -117,101 +104,24 @@ def save_checkpoint(path: str, checkpoint: Checkpoint) -> None:
         raise ConfigurationError(f"cannot write checkpoint {path}: {error.strerror}") from None
 
 
-# --- one open file ----------------------------------------------------------------------------------
-
-class _OpenFile:
-    """A file read line by line from an offset. `position` is just after the last complete line handed
-    out; bytes read beyond it (an incomplete line) wait in `partial`."""
-
-    def __init__(self, path: str, handle: BinaryIO, position: int = 0, line: int = 0) -> None:
-        self.path = path
-        self.handle = handle
-        stat = os.fstat(handle.fileno())
-        self.device, self.inode = stat.st_dev, stat.st_ino
-        self.position = position
-        self.line = line
-        self.partial = b""
-        # The first bytes of the file as read: if they change, the file was truncated and rewritten.
-        self.head_bytes = os.pread(handle.fileno(), min(FINGERPRINT_BYTES, position), 0) if position else b""
-        handle.seek(position)
-
-    @classmethod
-    def open(cls, path: str, position: int = 0, line: int = 0) -> _OpenFile:
-        return cls(path, open(path, "rb"), position, line)
-
-    def read_lines(self, size: int = CHUNK_BYTES) -> tuple[bool, list[tuple[bytes, int]]]:
-        """(whether anything was read, the complete lines now available with their line numbers)."""
-        data = self.handle.read(size)
-        if not data:
-            return False, []
-        if len(self.head_bytes) < FINGERPRINT_BYTES:
-            self.head_bytes = (self.head_bytes + data)[:FINGERPRINT_BYTES]
-        *complete, self.partial = (self.partial + data).split(b"\n")
-        lines = []
-        for raw in complete:
-            self.line += 1
-            self.position += len(raw) + 1
-            lines.append((raw, self.line))
-        if len(self.partial) > MAX_LINE_BYTES:  # never ends: hand it over to be rejected
-            raw, self.partial = self.partial, b""
-            self.line += 1
-            self.position += len(raw)
-            lines.append((raw, self.line))
-        return True, lines
-
-    def take_partial(self) -> tuple[bytes, int] | None:
-        """The incomplete last line, as a line (the writer has finished with this file)."""
-        if not self.partial:
-            return None
-        raw, self.partial = self.partial, b""
-        self.line += 1
-        self.position += len(raw)
-        return raw, self.line
-
-    def restart(self) -> None:
-        self.handle.seek(0)
-        self.position, self.line, self.partial, self.head_bytes = 0, 0, b"", b""
-
-    def skip_to(self, position: int, line: int) -> None:
-        self.handle.seek(position)
-        self.position, self.line, self.partial = position, line, b""
-        self.head_bytes = os.pread(self.handle.fileno(), min(FINGERPRINT_BYTES, position), 0)
-
-    @property
-    def rewritten(self) -> bool:
-        """The file shrank below what was read, or its head is no longer what was read there."""
-        if self.size < self.read_to:
-            return True
-        return bool(self.head_bytes) and os.pread(self.handle.fileno(), len(self.head_bytes), 0) != self.head_bytes
-
-    @property
-    def size(self) -> int:
-        return os.fstat(self.handle.fileno()).st_size
-
-    @property
-    def read_to(self) -> int:
-        return self.position + len(self.partial)
-
-    def head(self, length: int) -> str:
-        return hashlib.sha256(os.pread(self.handle.fileno(), length, 0)).hexdigest()
-
-    def first_lines(self) -> list[str]:
-        """The file's first complete lines (a half-written one could mislead)."""
-        data = os.pread(self.handle.fileno(), 65536, 0)
-        return [line.rstrip(b"\r").decode("utf-8", "replace") for line in data.split(b"\n")[:-1][:3]]
-
-    def close(self) -> None:
-        self.handle.close()
-
-
 @dataclass
 class QueueLogCounts:
-    lines: int = 0
     events: dict[str, int] = field(default_factory=dict)
     ignored: dict[str, int] = field(default_factory=dict)
     dead_lettered: int = 0
-    rotations: int = 0
-    truncations: int = 0
+    following: FollowCounts = field(default_factory=FollowCounts)  # lines, rotations, truncations
+
+    @property
+    def lines(self) -> int:
+        return self.following.lines
+
+    @property
+    def rotations(self) -> int:
+        return self.following.rotations
+
+    @property
+    def truncations(self) -> int:
+        return self.following.truncations
 
 
 # --- the connector ----------------------------------------------------------------------------------
@@ -231,6 +141,7 @@ class QueueLogConnector:
     name: str = "queue-log"
     realtime: bool = False
     counts: QueueLogCounts = field(default_factory=QueueLogCounts)
+    follower: FileFollower | None = field(default=None, repr=False)  # of the current run (readiness)
 
     def __post_init__(self) -> None:
         self.realtime = self.follow
@@ -243,9 +154,7 @@ class QueueLogConnector:
                 if reading.pump():
                     continue
                 if not self.follow:
-                    if reading.current is not None:
-                        reading.finish_import()
-                    if reading.current is None:
+                    if not reading.finish_import():
                         break
                     continue
                 reading.idle()
@@ -266,127 +175,71 @@ class _Reading:
         self.header: tuple[str, ...] | None = None
         self.delimiter = "," if self.format != PIPE else "|"
         self.header_line = 0            # line number of an export's header
-        self.current: _OpenFile | None = None
-        self.then_path = False          # after draining a rotated file, go on with `path` from its start
         self.dirty = False              # emitted something since the last checkpoint
         self.last_data = time.monotonic()
         self.warned: set[str] = set()
-        self.warned_open: str | None = None
         self.counts = connector.counts
+        self.follower = connector.follower = FileFollower(
+            self.path, self._handle, connector.follow, connector.from_start, connector.chunk_bytes,
+            on_open=self._learn_format, on_switch=self._commit, on_lost=self._lost, log=log,
+            counts=self.counts.following)
 
     # -- start ---------------------------------------------------------------------------------
 
     def start(self) -> None:
         connector = self.connector
         checkpoint = load_checkpoint(connector.checkpoint_path) if connector.checkpoint_path else None
-        if checkpoint is not None:
-            self._resume(checkpoint)
-        elif not os.path.exists(self.path):
-            if not connector.follow:
+        if checkpoint is None:
+            if not connector.follow and not os.path.exists(self.path):
                 raise ConfigurationError(f"no such queue_log file: {self.path}")
-            log.warning("%s does not exist yet: waiting for it", self.path)
-        else:
-            self.current = self._open(self.path)
-            if connector.follow and not connector.from_start:
-                self._skip_to_end(self.current)
-        if self.current is not None:
-            self._learn_format(self.current)
-
-    def _resume(self, checkpoint: Checkpoint) -> None:
-        if os.path.abspath(checkpoint.path) != os.path.abspath(self.path):
-            raise ConfigurationError(f"checkpoint {self.connector.checkpoint_path} belongs to {checkpoint.path}, "
-                                     f"not {self.path}")
+            self.follower.start()
+            return
         if self.format is not None and checkpoint.format not in (None, self.format):
-            raise ConfigurationError(f"checkpoint {self.connector.checkpoint_path} was written reading "
+            raise ConfigurationError(f"checkpoint {connector.checkpoint_path} was written reading "
                                      f"{checkpoint.format}, not {self.format}")
         self.parser.restore(checkpoint.parser)
         self.format = self.format or checkpoint.format
         self.header = checkpoint.header
         self.delimiter = checkpoint.delimiter
-        same = self._open(self.path) if os.path.exists(self.path) else None
-        if same is not None and self._is(same, checkpoint):
-            if same.size < checkpoint.position:
-                log.warning("%s was truncated while we were away: reading it from its start", self.path)
-                self.counts.truncations += 1
-            else:
-                same.skip_to(checkpoint.position, checkpoint.line)
-            self.current = same
-            return
-        rotated = self._find_rotated(checkpoint)
-        if rotated is not None:
-            log.info("%s was rotated while we were away: finishing %s first", self.path, rotated.path)
-            if same is not None:
-                same.close()
-            self.current, self.then_path = rotated, True
-            return
-        if same is not None:
-            log.warning("the file checkpointed in %s is gone: reading %s from its start",
-                        self.connector.checkpoint_path, self.path)
-        self.current = same
-
-    @staticmethod
-    def _is(candidate: _OpenFile, checkpoint: Checkpoint) -> bool:
-        return ((candidate.device, candidate.inode) == (checkpoint.device, checkpoint.inode)
-                and candidate.size >= checkpoint.head_length
-                and candidate.head(checkpoint.head_length) == checkpoint.head_sha256)
-
-    def _find_rotated(self, checkpoint: Checkpoint) -> _OpenFile | None:
-        """The checkpointed file under its rotated name (queue_log.1, queue_log-20240301, ...)."""
-        directory, base = os.path.split(os.path.abspath(self.path))
+        self.header_line = checkpoint.header_line
         try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            return None
-        for entry in entries:
-            if entry.name == base or not entry.name.startswith(base):
-                continue
-            try:
-                stat = entry.stat()
-                if (stat.st_dev, stat.st_ino) != (checkpoint.device, checkpoint.inode) or \
-                        stat.st_size < checkpoint.position:
-                    continue
-                candidate = self._open(entry.path)
-            except OSError:
-                continue
-            if self._is(candidate, checkpoint):
-                candidate.skip_to(checkpoint.position, checkpoint.line)
-                return candidate
-            candidate.close()
-        return None
+            self.follower.start(checkpoint.file)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"checkpoint {connector.checkpoint_path}: {error}") from None
 
-    def _open(self, path: str) -> _OpenFile:
-        try:
-            return _OpenFile.open(path)
-        except OSError as error:
-            raise ConfigurationError(f"cannot read {path}: {error.strerror}") from None
+    # -- reading -------------------------------------------------------------------------------
 
-    def _try_open(self, path: str) -> _OpenFile | None:
-        """While following, a file that cannot be opened yet (logrotate may create it before setting
-        its permissions) is tried again at the next poll rather than stopping the connector."""
-        try:
-            return _OpenFile.open(path)
-        except OSError as error:
-            if self.warned_open != error.strerror:
-                log.warning("cannot read %s yet: %s (retrying)", path, error.strerror)
-                self.warned_open = error.strerror
-            return None
+    def pump(self) -> bool:
+        """Read and handle one chunk; False at the end of the file."""
+        if not self.follower.pump():
+            return False
+        self.last_data = time.monotonic()
+        self._commit()
+        return True
 
-    def _skip_to_end(self, current: _OpenFile) -> None:
-        """Follow from now on (like tail -F): after the last complete line, counting lines on the way
-        so that locations stay true."""
-        lines, position, last_newline = 0, 0, 0
-        while True:
-            block = current.handle.read(CHUNK_BYTES)
-            if not block:
-                break
-            lines += block.count(b"\n")
-            at = block.rfind(b"\n")
-            if at >= 0:
-                last_newline = position + at + 1
-            position += len(block)
-        current.skip_to(last_newline, lines)
+    def finish_import(self) -> bool:
+        """End of a file in import mode: its last line even without a newline; then the next file
+        (True), or the end of the import (False)."""
+        if self.follower.finish():
+            return True
+        self._emit(self.parser.flush(), "")
+        self._commit()
+        self.follower.close()
+        self._report()
+        return False
 
-    def _learn_format(self, current: _OpenFile) -> None:
+    def idle(self) -> None:
+        """At the end of a followed file: truncation, rotation, and held exits once all is quiet."""
+        self.follower.idle()
+        if self.parser.holding and time.monotonic() - self.last_data >= self.connector.quiet_release_s:
+            self._emit(self.parser.flush(), "")
+        if self.dirty:
+            self._commit()
+
+    def _lost(self, location: str, reason: str, raw: bytes) -> None:
+        self._dead(location, reason, raw)
+
+    def _learn_format(self, current: OpenFile) -> None:
         for number, line in enumerate(current.first_lines(), 1):  # none yet: the first line read will tell
             if not self._learning:
                 return
@@ -420,98 +273,8 @@ class _Reading:
                 return True
         return False
 
-    # -- reading -------------------------------------------------------------------------------
-
-    def pump(self) -> bool:
-        """Read and handle one chunk; False at the end of the file."""
-        current = self.current
-        if current is None:
-            return False
-        if self.connector.follow and current.rewritten:
-            # Truncated and written again since the last read: new data is not where we were.
-            self._truncated(current)
-        got, lines = current.read_lines(self.connector.chunk_bytes)
-        if not got:
-            return False
-        self.last_data = time.monotonic()
-        for raw, number in lines:
-            self._handle(raw, number, current.path)
-        self._commit()
-        return True
-
-    def finish_import(self) -> None:
-        """End of a file in import mode: its last line even without a newline; then the next file."""
-        current = self.current
-        assert current is not None
-        last = current.take_partial()
-        if last is not None:
-            self._handle(last[0], last[1], current.path)
-        if self.then_path and os.path.exists(self.path):
-            current.close()
-            self.current, self.then_path = self._open(self.path), False
-            self._commit()
-            return
-        self._emit(self.parser.flush(), "")
-        self._commit()
-        self.current = None
-        current.close()
-        self._report()
-
-    def idle(self) -> None:
-        """At the end of a followed file: truncation, rotation, and held exits once all is quiet."""
-        current = self.current
-        if current is None:
-            if os.path.exists(self.path):
-                self.current = self._try_open(self.path)
-                if self.current is not None:
-                    self._learn_format(self.current)
-                    log.info("%s appeared: following it", self.path)
-            return
-        if current.rewritten:
-            self._truncated(current)
-        elif self._rotated(current):
-            return
-        if self.parser.holding and time.monotonic() - self.last_data >= self.connector.quiet_release_s:
-            self._emit(self.parser.flush(), "")
-        if self.dirty:
-            self._commit()
-
-    def _truncated(self, current: _OpenFile) -> None:
-        log.info("%s was truncated: reading it again from its start", current.path)
-        self.counts.truncations += 1
-        if current.partial:
-            self._dead(f"{current.path}:{current.line + 1}", "incomplete line lost when the file was truncated",
-                       current.partial)
-        current.restart()
-        self.dirty = True
-
-    def _rotated(self, current: _OpenFile) -> bool:
-        """If `path` now names another file with something in it, finish this one and switch (an
-        empty new file may not be written yet: the writer may still be appending to this one)."""
-        try:
-            stat = os.stat(self.path)
-        except OSError:
-            return False
-        if (stat.st_dev, stat.st_ino) == (current.device, current.inode) or stat.st_size == 0:
-            return False
-        new = self._try_open(self.path)
-        if new is None:
-            return False  # keep reading the old file; try again at the next poll
-        while self.pump():
-            pass
-        last = current.take_partial()
-        if last is not None:
-            self._handle(last[0], last[1], current.path)
-        current.close()
-        self.current, self.then_path = new, False
-        self.counts.rotations += 1
-        log.info("%s was rotated: following the new file", self.path)
-        self._commit()
-        return True
-
     def _handle(self, raw: bytes, number: int, path: str) -> None:
         location = f"{path}:{number}"
-        self.counts.lines += 1
         if len(raw) > MAX_LINE_BYTES:
             self._dead(location, f"line longer than {MAX_LINE_BYTES} bytes", raw[:200])
             return
@@ -574,25 +337,21 @@ class _Reading:
         self.sink.flush()
         self.dirty = False
         path = self.connector.checkpoint_path
-        current = self.current
-        if path is None or current is None:
+        position = self.follower.position()
+        if path is None or position is None:
             return
-        head = current.head_bytes
-        save_checkpoint(path, Checkpoint(
-            os.path.abspath(self.path), current.device, current.inode, current.position, current.line,
-            len(head), hashlib.sha256(head).hexdigest(), self.format, self.header, self.parser.state(),
-            self.delimiter))
+        save_checkpoint(path, Checkpoint(position, self.format, self.header, self.parser.state(), self.delimiter,
+                                         self.header_line))
 
     def close(self) -> None:
         if self.connector.checkpoint_path is None and self.parser.holding:
             # Stopping with nothing to carry held exits over a restart: they are timeouts now.
             self._emit(self.parser.flush(), "")
-        if self.current is not None:
+        if self.follower.current is not None:
             try:
                 self._commit()
             finally:
-                self.current.close()
-                self.current = None
+                self.follower.close()
             self._report()
 
     def _report(self) -> None:
@@ -600,8 +359,8 @@ class _Reading:
         events = ", ".join(f"{k} {v}" for k, v in sorted(counts.events.items())) or "none"
         ignored = "; ".join(f"{k}: {v}" for k, v in sorted(counts.ignored.items())) or "none"
         log.info("%s: %d lines; events: %s; ignored: %s; dead-lettered %d; rotations %d, truncations %d",
-                 self.path, counts.lines, events, ignored, counts.dead_lettered, counts.rotations,
-                 counts.truncations)
+                 self.path, counts.lines, events, ignored, counts.dead_lettered, counts.following.rotations,
+                 counts.following.truncations)
 
 
 # --- options ----------------------------------------------------------------------------------------

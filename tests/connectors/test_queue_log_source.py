@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -54,7 +53,8 @@ class CollectingSink:
         self.events: list[dict[str, Any]] = []
         self.dead: list[DeadLetter] = []
         self.counts = SinkCounts()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.changed = threading.Condition(self._lock)
         self._stop_after, self._stop = stop_after, stop
 
     def send(self, event: Mapping[str, Any], location: str = "") -> None:
@@ -65,6 +65,7 @@ class CollectingSink:
         with self._lock:
             self.events.append(dict(event))
             self.counts.sent += 1
+            self.changed.notify_all()
         if self._stop is not None and self._stop_after is not None and len(self.events) >= self._stop_after:
             self._stop.set()
 
@@ -129,19 +130,25 @@ class Following:
         assert self.error is None, self.error
 
     def wait_for(self, predicate: Callable[[list[str]], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if predicate(self.sink.ids()):
-                return
-            assert self.error is None, self.error
-            time.sleep(0.01)
-        raise AssertionError(f"timed out waiting for {what}; have {self.sink.ids()}")
+        """Until the events sent so far satisfy `predicate` (woken by each event the sink takes)."""
+        with self.sink.changed:
+            done = self.sink.changed.wait_for(lambda: predicate(self.sink.ids()) or self.error is not None, WAIT_S)
+        assert self.error is None, self.error
+        assert done, f"timed out waiting for {what}; have {self.sink.ids()}"
 
     def wait_count(self, count: int) -> None:
         self.wait_for(lambda ids: len(ids) >= count, f"{count} events")
 
-    def settle(self, seconds: float = 0.3) -> None:
-        time.sleep(seconds)  # several polls: enough for anything that would (wrongly) be emitted
+    def settle(self) -> None:
+        """Until the follower has twice found nothing more to read: a whole poll after this call, by
+        which anything that would (wrongly) be emitted has been. Readiness, not a sleep."""
+        started = threading.Event()
+        while self.connector.follower is None and self.thread.is_alive() and not started.wait(0.001):
+            pass  # the connector's thread has not built its follower yet
+        follower = self.connector.follower
+        assert follower is not None, self.error
+        seen = follower.at_end
+        assert follower.wait_at_end(seen + 2, WAIT_S), "the follower did not reach the end of the file"
 
 
 def append(path: Path, text: str) -> None:
@@ -253,7 +260,7 @@ def test_following_from_start_reads_history_then_appends_line_by_line(tmp_path: 
         follower.wait_count(len(one_shot(lines[:5])))
         for line in lines[5:]:
             append(path, line + "\n")
-            time.sleep(0.002)
+            follower.settle()  # each line read before the next is written
         follower.wait_for(lambda ids: ids[-1:] == one_shot(lines)[-1:], "the last line's event")
     assert sorted(follower.sink.ids()) == sorted(one_shot(lines))
 
