@@ -185,11 +185,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Before any connector thread starts, so its first lines are formatted too.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    registry = CollectorRegistry()
     if args.source == "simulate":
         sources, clock, stop_connector, failures = _simulated_source(args)
     else:
-        sources, clock, stop_connector, failures = _connector_source(args, settings)
-    registry = CollectorRegistry()
+        sources, clock, stop_connector, failures = _connector_source(args, settings, registry)
     collector = FigureCollector(settings.flow, registry=registry)
     report = _open_output(args.report) if args.report else None
     record = _open_output(args.record) if args.record else None
@@ -247,7 +247,8 @@ def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[
     return [source], AcceleratedClock(start_ms, speed), lambda: None, []
 
 
-def _connector_source(args: argparse.Namespace, settings: Settings) -> tuple[list, object, Callable[[], None], list[BaseException]]:
+def _connector_source(args: argparse.Namespace, settings: Settings,
+                      registry: object) -> tuple[list, object, Callable[[], None], list[BaseException]]:
     """A connector in its own thread, writing through a QueueSink into the pipeline."""
     import threading
 
@@ -259,6 +260,9 @@ def _connector_source(args: argparse.Namespace, settings: Settings) -> tuple[lis
     if args.source not in specs:
         raise UsageError(f"--source must be one of {', '.join(['simulate', *specs])}, not {args.source!r}")
     connector = specs[args.source].build(args, settings)
+    register = getattr(connector, "register_metrics", None)
+    if register is not None:  # a connector's own figures (AMI: what decided unanswered exits)
+        register(registry)
     source = QueueSource(args.source)
     sink = QueueSink(source.items, args.source)
     stop = threading.Event()

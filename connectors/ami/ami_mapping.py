@@ -56,7 +56,8 @@ _WRAPUP_REASON: Final = re.compile(r"(?i)wrap|\bacw\b|after.?call")
 _EVENT_ALIASES: Final = {"join": "queuecallerjoin", "leave": "queuecallerleave",
                          "queuememberpaused": "queuememberpause"}
 
-# What decided an unanswered exit. The INFERRED ones are guesses where Asterisk said nothing better.
+# What decided an unanswered exit. The inferred ones are guesses where Asterisk said nothing better.
+INFERRED: Final = "inferred: "
 BY_JOIN: Final = "the call joined a queue again"
 BY_QUEUESTATUS: Final = "QUEUESTATUS set to a system exit"
 BY_HANGUP_REQUEST: Final = "the caller's HangupRequest"

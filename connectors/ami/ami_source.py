@@ -14,13 +14,16 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
 from connectors.ami.ami_framing import AmiFramer, AmiMessage, InvalidFrame
-from connectors.ami.ami_mapping import AmiMapping, ParsedItem
+from connectors.ami.ami_mapping import INFERRED, AmiMapping, ParsedItem
 from connectors.ami.ami_parser import AmiParser
 from connectors.backoff import Backoff
 from connectors.errors import ConfigurationError, ConnectorError, SourceUnavailable
@@ -195,6 +198,10 @@ class AmiConnector:
                 log.info("AMI %s: unanswered exits decided by: %s", where,
                          "; ".join(f"{key} {value}" for key, value in sorted(counts.decided.items())))
 
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """`callwatch run` shows what decided each unanswered exit, inferences apart."""
+        registry.register(_DecisionCollector(self))
+
     # -- one connection ----------------------------------------------------------------------
 
     def _session(self, parser: AmiParser, sent: SentIds, sink: EventSink, stop: threading.Event) -> None:
@@ -330,6 +337,26 @@ class AmiConnector:
     @staticmethod
     def _send(connection: socket.socket, headers: list[tuple[str, str]]) -> None:
         connection.sendall("".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8") + b"\r\n")
+
+
+class _DecisionCollector(Collector):
+    """callwatch_ami_unanswered_exits_total{outcome, evidence, inferred}: how the connector decided
+    the exits Asterisk left open (a leave or abandon frame says neither abandoned nor timeout)."""
+
+    def __init__(self, connector: AmiConnector) -> None:
+        self._connector = connector
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("callwatch_ami_unanswered_exits",
+                                     "Unanswered queue exits by outcome and the evidence that decided it "
+                                     "(inferred=true: Asterisk gave no better signal)",
+                                     labels=["outcome", "evidence", "inferred"])
+        parser = self._connector.parser
+        for key, count in (dict(parser.mapper.counts.decided) if parser is not None else {}).items():
+            outcome, _, evidence = key.partition(": ")
+            inferred = evidence.startswith(INFERRED)
+            family.add_metric([outcome, evidence.removeprefix(INFERRED), "true" if inferred else "false"], count)
+        yield family
 
 
 # --- command line -------------------------------------------------------------------------------

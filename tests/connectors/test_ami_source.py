@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from connectors.ami.ami_parser import AmiMapping, parse_transcript
-from connectors.ami.ami_source import AmiConnector, AmiEndpoint, Backoff, LoginRejected
+from connectors.ami.ami_source import AmiConnector, AmiEndpoint, LoginRejected
+from connectors.backoff import Backoff
 from connectors.privacy import pseudonymiser
 from connectors.queue_lines import parse_queue_lines
 from connectors.sink import JsonLinesSink
@@ -387,6 +388,38 @@ def test_connect_ami_help_names_every_environment_variable() -> None:
                      "CALLWATCH_AMI_CHECKPOINT", "CALLWATCH_AMI_PING_INTERVAL", "CALLWATCH_AMI_DECISION_WINDOW"):
         assert variable in text
     assert "--ami-secret " not in text
+
+
+def test_run_source_ami_shows_what_decided_each_unanswered_exit(serve: Callable[..., FakeAmiServer]) -> None:
+    # Asterisk 1.8 sends no HangupRequest: the last visit's abandon is inferred from a bare Hangup
+    # (cause 16), and says so on /metrics; the loop's other exits were decided by the re-join.
+    server = serve(fixture("loop_asterisk18.txt"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        CALLWATCH + ["run", "--source", "ami", "--port", str(metrics_port), "--ami-port", str(server.port),
+                     "--ami-username", "callwatch", "--ami-queue-lines", "*=101"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=command_env(CALLWATCH_AMI_SECRET=SECRET))
+    inferred = ('callwatch_ami_unanswered_exits_total{evidence="Hangup without a request, normal clearing cause",'
+                'inferred="true",outcome="abandoned"} 1.0')
+    metrics = ""
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and process.poll() is None and inferred not in metrics:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
+                    metrics = response.read().decode()
+            except OSError:
+                metrics = ""
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert inferred in metrics, metrics[-3000:]
+    assert ('callwatch_ami_unanswered_exits_total{evidence="the call joined a queue again",inferred="false",'
+            'outcome="transferred"} 3.0') in metrics
+    assert "unanswered exits decided by: abandoned: inferred: Hangup without a request" in stderr.decode()
 
 
 def test_run_source_ami_serves_metrics_with_no_raw_number(serve: Callable[..., FakeAmiServer]) -> None:
