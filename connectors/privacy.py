@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Final
+from typing import Final
 
 from connectors.errors import ConfigurationError
 
@@ -79,12 +79,3 @@ def redact_numbers(text: str) -> str:
     rule (DeadLetter.of applies it to every payload)."""
     return _NUMBER_LIKE.sub(_mask, text)
 
-
-def hmac_pseudonymiser(key: bytes | None) -> Callable[[str], str]:
-    """The old single-function form, kept only until AMI and queue_log use Pseudonymiser (issue 13,
-    helper D); then deleted."""
-    hashing = pseudonymiser(key)
-    return lambda value: CALLER_PREFIX + hashing._digest(value)  # noqa: SLF001 - same module
-
-
-Pseudonymise = Callable[[str], str]

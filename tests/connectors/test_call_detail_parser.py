@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from connectors.call_detail.call_detail_mapping import load_mapping, mapping_from_dict
 from connectors.call_detail.call_detail_parser import LevelledRecord, iter_events_sorted, parse_rows
 from connectors.call_detail.call_detail_source import read_rows
-from connectors.errors import ConfigurationError, IgnoredRecord, InvalidRecord
+from connectors.errors import ConfigurationError, ConnectorError, IgnoredRecord, InvalidRecord
 from connectors.privacy import pseudonymiser
 from streams.cli import main
 from tests.real_data import excerpt, whole_file
@@ -476,3 +476,27 @@ def test_the_example_mapping_reads_its_own_example_row() -> None:
         ("ended", "2024-03-01T09:05:00.000Z", "999")]
     assert items[-1] == IgnoredRecord("internal test calls", 3)
     assert "07700900123" not in json.dumps(items[:3])
+
+
+HEADER = ",".join(COLUMNS).encode()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=400), st.lists(st.lists(CELL, min_size=1, max_size=20), max_size=5).map(
+    lambda rows: HEADER + b"\n" + b"\n".join(",".join(row).encode("utf-8", "replace") for row in rows))))
+def test_any_file_gives_items_or_one_connector_error_naming_what_is_wrong(tmp_path: Path, content: bytes) -> None:
+    """What the file source does with any bytes: rows become events, rejections or skips, and a
+    file it cannot read at all raises one ConnectorError (the command's one line and exit 2)."""
+    path = tmp_path / "any.csv"
+    path.write_bytes(content)
+    try:
+        items = list(read_rows(path, load_mapping(BANK_MAPPING), KEY))
+    except ConnectorError as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    for item in items:
+        if isinstance(item, dict):
+            parse_event(item)
+        else:
+            assert isinstance(item, (InvalidRecord, IgnoredRecord, LevelledRecord)) and item.reason

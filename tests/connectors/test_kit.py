@@ -134,3 +134,24 @@ def test_masking_hides_every_number_in_any_text(before: str, number: str, after:
     masked = redact_numbers(f"{before} {number} {after}")
     assert re.search(r"\d{5}", masked) is None or number not in masked
     assert number not in masked
+
+
+_IDENTITIES = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
+
+
+@settings(max_examples=300)
+@given(_IDENTITIES, st.from_regex(r"\+?[0-9][0-9 ()\-]{6,18}[0-9]", fullmatch=True), _NAMES, _NAMES,
+       st.integers(min_value=0, max_value=253_402_300_799_999))
+def test_built_events_are_valid_and_carry_no_raw_identity(agent: str, number: str, line: str, queue: str,
+                                                          occurred_ms: int) -> None:
+    build = EventBuilder("fuzz", pseudonymiser(KEY))
+    event = build.call("answered", event_id="e", call_id="c", occurred_ms=occurred_ms, line=line, queue=queue,
+                       agent=agent, caller=number)
+    assert checked(event) is event
+    assert event["caller"] == "h:" + _reference_hash("".join(ch for ch in number if ch not in " ()-"))
+    if agent.strip():
+        assert event["agent"] == "a:" + _reference_hash("agent:" + agent.strip())
+    else:
+        assert "agent" not in event
+    digits = "".join(ch for ch in number if ch.isdigit())
+    assert digits not in event["caller"] or len(digits) < 5
