@@ -1,0 +1,143 @@
+"""The canonical JSON Lines file source: import to the end, following through the one file follower
+(appended lines, rotation, truncation) synchronised by readiness (the sink's events, the follower
+at the end of its file), stdin, and fuzzing of the line reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.errors import InvalidRecord
+from connectors.file_source import FileConnector, event_of_line
+from connectors.sink import DeadLetter, SinkCounts
+from tests.pipeline.helpers import callwatch
+
+WAIT_S = 10.0
+
+
+def event(n: int) -> dict[str, Any]:
+    return {"v": 1, "event_id": f"e-{n}", "call_id": f"c-{n}", "type": "offered",
+            "ts": f"2024-03-01T09:00:{n % 60:02d}.000Z", "line": "999", "queue": "q"}
+
+
+def lines(*numbers: int) -> str:
+    return "".join(json.dumps(event(n)) + "\n" for n in numbers)
+
+
+class WatchedSink:
+    """Collects what the connector sends and wakes waiters on every event."""
+
+    def __init__(self) -> None:
+        self.counts = SinkCounts()
+        self.events: list[dict[str, Any]] = []
+        self.dead: list[DeadLetter] = []
+        self.changed = threading.Condition()
+
+    def send(self, obj: Mapping[str, Any], location: str = "") -> None:
+        with self.changed:
+            self.events.append(dict(obj))
+            self.changed.notify_all()
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        with self.changed:
+            self.dead.append(letter)
+            self.changed.notify_all()
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def ids(self) -> list[str]:
+        return [e["event_id"] for e in self.events]
+
+    def wait_count(self, count: int) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.events) >= count, WAIT_S), self.ids()
+
+
+def test_import_reads_to_the_end_and_dead_letters_bad_lines_masked(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(lines(1, 2) + "{oops 07700 900123\n\n[1, 2]\n" + json.dumps(event(3)))  # no final newline
+    sink = WatchedSink()
+    FileConnector(str(path), follow=False).run(sink, threading.Event())
+    assert sink.ids() == ["e-1", "e-2", "e-3"]
+    assert [(d.reason.split(":")[0], d.location) for d in sink.dead] == [
+        ("not JSON", f"{path}:3"), ("not a JSON object", f"{path}:5")]
+    assert "900123" not in sink.dead[0].payload
+
+
+class Following:
+    def __init__(self, path: Path) -> None:
+        self.connector = FileConnector(str(path), follow=True, poll_s=0.01)
+        self.sink = WatchedSink()
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.connector.run(self.sink, self.stop)
+        except BaseException as error:  # noqa: BLE001 - the test fails with it
+            self.errors.append(error)
+
+    def __enter__(self) -> Following:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(WAIT_S)
+        assert not self.thread.is_alive() and not self.errors, self.errors
+
+    def settle(self) -> None:
+        """Until the follower has twice found nothing more: whatever would come has come."""
+        started = threading.Event()
+        while self.connector.follower is None and not self.errors and not started.wait(0.001):
+            pass  # the connector's thread has not built its follower yet
+        follower = self.connector.follower
+        assert follower is not None, self.errors
+        seen = follower.at_end
+        assert follower.wait_at_end(seen + 2, WAIT_S), "the follower did not reach the end of the file"
+
+
+def test_following_takes_appended_rotated_and_truncated_files_without_loss_or_repeat(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text(lines(1, 2))
+    with Following(path) as following:
+        following.sink.wait_count(2)
+        with path.open("a") as stream:
+            stream.write(lines(3) + json.dumps(event(4))[:20])  # half a line: not taken yet
+            stream.flush()
+            following.settle()
+            assert following.sink.ids() == ["e-1", "e-2", "e-3"]
+            stream.write(json.dumps(event(4))[20:] + "\n")
+        following.sink.wait_count(4)
+        os.rename(path, tmp_path / "events.jsonl.1")  # rotated: the new file starts empty
+        path.write_text(lines(5))
+        following.sink.wait_count(5)
+        path.write_text(lines(6))  # truncated and rewritten in place (copytruncate)
+        following.sink.wait_count(6)
+        following.settle()
+    assert following.sink.ids() == [f"e-{n}" for n in range(1, 7)]
+    assert following.sink.dead == []
+
+
+def test_stdin_is_read_to_its_end(tmp_path: Path) -> None:
+    done = callwatch("connect", "file", "-", "--out", "-", stdin=lines(1, 2).encode())
+    assert done.returncode == 0, done.stderr.decode()
+    assert [json.loads(line)["event_id"] for line in done.stdout.decode().splitlines()] == ["e-1", "e-2"]
+    refused = callwatch("connect", "file", "-", "--follow", "--out", "-")
+    assert refused.returncode == 2 and refused.stderr.count(b"\n") == 1 and b"stdin" in refused.stderr
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=200) | st.builds(json.dumps, st.dictionaries(st.text(max_size=5), st.integers())))
+def test_any_line_is_an_object_or_a_rejection_with_a_reason(line: str) -> None:
+    result = event_of_line(line, 7)
+    assert isinstance(result, dict) or (isinstance(result, InvalidRecord) and result.reason and result.location == 7)
