@@ -1,6 +1,15 @@
-"""The webhook endpoint over real HTTP on 127.0.0.1: signing, replay, size limits and malformed
-bodies answered with their status and reason, fixtures from Twilio and Amazon Connect reaching the
-sink hashed, graceful stop, the OpenAPI description, and `callwatch connect|run` in a subprocess."""
+"""The webhook endpoint over real HTTP on 127.0.0.1: Standard Webhooks signatures, Twilio's
+X-Twilio-Signature, EventBridge API destination credentials (API key, Basic, OAuth client
+credentials), replays, size limits and malformed bodies answered with their status and reason,
+fixtures from Twilio and Amazon Connect reaching the sink hashed, graceful stop, the OpenAPI
+description, and `callwatch connect|run` in a subprocess.
+
+Twilio and Amazon Connect (EventBridge) themselves cannot be had here: no account, no network to
+them. The requests are built as their documentation says they send them (the signature schemes are
+checked against the vectors Standard Webhooks and Twilio publish, in test_webhook_authentication.py),
+and go over real HTTP to the real server. Synchronisation is by readiness: the server's socket is
+listening before its thread starts, a subprocess says "webhook listening", a request in the sink
+signals it; nothing sleeps."""
 
 from __future__ import annotations
 
