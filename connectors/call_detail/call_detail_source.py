@@ -118,7 +118,7 @@ def _readable(items: Iterator[ParsedItem], path: str) -> Iterator[ParsedItem]:
 
 def _add_arguments(parser: OptionTarget) -> None:
     env_option(parser, "--csv-path", env="CALLWATCH_CSV_PATH", help="the call-detail CSV file (connect: PATH)")
-    env_option(parser, "--mapping", "--csv-mapping", dest="csv_mapping", env="CALLWATCH_CSV_MAPPING",
+    env_option(parser, "--mapping", "--csv-mapping", dest="csv_mapping", env="CALLWATCH_CSV_MAPPING", metavar="FILE",
                help="YAML column mapping (see connectors/call_detail/mappings/)")
 
 
