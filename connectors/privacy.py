@@ -40,7 +40,8 @@ class Pseudonymiser:
                 "or CALLWATCH_PSEUDONYMISATION_KEY_FILE to a secret key")
 
     def _digest(self, text: str) -> str:
-        return hmac.new(self.key, text.encode("utf-8"), hashlib.sha256).hexdigest()[:_HEX_CHARS]
+        # surrogatepass: text from a str API may hold a lone surrogate; it still hashes, never raises.
+        return hmac.new(self.key, text.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:_HEX_CHARS]
 
     def caller(self, number: str) -> str | None:
         """'h:' + hash of the number without separators; None for a withheld caller (no digit:

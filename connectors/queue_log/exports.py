@@ -27,18 +27,19 @@ class Layout:
 
     format: str
     delimiter: str = ","
+    boxed: bool = False  # mysql's table: every row between a leading and a trailing '|'
 
 
 def is_decoration(line: str) -> bool:
     return _DECORATION.fullmatch(line) is not None
 
 
-def split_cells(line: str, delimiter: str) -> list[str] | None:
+def split_cells(line: str, delimiter: str, boxed: bool = False) -> list[str] | None:
     """The cells of one export line, stripped; None if it does not split (a broken CSV quote)."""
     if delimiter == "|":
         text = line.strip()
-        if text.startswith("|") and text.endswith("|") and len(text) > 1:
-            text = text[1:-1]  # mysql's boxed table
+        if boxed and text.startswith("|") and text.endswith("|") and len(text) > 1:
+            text = text[1:-1]
         return [cell.strip() for cell in text.split("|")]
     if delimiter == "\t":
         return [cell.strip() for cell in line.split("\t")]
@@ -51,10 +52,12 @@ def split_cells(line: str, delimiter: str) -> list[str] | None:
 def detect_layout(first_line: str) -> Layout | None:
     """The layout a file's first line (after any border) shows; None if it is neither a header
     naming the queue_log columns nor a pipe-delimited record."""
+    text = first_line.strip()
+    boxed = len(text) > 1 and text.startswith("|") and text.endswith("|")
     for delimiter in DELIMITERS:
-        cells = split_cells(first_line, delimiter)
+        cells = split_cells(first_line, delimiter, boxed)
         if cells and len(cells) > 4 and not missing_csv_columns(cells):
-            return Layout(EXPORT, delimiter)
+            return Layout(EXPORT, delimiter, boxed and delimiter == "|")
     if first_line.count("|") >= 4:
         return Layout(PIPE, "|")
     return None

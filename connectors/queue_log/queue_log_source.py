@@ -56,11 +56,12 @@ class Checkpoint:
     parser: dict[str, Any]
     delimiter: str = ","
     header_line: int = 0
+    boxed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"version": CHECKPOINT_VERSION, **self.file.to_json(), "format": self.format,
                 "header": None if self.header is None else list(self.header), "delimiter": self.delimiter,
-                "header_line": self.header_line, "parser": self.parser}
+                "header_line": self.header_line, "boxed": self.boxed, "parser": self.parser}
 
 
 def load_checkpoint(path: str) -> Checkpoint | None:
@@ -86,7 +87,7 @@ def load_checkpoint(path: str) -> Checkpoint | None:
         if not isinstance(data["parser"], dict):
             raise ValueError("parser state malformed")
         return Checkpoint(file, fmt, None if header is None else tuple(header), data["parser"], delimiter,
-                          header_line)
+                          header_line, data.get("boxed") is True)
     except (KeyError, TypeError, ValueError) as error:
         raise ConfigurationError(f"checkpoint {path} is damaged ({error}); move it away to start over") from None
 
@@ -175,6 +176,7 @@ class _Reading:
         self.header: tuple[str, ...] | None = None
         self.delimiter = "," if self.format != PIPE else "|"
         self.header_line = 0            # line number of an export's header
+        self.boxed = False              # an export in mysql's boxed table
         self.dirty = False              # emitted something since the last checkpoint
         self.last_data = time.monotonic()
         self.warned: set[str] = set()
@@ -202,6 +204,7 @@ class _Reading:
         self.header = checkpoint.header
         self.delimiter = checkpoint.delimiter
         self.header_line = checkpoint.header_line
+        self.boxed = checkpoint.boxed
         try:
             self.follower.start(checkpoint.file)
         except ConfigurationError as error:
@@ -267,8 +270,8 @@ class _Reading:
         if self.format == EXPORT:
             layout = detect_layout(first)
             if layout is not None and layout.format == EXPORT:
-                cells = split_cells(first, layout.delimiter) or []
-                self.delimiter = layout.delimiter
+                cells = split_cells(first, layout.delimiter, layout.boxed) or []
+                self.delimiter, self.boxed = layout.delimiter, layout.boxed
                 self.header = tuple(cell.lower() for cell in cells)
                 return True
         return False
@@ -298,7 +301,7 @@ class _Reading:
             return [IgnoredRecord(TABLE_DECORATION, number)]
         if self.header is None:
             return [InvalidRecord("no header line naming the queue_log columns before this row", number)]
-        cells = split_cells(text, self.delimiter)
+        cells = split_cells(text, self.delimiter, self.boxed)
         if cells is None:
             return [InvalidRecord("not a row: a quote that does not close", number)]
         if len(cells) != len(self.header):
@@ -341,7 +344,7 @@ class _Reading:
         if path is None or position is None:
             return
         save_checkpoint(path, Checkpoint(position, self.format, self.header, self.parser.state(), self.delimiter,
-                                         self.header_line))
+                                         self.header_line, self.boxed))
 
     def close(self) -> None:
         if self.connector.checkpoint_path is None and self.parser.holding:

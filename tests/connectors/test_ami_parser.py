@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.ami import AmiFramer, AmiMapping, AmiMessage, AmiParser, InvalidFrame, parse_transcript
+from connectors.ami import AmiFramer, AmiMapping, AmiMessage, AmiParser, InvalidFrame, OverlapFilter, parse_transcript
 from connectors.errors import ConfigurationError
 from connectors.privacy import pseudonymiser
 from connectors.queue_lines import parse_queue_lines
@@ -500,3 +500,33 @@ def test_fuzz_no_sequence_of_queue_frames_makes_the_mapper_raise(
         out += parser.tick(clock)
     out += parser.finish(clock)
     _check(out)
+
+
+# The overlap filter against a brute-force reference that shares no code with it: on one connection
+# every frame is new; a later connection's frames are dropped only when they begin by repeating, in
+# order, every frame that was new before it, and then only those.
+LOOP_FRAMES = [AmiMessage((("Event", "QueueCallerJoin"), ("Uniqueid", "7.1"), ("Queue", "Q1"))),
+               AmiMessage((("Event", "QueueCallerAbandon"), ("Uniqueid", "7.1"), ("Queue", "Q1"))),
+               AmiMessage((("Event", "QueueMemberStatus"), ("Queue", "Q1"), ("Interface", "SIP/1")))]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.lists(st.integers(0, 2), max_size=8)), min_size=1, max_size=4))
+def test_fuzz_the_overlap_filter_drops_only_a_whole_replay(connections: list[tuple[bool, list[int]]]) -> None:
+    overlap = OverlapFilter()
+    delivered: list[int] = []  # the reference's stream of new frames (indexes into LOOP_FRAMES)
+    for number, (replays, tail) in enumerate(connections):
+        frames = (delivered + tail) if replays and number else tail
+        if number:
+            assert overlap.new_connection() == []  # nothing held across a clean boundary here
+        got: list[tuple[int, int]] = []
+        for index in frames:
+            got += [(LOOP_FRAMES.index(f.message), f.occurrence) for f in overlap.admit(LOOP_FRAMES[index], T0)]
+        got += [(LOOP_FRAMES.index(f.message), f.occurrence) for f in overlap.new_connection()]
+        whole_replay = number > 0 and len(delivered) > 0 and frames[:len(delivered)] == delivered
+        expected_new = frames[len(delivered):] if whole_replay else frames
+        expected = []
+        for index in expected_new:
+            delivered.append(index)
+            expected.append((index, delivered.count(index)))
+        assert got == expected

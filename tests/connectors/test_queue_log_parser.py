@@ -4,12 +4,12 @@ export, and fuzzing (no input makes it raise)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
 import csv
+import io
 import json
 import re
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 from connectors.errors import ConfigurationError, InvalidRecord
 from connectors.privacy import pseudonymiser
 from connectors.queue_lines import parse_queue_lines
-from streams.domain.windows import zone
+from connectors.queue_log.exports import DELIMITERS, EXPORT, detect_layout, is_decoration, split_cells
 from connectors.queue_log.queue_log_parser import (
     BLANK_LINE, INFORMATIONAL, OUTBOUND_DIAL, RING_ATTEMPT, SYSTEM_EVENT, UNKNOWN_EVENT,
     IgnoredRecord, ParsedItem, ParserConfig, QueueLogParser, agent_name, record_of_line, record_of_row)
 from streams.domain.events import parse_event, parse_ts
+from streams.domain.windows import zone
 from tests.real_data import whole_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "queue_log"
@@ -366,3 +367,51 @@ def test_no_row_makes_the_parser_raise(rows: list[dict[str, str | None]]) -> Non
 def test_record_readers_never_raise(text: str) -> None:
     record_of_line(text)
     record_of_row({"date_time": text, "callid": text, "queue_name": text, "type": text, "event": text})
+
+
+# --- exports of the database table -----------------------------------------------------------------
+
+REALTIME_HEADER = ["id", "time", "callid", "queuename", "agent", "event", "data1", "data2", "data3", "data4", "data5"]
+CELL = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="|\t\r\n"),
+               max_size=12).map(str.strip)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(CELL, min_size=11, max_size=11), min_size=1, max_size=6),
+       st.sampled_from(["csv", "tsv", "psql-unaligned", "psql-aligned", "mysql-table"]))
+def test_fuzz_every_dump_layout_gives_back_the_cells_written(rows: list[list[str]], layout: str) -> None:
+    # The reference is the rows themselves, written out the way each client writes them.
+    if layout == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([REALTIME_HEADER, *rows])
+        text = buffer.getvalue()
+    elif layout == "tsv":
+        text = "".join("\t".join(row) + "\n" for row in [REALTIME_HEADER, *rows])
+    elif layout == "psql-unaligned":
+        text = "".join("|".join(row) + "\n" for row in [REALTIME_HEADER, *rows]) + f"({len(rows)} rows)\n"
+    else:
+        widths = [max(len(row[i]) for row in [REALTIME_HEADER, *rows]) for i in range(11)]
+        cells = [" " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " "
+                 for row in [REALTIME_HEADER, *rows]]
+        ruler = "-+-".join("-" * width for width in widths)
+        if layout == "psql-aligned":
+            text = cells[0] + "\n-" + ruler + "-\n" + "".join(c + "\n" for c in cells[1:]) + f"({len(rows)} rows)\n"
+        else:
+            border = "+-" + ruler.replace("-+-", "-+-") + "-+\n"
+            text = border + "|" + cells[0] + "|\n" + border + "".join("|" + c + "|\n" for c in cells[1:]) + border
+    lines = text.splitlines()
+    header_at = next(i for i, line in enumerate(lines) if not is_decoration(line))
+    layout_found = detect_layout(lines[header_at])
+    assert layout_found is not None and layout_found.format == EXPORT
+    body = [line for line in lines[header_at + 1:] if not is_decoration(line)]
+    assert [split_cells(line, layout_found.delimiter, layout_found.boxed) for line in body] == rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_fuzz_no_line_makes_layout_detection_or_splitting_raise(text: str) -> None:
+    for line in text.splitlines() or [text]:
+        detect_layout(line)
+        is_decoration(line)
+        for delimiter in DELIMITERS:
+            split_cells(line, delimiter)
