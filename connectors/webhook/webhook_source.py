@@ -162,6 +162,7 @@ class _Endpoint:
     # -- the three platforms ----------------------------------------------------------------------------
 
     async def canonical(self, request: web.Request) -> web.Response:
+        self._stats.requests += 1
         key = self._credentials.standard_webhooks_key
         if key is None:
             return await self._not_enabled(request, "CALLWATCH_WEBHOOK_SECRET")
@@ -180,6 +181,7 @@ class _Endpoint:
                                                            self._options.context))
 
     async def twilio(self, request: web.Request) -> web.Response:
+        self._stats.requests += 1
         token = self._credentials.twilio_auth_token
         if token is None:
             return await self._not_enabled(request, "CALLWATCH_TWILIO_AUTH_TOKEN")
@@ -211,6 +213,7 @@ class _Endpoint:
                                   lambda: twilio_events(pairs, self._options.context))
 
     async def amazon_connect(self, request: web.Request) -> web.Response:
+        self._stats.requests += 1
         auth = self._credentials.api_destination
         if auth is None:
             return await self._not_enabled(request, "CALLWATCH_CONNECT_API_KEY, _BASIC or _OAUTH_CLIENT")
@@ -231,6 +234,7 @@ class _Endpoint:
     async def token(self, request: web.Request) -> web.Response:
         """OAuth 2.0 client credentials grant (RFC 6749 section 4.4), as an EventBridge connection
         asks for a token: client id and secret in HTTP Basic or the form."""
+        self._stats.requests += 1
         auth = self._credentials.api_destination
         if auth is None or auth.kind != "oauth":
             return await self._not_enabled(request, "CALLWATCH_CONNECT_OAUTH_CLIENT")
@@ -254,7 +258,6 @@ class _Endpoint:
     # -- shared steps ---------------------------------------------------------------------------------------
 
     async def _body(self, request: web.Request) -> bytes | _Refusal:
-        self._stats.requests += 1
         limit = self._options.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return _Refusal(413, f"too large: body over {limit} bytes")
