@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from connectors.errors import InvalidRecord
 from connectors.follow import MAX_LINE_BYTES, FileFollower
-from connectors.registry import ConnectorSpec
+from connectors.registry import ConnectorSpec, own_parser
 from connectors.sink import DeadLetter, EventSink
 from streams.io.event_lines import open_input
 from streams.options import OptionTarget, UsageError, duration, env_option
@@ -102,7 +102,8 @@ class FileConnector:
 def _add_arguments(parser: OptionTarget) -> None:
     env_option(parser, "--file-path", env="CALLWATCH_FILE_PATH",
                help="JSON Lines file of canonical events; - for stdin (connect: PATH)")
-    env_option(parser, "--file-follow", "--follow", dest="file_follow", env="CALLWATCH_FILE_FOLLOW",
+    flags = ("--follow", "--file-follow") if own_parser(parser) else ("--file-follow",)
+    env_option(parser, *flags, dest="file_follow", env="CALLWATCH_FILE_FOLLOW",
                action="store_true", help="keep reading as the file grows, like tail -F (rotation and truncation "
                                          "handled)")
     env_option(parser, "--file-poll", env="CALLWATCH_FILE_POLL", default="200ms",

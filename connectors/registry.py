@@ -40,6 +40,13 @@ class ConnectorSpec:
     path_help: str = ""
 
 
+def own_parser(parser: OptionTarget) -> bool:
+    """True under `callwatch connect NAME`, where the connector has the parser to itself and may take
+    short option names (--mapping, --follow); under `callwatch run` its options share one parser
+    with every other connector's and only the prefixed names are given."""
+    return isinstance(parser, argparse.ArgumentParser)
+
+
 CONNECTOR_MODULES = {
     "simulate": "connectors.simulate_source",
     "file": "connectors.file_source",

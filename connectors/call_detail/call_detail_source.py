@@ -20,7 +20,7 @@ from connectors.call_detail.call_detail_mapping import CallDetailMapping, load_m
 from connectors.call_detail.call_detail_parser import LevelledRecord, ParsedItem, in_time_order
 from connectors.errors import ConfigurationError, ConnectorError, IgnoredRecord, InvalidRecord
 from connectors.privacy import Pseudonymiser, pseudonymiser
-from connectors.registry import ConnectorSpec
+from connectors.registry import ConnectorSpec, own_parser
 from connectors.sink import DeadLetter, EventSink
 from streams.options import OptionTarget, UsageError, env_option
 from streams.settings import Settings
@@ -118,7 +118,8 @@ def _readable(items: Iterator[ParsedItem], path: str) -> Iterator[ParsedItem]:
 
 def _add_arguments(parser: OptionTarget) -> None:
     env_option(parser, "--csv-path", env="CALLWATCH_CSV_PATH", help="the call-detail CSV file (connect: PATH)")
-    env_option(parser, "--mapping", "--csv-mapping", dest="csv_mapping", env="CALLWATCH_CSV_MAPPING", metavar="FILE",
+    flags = ("--mapping", "--csv-mapping") if own_parser(parser) else ("--csv-mapping",)
+    env_option(parser, *flags, dest="csv_mapping", env="CALLWATCH_CSV_MAPPING", metavar="FILE",
                help="YAML column mapping (see connectors/call_detail/mappings/)")
 
 
