@@ -70,3 +70,17 @@ def duration(value: object, name: str, minimum_s: float = 0.0) -> float:
     if seconds < minimum_s:
         raise UsageError(f"{name} must be at least {minimum_s:g} s, not {value!r}")
     return seconds
+
+
+def secret_file(path: str, option: str) -> str:
+    """The secret held in the file given to `option`, stripped; UsageError if it cannot be read or is
+    empty (a secret is never an option's value: the command line is visible to every user)."""
+    from pathlib import Path
+
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {option} {path}: {getattr(error, 'strerror', None) or error}") from None
+    if not secret:
+        raise UsageError(f"{option} {path} is empty")
+    return secret

@@ -31,7 +31,7 @@ from connectors.privacy import Pseudonymiser, pseudonymiser, redact_numbers
 from connectors.queue_lines import parse_queue_lines
 from connectors.registry import ConnectorSpec
 from connectors.sink import DeadLetter, EventSink
-from streams.options import OptionTarget, UsageError, duration, env_option, number
+from streams.options import OptionTarget, UsageError, duration, env_option, number, secret_file
 from streams.settings import Settings
 
 log = logging.getLogger("callwatch.connect.ami")
@@ -400,13 +400,7 @@ def _secret(args: argparse.Namespace) -> str:
                          f"user of the machine; set {SECRET_ENV} or give --ami-secret-file")
     path = getattr(args, "ami_secret_file", None)
     if path:
-        try:
-            secret = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise UsageError(f"cannot read --ami-secret-file {path}: {error.strerror}") from None
-        if not secret:
-            raise UsageError(f"--ami-secret-file {path} is empty")
-        return secret
+        return secret_file(path, "--ami-secret-file")
     from_env = getattr(args, "ami_secret_env", None)
     if isinstance(from_env, _Secret) and from_env.value:
         return from_env.value

@@ -12,7 +12,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from connectors.errors import ConfigurationError, ConnectorError, InvalidRecord
@@ -26,7 +25,7 @@ from connectors.queue_log.queue_log_parser import (
     UNKNOWN_EVENT, ParsedItem, ParserConfig, QueueLogParser)
 from connectors.registry import ConnectorSpec
 from connectors.sink import DeadLetter, EventSink
-from streams.options import OptionTarget, UsageError, duration, env_option
+from streams.options import OptionTarget, UsageError, duration, env_option, secret_file
 from streams.settings import Settings
 
 log = logging.getLogger("callwatch.connect.queue-log")
@@ -414,13 +413,7 @@ def _add_arguments(parser: OptionTarget) -> None:
 def _database_password(args: argparse.Namespace) -> str:
     path = getattr(args, "queue_log_database_password_file", None)
     if path:
-        try:
-            password = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise UsageError(f"cannot read --queue-log-database-password-file {path}: {error.strerror}") from None
-        if not password:
-            raise UsageError(f"--queue-log-database-password-file {path} is empty")
-        return password
+        return secret_file(path, "--queue-log-database-password-file")
     return os.environ.get(PASSWORD_ENV, "")
 
 

@@ -5,7 +5,7 @@
 #   <NAME>_PORT (required: the caller picks a free one), CALLWATCH_DB_PASSWORD (the callwatch
 #   user's password; required), CALLWATCH_DB_WAIT_S (60), CALLWATCH_DB_MAX_LIFETIME_S (3600).
 # shellcheck shell=bash
-# die, whole_number, running_pid and stop_daemon are the Prometheus scripts' helpers.
+# die, whole_number, running_pid, watch_lifetime and stop_daemon are the Prometheus scripts' helpers.
 source "$(dirname "${BASH_SOURCE[0]}")/../prometheus/service.sh"
 
 db_wait_s="${CALLWATCH_DB_WAIT_S:-60}"
@@ -64,18 +64,20 @@ wait_ready() {  # PID LOG DESCRIPTION COMMAND...: until COMMAND succeeds, or die
     done
 }
 
-watchdog() {  # PID_FILE PID LOG: stop PID after CALLWATCH_DB_MAX_LIFETIME_S, if still the one started
-    (( db_lifetime > 0 )) || return 0
-    setsid nohup bash -c '
-        pid_file=$1 pid=$2 lifetime=$3 log=$4
-        sleep "$lifetime"
-        [[ "$(cat "$pid_file" 2>/dev/null)" == "$pid" ]] || exit 0
-        echo "[$(date "+%F %T")] callwatch watchdog: maximum lifetime of $lifetime s reached, stopping pid $pid" >>"$log"
-        kill -TERM "$pid" 2>/dev/null || exit 0
-        for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        rm -f "$pid_file"
-    ' callwatch-watchdog "$1" "$2" "$db_lifetime" "$3" >/dev/null 2>&1 </dev/null &
-    echo "$!" >"$1.watchdog"
-    disown -a
+exit_if_running() {  # PID_FILE URL: nothing to do when the server of PID_FILE is up
+    if [[ -n "$(running_pid "$1")" ]]; then
+        echo "${SERVICE_NAME} ready at $2 (already running)"
+        exit 0
+    fi
+}
+
+db_port() {  # VARIABLE: its value, which must be a whole number
+    local value="${!1:-}"
+    whole_number "$1" "$value"
+    echo "$value"
+}
+
+stop_database() {  # NAME PORT: stop the server started on PORT and delete its data
+    echo "$1: $(stop_daemon "$CALLWATCH_STATE/$1-$2.pid")"
+    rm -rf "$CALLWATCH_STATE/$1-$2"
 }

@@ -8,18 +8,14 @@ set -euo pipefail
 SERVICE_NAME=mariadb
 source "$(dirname "${BASH_SOURCE[0]}")/../local/database.sh"
 
-port="${MARIADB_PORT:-}"
-whole_number MARIADB_PORT "$port"
+port="$(db_port MARIADB_PORT)"
 command -v mariadbd >/dev/null 2>&1 || [[ -x /usr/sbin/mariadbd ]] || install_packages mariadb-server mariadb-client
 server="$(command -v mariadbd || echo /usr/sbin/mariadbd)"
 [[ -x "$server" ]] || die "no mariadbd after installing mariadb-server"
 
 state="$CALLWATCH_STATE/mariadb-$port"
 pid_file="$state.pid"
-if [[ -n "$(running_pid "$pid_file")" ]]; then
-    echo "mariadb ready at mysql://callwatch@127.0.0.1:$port/callwatch (already running)"
-    exit 0
-fi
+exit_if_running "$pid_file" "mysql://callwatch@127.0.0.1:$port/callwatch"
 user="$(id -un)"
 if [[ "$(id -u)" -eq 0 ]]; then user=mysql; fi  # mariadbd refuses to run as root
 fresh_state "$state" "$user"
@@ -39,5 +35,5 @@ CREATE DATABASE callwatch;
 CREATE USER 'callwatch'@'127.0.0.1' IDENTIFIED BY '${CALLWATCH_DB_PASSWORD//\'/\'\'}';
 GRANT ALL ON callwatch.* TO 'callwatch'@'127.0.0.1';
 SQL
-watchdog "$pid_file" "$pid" "$log"
+watch_lifetime "$pid_file" "$pid" "$db_lifetime" "$log"
 echo "mariadb ready at mysql://callwatch@127.0.0.1:$port/callwatch (pid $pid, data $state; stops by itself after $db_lifetime s)"

@@ -3,7 +3,4 @@
 set -euo pipefail
 SERVICE_NAME=mariadb
 CALLWATCH_DB_PASSWORD=unused source "$(dirname "${BASH_SOURCE[0]}")/../local/database.sh"
-port="${MARIADB_PORT:-}"
-whole_number MARIADB_PORT "$port"
-echo "mariadb: $(stop_daemon "$CALLWATCH_STATE/mariadb-$port.pid")"
-rm -rf "$CALLWATCH_STATE/mariadb-$port"
+stop_database mariadb "$(db_port MARIADB_PORT)"

@@ -8,8 +8,7 @@ set -euo pipefail
 SERVICE_NAME=postgres
 source "$(dirname "${BASH_SOURCE[0]}")/../local/database.sh"
 
-port="${POSTGRES_PORT:-}"
-whole_number POSTGRES_PORT "$port"
+port="$(db_port POSTGRES_PORT)"
 bin_dir() { find /usr/lib/postgresql -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1; }
 if [[ -z "$(bin_dir)" ]]; then install_packages postgresql; fi
 bin="$(bin_dir)"
@@ -17,10 +16,7 @@ bin="$(bin_dir)"
 
 state="$CALLWATCH_STATE/postgres-$port"
 pid_file="$state.pid"
-if [[ -n "$(running_pid "$pid_file")" ]]; then
-    echo "postgres ready at postgresql://callwatch@127.0.0.1:$port/callwatch (already running)"
-    exit 0
-fi
+exit_if_running "$pid_file" "postgresql://callwatch@127.0.0.1:$port/callwatch"
 fresh_state "$state" postgres
 log="$state/postgres.log"
 as_user postgres touch "$log"
@@ -41,5 +37,5 @@ pid="$(head -n 1 "$state/data/postmaster.pid")"
 echo "$pid" >"$pid_file"
 "$bin/psql" -q -h "$state" -p "$port" -U callwatch -d postgres -c "CREATE DATABASE callwatch" >>"$log" 2>&1 \
     || { tail -n 20 "$log" >&2; die "cannot create the callwatch database"; }
-watchdog "$pid_file" "$pid" "$log"
+watch_lifetime "$pid_file" "$pid" "$db_lifetime" "$log"
 echo "postgres ready at postgresql://callwatch@127.0.0.1:$port/callwatch (pid $pid, data $state; stops by itself after $db_lifetime s)"

@@ -3,7 +3,4 @@
 set -euo pipefail
 SERVICE_NAME=postgres
 CALLWATCH_DB_PASSWORD=unused source "$(dirname "${BASH_SOURCE[0]}")/../local/database.sh"
-port="${POSTGRES_PORT:-}"
-whole_number POSTGRES_PORT "$port"
-echo "postgres: $(stop_daemon "$CALLWATCH_STATE/postgres-$port.pid")"
-rm -rf "$CALLWATCH_STATE/postgres-$port"
+stop_database postgres "$(db_port POSTGRES_PORT)"

@@ -118,6 +118,12 @@ class Run:
         return self
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def identity(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(e["event_id"], e["type"]) for e in events]
 
@@ -394,9 +400,7 @@ def test_run_source_ami_shows_what_decided_each_unanswered_exit(serve: Callable[
     # Asterisk 1.8 sends no HangupRequest: the last visit's abandon is inferred from a bare Hangup
     # (cause 16), and says so on /metrics; the loop's other exits were decided by the re-join.
     server = serve(fixture("loop_asterisk18.txt"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
+    metrics_port = free_port()
     process = subprocess.Popen(
         CALLWATCH + ["run", "--source", "ami", "--port", str(metrics_port), "--ami-port", str(server.port),
                      "--ami-username", "callwatch", "--ami-queue-lines", "*=101"],
@@ -424,9 +428,7 @@ def test_run_source_ami_shows_what_decided_each_unanswered_exit(serve: Callable[
 
 def test_run_source_ami_serves_metrics_with_no_raw_number(serve: Callable[..., FakeAmiServer]) -> None:
     server = serve(capture_text())
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        metrics_port = probe.getsockname()[1]
+    metrics_port = free_port()
     process = subprocess.Popen(
         CALLWATCH + ["run", "--source", "ami", "--port", str(metrics_port), "--ami-port", str(server.port),
                      "--ami-username", "callwatch", "--ami-queue-lines", "Q1=101"],

@@ -31,7 +31,7 @@ from connectors.queue_lines import parse_queue_lines
 from connectors.queue_log.database import Database, TableFollower, connect
 from connectors.queue_log.queue_log_parser import ParserConfig, QueueLogParser
 from connectors.queue_log.queue_log_source import QueueLogConnector
-from connectors.sink import DeadLetter, SinkCounts, validate
+from tests.connectors.sinks import CollectingSink
 
 pytestmark = pytest.mark.database
 
@@ -153,36 +153,6 @@ def fill(server: Server, table: str, time_kind: str, lines: list[str], create: b
     if lines:
         server.execute(f"INSERT INTO {table} (time, callid, queuename, agent, event, data1, data2, data3, data4, data5) "
                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", params=table_rows(lines, time_kind))
-
-
-class CollectingSink:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.dead: list[DeadLetter] = []
-        self.counts = SinkCounts()
-        self._lock = threading.Lock()
-
-    def send(self, event: Any, location: str = "") -> None:
-        checked = validate(event, "queue-log", location)
-        with self._lock:
-            if isinstance(checked, DeadLetter):
-                self.dead.append(checked)
-            else:
-                self.events.append(dict(event))
-
-    def dead_letter(self, letter: DeadLetter) -> None:
-        with self._lock:
-            self.dead.append(letter)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def ids(self) -> list[str]:
-        with self._lock:
-            return [e["event_id"] for e in self.events]
 
 
 class Following:

@@ -17,7 +17,7 @@ import sys
 import threading
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import pytest
 from hypothesis import given, settings
@@ -28,10 +28,11 @@ from connectors.privacy import pseudonymiser
 from connectors.queue_lines import parse_queue_lines
 from connectors.queue_log.queue_log_parser import ParserConfig, QueueLogParser
 from connectors.queue_log.queue_log_source import SPEC, QueueLogConnector
-from connectors.sink import DeadLetter, JsonLinesSink, SinkCounts, validate
+from connectors.sink import JsonLinesSink
 from streams.domain import CallFlow, CallTracker, FlowConfig, LegClosed, parse_event
 from streams.options import UsageError
 from streams.settings import Settings
+from tests.connectors.sinks import CollectingSink
 from tests.real_data import SHARED, excerpt, whole_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "queue_log"
@@ -44,45 +45,6 @@ KEY_BYTES = b"test-key"
 KEY = pseudonymiser(KEY_BYTES)
 LINES = parse_queue_lines("Q999=999,Q999B=999,Q101=101")
 WAIT_S = 10.0
-
-
-class CollectingSink:
-    """The sink interface, keeping what it is given (thread-safe: the connector runs in a thread)."""
-
-    def __init__(self, stop_after: int | None = None, stop: threading.Event | None = None) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.dead: list[DeadLetter] = []
-        self.counts = SinkCounts()
-        self._lock = threading.RLock()
-        self.changed = threading.Condition(self._lock)
-        self._stop_after, self._stop = stop_after, stop
-
-    def send(self, event: Mapping[str, Any], location: str = "") -> None:
-        checked = validate(event, "queue-log", location)
-        if isinstance(checked, DeadLetter):
-            self.dead_letter(checked)
-            return
-        with self._lock:
-            self.events.append(dict(event))
-            self.counts.sent += 1
-            self.changed.notify_all()
-        if self._stop is not None and self._stop_after is not None and len(self.events) >= self._stop_after:
-            self._stop.set()
-
-    def dead_letter(self, letter: DeadLetter) -> None:
-        with self._lock:
-            self.dead.append(letter)
-            self.counts.dead_lettered += 1
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def ids(self) -> list[str]:
-        with self._lock:
-            return [e["event_id"] for e in self.events]
 
 
 def connector(path: Path, **options: Any) -> QueueLogConnector:
@@ -367,7 +329,7 @@ def test_a_restart_from_the_checkpoint_at_any_batch_neither_loses_nor_repeats(tm
     for stop_after in range(1, len(expected), 3):
         checkpoint = tmp_path / f"ck-{stop_after}.json"
         stop = threading.Event()
-        first = CollectingSink(stop_after, stop)
+        first = CollectingSink(stop_after=stop_after, stop=stop)
         connector(CALLS, checkpoint_path=str(checkpoint), chunk_bytes=150).run(first, stop)
         assert stop.is_set() and len(first.ids()) < len(expected)
         second = imported(CALLS, checkpoint_path=str(checkpoint), chunk_bytes=150)
