@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 from connectors.errors import InvalidRecord
 from connectors.file_source import FileConnector, event_of_line
 from connectors.sink import DeadLetter, SinkCounts
+from tests.connectors.following import Following
 from tests.pipeline.helpers import callwatch
-
-WAIT_S = 10.0
 
 
 def event(n: int) -> dict[str, Any]:
@@ -56,10 +55,6 @@ class WatchedSink:
     def ids(self) -> list[str]:
         return [e["event_id"] for e in self.events]
 
-    def wait_count(self, count: int) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: len(self.events) >= count, WAIT_S), self.ids()
-
 
 def test_import_reads_to_the_end_and_dead_letters_bad_lines_masked(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
@@ -72,57 +67,23 @@ def test_import_reads_to_the_end_and_dead_letters_bad_lines_masked(tmp_path: Pat
     assert "900123" not in sink.dead[0].payload
 
 
-class Following:
-    def __init__(self, path: Path) -> None:
-        self.connector = FileConnector(str(path), follow=True, poll_s=0.01)
-        self.sink = WatchedSink()
-        self.stop = threading.Event()
-        self.errors: list[BaseException] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.connector.run(self.sink, self.stop)
-        except BaseException as error:  # noqa: BLE001 - the test fails with it
-            self.errors.append(error)
-
-    def __enter__(self) -> Following:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(WAIT_S)
-        assert not self.thread.is_alive() and not self.errors, self.errors
-
-    def settle(self) -> None:
-        """Until the follower has twice found nothing more: whatever would come has come."""
-        started = threading.Event()
-        while self.connector.follower is None and not self.errors and not started.wait(0.001):
-            pass  # the connector's thread has not built its follower yet
-        follower = self.connector.follower
-        assert follower is not None, self.errors
-        seen = follower.at_end
-        assert follower.wait_at_end(seen + 2, WAIT_S), "the follower did not reach the end of the file"
-
-
 def test_following_takes_appended_rotated_and_truncated_files_without_loss_or_repeat(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text(lines(1, 2))
-    with Following(path) as following:
-        following.sink.wait_count(2)
+    with Following(FileConnector(str(path), follow=True, poll_s=0.01), WatchedSink()) as following:
+        following.wait_count(2)
         with path.open("a") as stream:
             stream.write(lines(3) + json.dumps(event(4))[:20])  # half a line: not taken yet
             stream.flush()
             following.settle()
             assert following.sink.ids() == ["e-1", "e-2", "e-3"]
             stream.write(json.dumps(event(4))[20:] + "\n")
-        following.sink.wait_count(4)
+        following.wait_count(4)
         os.rename(path, tmp_path / "events.jsonl.1")  # rotated: the new file starts empty
         path.write_text(lines(5))
-        following.sink.wait_count(5)
+        following.wait_count(5)
         path.write_text(lines(6))  # truncated and rewritten in place (copytruncate)
-        following.sink.wait_count(6)
+        following.wait_count(6)
         following.settle()
     assert following.sink.ids() == [f"e-{n}" for n in range(1, 7)]
     assert following.sink.dead == []
