@@ -12,11 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from connectors.queue_log.queue_log_parser import missing_csv_columns
+from connectors.queue_log.queue_log_parser import CSV_COLUMNS, missing_csv_columns
 
 PIPE: Final = "pipe"
 EXPORT: Final = "export"
 DELIMITERS: Final = (",", "\t", "|", ";")
+REQUIRED: Final = tuple(CSV_COLUMNS)
+# missing_csv_columns names a column by its first alias (PBXware's); the realtime table's names are clearer.
+REALTIME_NAMES: Final = {"date_time": "time", "queue_name": "queuename", "type": "agent"}
 # Lines of a table dump that are not rows: rulers and borders, psql's row count.
 _DECORATION: Final = re.compile(r"\s*(?:[-+=|\s]*[-=]{3,}[-+=|\s]*|\(\d+ rows?\))\s*")
 
@@ -47,6 +50,17 @@ def split_cells(line: str, delimiter: str, boxed: bool = False) -> list[str] | N
         return [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter), [])]
     except csv.Error:
         return None
+
+
+def missing_columns(first_line: str) -> list[str]:
+    """When a first line looks like a header (it names two or more queue_log columns, with some
+    delimiter) but lacks required ones: those (by their realtime names); else []."""
+    for delimiter in DELIMITERS:
+        cells = split_cells(first_line, delimiter, boxed=True) or []
+        missing = missing_csv_columns(cells)
+        if len(cells) > 1 and len(missing) <= len(REQUIRED) - 2:
+            return [REALTIME_NAMES.get(name, name) for name in missing]
+    return []
 
 
 def detect_layout(first_line: str) -> Layout | None:

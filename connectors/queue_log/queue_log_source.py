@@ -20,7 +20,7 @@ from connectors.follow import CHUNK_BYTES, MAX_LINE_BYTES, FileFollower, FilePos
 from connectors.privacy import Pseudonymiser, pseudonymiser, redact_numbers
 from connectors.queue_lines import parse_queue_lines
 from connectors.queue_log.database import Database, TableFollower
-from connectors.queue_log.exports import EXPORT, PIPE, detect_layout, is_decoration, split_cells
+from connectors.queue_log.exports import EXPORT, PIPE, detect_layout, is_decoration, missing_columns, split_cells
 from connectors.queue_log.queue_log_parser import (
     UNKNOWN_EVENT, ParsedItem, ParserConfig, QueueLogParser)
 from connectors.registry import ConnectorSpec
@@ -259,6 +259,10 @@ class _Reading:
             return self.format is None or self.header is None
         if self.format is None:
             layout = detect_layout(first)
+            missing = missing_columns(first) if layout is None else []
+            if missing:
+                raise ConfigurationError(f"{self.path}: its header line lacks the column(s) {', '.join(missing)} "
+                                         f"(a queue_log export needs time, callid, queuename, agent and event)")
             if layout is None:
                 raise ConfigurationError(
                     f"cannot tell the format of {self.path} from its first line: it is neither "

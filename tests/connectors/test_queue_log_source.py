@@ -31,6 +31,7 @@ from connectors.queue_log.queue_log_source import SPEC, QueueLogConnector
 from connectors.sink import JsonLinesSink
 from streams.domain import CallFlow, CallTracker, FlowConfig, LegClosed, parse_event
 from streams.options import UsageError
+from streams.domain.windows import zone
 from streams.settings import Settings
 from tests.connectors.sinks import CollectingSink
 from tests.real_data import SHARED, excerpt, whole_file
@@ -160,6 +161,22 @@ def test_a_line_that_never_ends_is_rejected_and_reading_goes_on(tmp_path: Path) 
     sink = imported(path, chunk_bytes=1 << 16)
     assert [d.reason for d in sink.dead][:1] == [f"line longer than {1 << 20} bytes"]
     assert sink.ids() == one_shot(lines)
+
+
+@pytest.mark.parametrize("name", ["realtime_psql_aligned.txt", "realtime_mariadb_batch.tsv"])
+def test_dumps_of_the_realtime_table_are_told_apart_and_read_like_the_pipe_file(name: str) -> None:
+    # Written by psql and mariadb from a table holding calls.queue_log, time as local DATETIME.
+    config = ParserConfig(LINES, time_zone=zone("Europe/London"))
+    sink = imported(FIXTURES / name, config=config)
+    assert sink.dead == [], [(d.location, d.reason) for d in sink.dead]
+    assert sink.ids() == one_shot(fixture_lines())
+
+
+def test_an_export_header_lacking_a_column_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text("id,time,callid,queuename,event,data1\n1,2024-03-01 09:00:00,c.1,Q1,ENTERQUEUE,\n")
+    with pytest.raises(ConfigurationError, match=r"its header line lacks the column\(s\) agent \("):
+        imported(path)
 
 
 def test_csv_rows_that_do_not_fit_the_header_are_dead_lettered(tmp_path: Path) -> None:
