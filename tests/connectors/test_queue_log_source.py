@@ -34,6 +34,7 @@ from streams.options import UsageError
 from streams.domain.windows import zone
 from streams.settings import Settings
 from tests.connectors.sinks import CollectingSink
+from tests.connectors.following import Following as FollowingHarness
 from tests.real_data import SHARED, excerpt, whole_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "queue_log"
@@ -66,52 +67,11 @@ def one_shot(lines: list[str]) -> list[str]:
     return [item["event_id"] for item in items if isinstance(item, dict)]
 
 
-class Following:
-    """A connector following a file in a thread, stopped (and joined) on exit."""
+class Following(FollowingHarness):
+    """A queue-log connector following a file in a thread, stopped (and joined) on exit."""
 
     def __init__(self, path: Path, **options: Any) -> None:
-        self.connector = connector(path, follow=True, **options)
-        self.sink = CollectingSink()
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.connector.run(self.sink, self.stop)
-        except BaseException as error:  # surfaced by the test
-            self.error = error
-
-    def __enter__(self) -> Following:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop.set()
-        self.thread.join(WAIT_S)
-        assert not self.thread.is_alive(), "the follower did not stop"
-        assert self.error is None, self.error
-
-    def wait_for(self, predicate: Callable[[list[str]], bool], what: str) -> None:
-        """Until the events sent so far satisfy `predicate` (woken by each event the sink takes)."""
-        with self.sink.changed:
-            done = self.sink.changed.wait_for(lambda: predicate(self.sink.ids()) or self.error is not None, WAIT_S)
-        assert self.error is None, self.error
-        assert done, f"timed out waiting for {what}; have {self.sink.ids()}"
-
-    def wait_count(self, count: int) -> None:
-        self.wait_for(lambda ids: len(ids) >= count, f"{count} events")
-
-    def settle(self) -> None:
-        """Until the follower has twice found nothing more to read: a whole poll after this call, by
-        which anything that would (wrongly) be emitted has been. Readiness, not a sleep."""
-        started = threading.Event()
-        while self.connector.follower is None and self.thread.is_alive() and not started.wait(0.001):
-            pass  # the connector's thread has not built its follower yet
-        follower = self.connector.follower
-        assert follower is not None, self.error
-        seen = follower.at_end
-        assert follower.wait_at_end(seen + 2, WAIT_S), "the follower did not reach the end of the file"
+        super().__init__(connector(path, follow=True, **options), CollectingSink())
 
 
 def append(path: Path, text: str) -> None:
