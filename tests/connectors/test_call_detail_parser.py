@@ -4,7 +4,6 @@ month of bank data checked against figures computed independently from the CSV, 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import random
 from collections import Counter
