@@ -146,6 +146,10 @@ class AmiConnector:
     name: str = "ami"
     realtime: bool = True
     stats: AmiStats = field(default_factory=AmiStats)
+    # Readiness: notified after every batch of events and every read that found nothing waiting;
+    # `quiet_reads` counts the latter (all that had arrived was handled).
+    progress: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    quiet_reads: int = 0
     _unflushed: bool = field(default=False, repr=False)
     parser: AmiParser | None = field(default=None, repr=False)  # of the current run, for its counts
 
@@ -197,6 +201,11 @@ class AmiConnector:
             if counts.decided:
                 log.info("AMI %s: unanswered exits decided by: %s", where,
                          "; ".join(f"{key} {value}" for key, value in sorted(counts.decided.items())))
+
+    def wait_quiet(self, after: int, timeout_s: float) -> bool:
+        """Until more than `after` reads have found nothing waiting (everything sent so far handled)."""
+        with self.progress:
+            return self.progress.wait_for(lambda: self.quiet_reads > after, timeout_s)
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """`callwatch run` shows what decided each unanswered exit, inferences apart."""
@@ -288,6 +297,9 @@ class AmiConnector:
                 data: bytes | None = connection.recv(65536)
             except TimeoutError:
                 data = None
+                with self.progress:
+                    self.quiet_reads += 1
+                    self.progress.notify_all()
             now = self.clock()
             if data == b"":
                 raise SourceUnavailable("connection closed by Asterisk")
@@ -333,6 +345,9 @@ class AmiConnector:
             sent.add(event_id)
             self.stats.sent += 1
             self._unflushed = True
+        if items:
+            with self.progress:
+                self.progress.notify_all()
 
     @staticmethod
     def _send(connection: socket.socket, headers: list[tuple[str, str]]) -> None:

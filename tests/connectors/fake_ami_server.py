@@ -29,6 +29,7 @@ class ServerLog:
     logins: list[tuple[str, bool]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     dropped: int = 0  # connections cut on purpose
+    streamed: int = 0  # connections that were sent the whole rest of the transcript
 
 
 class FakeAmiServer:
@@ -208,6 +209,8 @@ class FakeAmiServer:
             self._resume_at = drop_at
             self.log.dropped += 1
             closed.set()  # the caller's finally closes the socket: an abrupt end, mid-line
+        else:
+            self.log.streamed += 1
 
 
 def _close(connection: socket.socket) -> None:

@@ -98,13 +98,21 @@ class Run:
         return [json.loads(line) for line in self.out.getvalue().splitlines()]
 
     def wait_for(self, predicate: Callable[[Run], bool], timeout_s: float = 10) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not predicate(self):
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                break
-            time.sleep(0.02)
+        """Until `predicate` holds, woken by the connector after each batch of events and each quiet
+        read (or, when the predicate is about the server, its next quiet read)."""
+        progress = self.connector.progress
+        with progress:
+            progress.wait_for(lambda: predicate(self) or not self.thread.is_alive(), timeout_s)
         assert self.error is None, f"the connector thread raised {self.error!r}"
         assert predicate(self), f"timed out; events so far: {self.events()}"
+
+    def caught_up(self, server: FakeAmiServer) -> None:
+        """Until the server has sent its whole transcript on its latest connection and the connector
+        has read and handled all of it: then anything (wrongly) duplicated would be out."""
+        self.wait_for(lambda r: server.log.streamed >= 1 and server.log.streamed + server.log.dropped
+                      == server.log.connections)
+        seen = self.connector.quiet_reads
+        assert self.connector.wait_quiet(seen + 1, 10), "the connector did not go quiet"
 
     def finish(self, raised: type[BaseException] | None = None) -> Run:
         """Stop the connector; the test fails if its thread raised (unless `raised` is expected)."""
@@ -162,7 +170,7 @@ def test_cut_mid_stream_then_replayed_from_the_start_resumes_without_duplicates(
     server = serve(text, drops=[answered - 3, answered + 40])
     run = Run(server.port)
     run.wait_for(lambda r: r.connector.stats.connections == 3 and len(r.events()) >= len(expected))
-    time.sleep(0.3)  # anything duplicated would arrive now
+    run.caught_up(server)
     run.finish()
     assert identity(run.events()) == expected
     assert server.log.dropped == 2 and run.connector.stats.reconnects == 2
@@ -210,9 +218,10 @@ def test_restart_with_a_checkpoint_sends_nothing_twice(serve: Callable[..., Fake
     first.finish()
     assert json.loads(checkpoint.read_text())["sent"] == [e["event_id"] for e in first.events()]
     # A new process, the same frames again (a replaying proxy, or Asterisk's own resend).
-    second = Run(serve(text + fixture("abandoned_call.txt")).port, checkpoint=checkpoint)
+    server = serve(text + fixture("abandoned_call.txt"))
+    second = Run(server.port, checkpoint=checkpoint)
     second.wait_for(calls_done(2))
-    time.sleep(0.3)
+    second.caught_up(server)
     second.finish()
     assert [e["type"] for e in second.events()] == ["offered", "abandoned"]  # only what is new
     assert second.connector.stats.resent_skipped == 7
