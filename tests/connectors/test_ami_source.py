@@ -154,10 +154,7 @@ def test_real_capture_over_a_socket_gives_what_the_parser_gives(serve: Callable[
     answered, offered = (next(e for e in run.events() if e["type"] == kind) for kind in ("answered", "offered"))
     assert answered["ts"] > offered["ts"]
     assert server.log.logins == [("callwatch", True)]
-    deadline = time.monotonic() + 3
-    while server.log.actions[-1] != "logoff" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.log.actions[-1] == "logoff"  # a clean goodbye on stop
+    assert server.log.wait_for_action("logoff", 3)  # a clean goodbye on stop
 
 
 def test_cut_mid_stream_then_replayed_from_the_start_resumes_without_duplicates(
