@@ -41,7 +41,7 @@ from connectors.webhook.payloads import (
     FORM_TYPE, SOURCE, Invalid, Mapped, MappingContext, UnsupportedMedia, form_fields, form_pairs, json_value,
     media_type, readable_body)
 from connectors.webhook.twilio_mapping import callback_time_s, twilio_events
-from streams.options import OptionTarget, UsageError, duration, env_option, number
+from streams.options import OptionTarget, UsageError, duration, env_option, number, secret_file
 from streams.settings import Settings
 
 log = logging.getLogger("callwatch.connect.webhook")
@@ -479,16 +479,12 @@ def _add_arguments(parser: OptionTarget) -> None:
                help="site (force / control room) of events mapped from Twilio and Amazon Connect")
 
 
-def read_secret(variable: str, secret_file: str | None, environ: Mapping[str, str]) -> str | None:
-    """A secret from the file `secret_file` (the option or `variable`_FILE) when given, else from the
+def read_secret(variable: str, path: str | None, environ: Mapping[str, str]) -> str | None:
+    """A secret from the file `path` (the option's, or `variable`_FILE's) when given, else from the
     environment variable itself; None when neither is set. UsageError when the file is unreadable."""
-    secret_file = secret_file or environ.get(variable + "_FILE")
-    if secret_file:
-        try:
-            return Path(secret_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as error:
-            raise UsageError(f"cannot read the secret file {secret_file} ({variable}_FILE): "
-                             f"{getattr(error, 'strerror', None) or error}") from None
+    path = path or environ.get(variable + "_FILE")
+    if path:
+        return secret_file(path, f"the secret file ({variable}_FILE)")
     return environ.get(variable, "").strip() or None
 
 

@@ -8,15 +8,15 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.errors import InvalidRecord
 from connectors.file_source import FileConnector, event_of_line
-from connectors.sink import DeadLetter, SinkCounts
 from tests.connectors.following import Following
+from tests.connectors.sinks import CollectingSink
 from tests.pipeline.helpers import callwatch
 
 
@@ -29,37 +29,10 @@ def lines(*numbers: int) -> str:
     return "".join(json.dumps(event(n)) + "\n" for n in numbers)
 
 
-class WatchedSink:
-    """Collects what the connector sends and wakes waiters on every event."""
-
-    def __init__(self) -> None:
-        self.counts = SinkCounts()
-        self.events: list[dict[str, Any]] = []
-        self.dead: list[DeadLetter] = []
-        self.changed = threading.Condition()
-
-    def send(self, obj: Mapping[str, Any], location: str = "") -> None:
-        with self.changed:
-            self.events.append(dict(obj))
-            self.changed.notify_all()
-
-    def dead_letter(self, letter: DeadLetter) -> None:
-        with self.changed:
-            self.dead.append(letter)
-            self.changed.notify_all()
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def ids(self) -> list[str]:
-        return [e["event_id"] for e in self.events]
-
-
 def test_import_reads_to_the_end_and_dead_letters_bad_lines_masked(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text(lines(1, 2) + "{oops 07700 900123\n\n[1, 2]\n" + json.dumps(event(3)))  # no final newline
-    sink = WatchedSink()
+    sink = CollectingSink("file")
     FileConnector(str(path), follow=False).run(sink, threading.Event())
     assert sink.ids() == ["e-1", "e-2", "e-3"]
     assert [(d.reason.split(":")[0], d.location) for d in sink.dead] == [
@@ -70,7 +43,7 @@ def test_import_reads_to_the_end_and_dead_letters_bad_lines_masked(tmp_path: Pat
 def test_following_takes_appended_rotated_and_truncated_files_without_loss_or_repeat(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_text(lines(1, 2))
-    with Following(FileConnector(str(path), follow=True, poll_s=0.01), WatchedSink()) as following:
+    with Following(FileConnector(str(path), follow=True, poll_s=0.01), CollectingSink("file")) as following:
         following.wait_count(2)
         with path.open("a") as stream:
             stream.write(lines(3) + json.dumps(event(4))[:20])  # half a line: not taken yet

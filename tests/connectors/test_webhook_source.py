@@ -438,7 +438,7 @@ def test_build_reads_each_platforms_secret_from_the_environment_or_a_file(clean_
     (["--webhook-port", "70000"], {"CALLWATCH_WEBHOOK_SECRET": SECRET}, KEY, "--webhook-port must be at most 65535"),
     (["--webhook-public-url", "callwatch.example.org"], {"CALLWATCH_WEBHOOK_SECRET": SECRET}, KEY,
      "--webhook-public-url must start with https://"),
-    (["--webhook-secret-file", "/nonexistent/secret"], {}, KEY, "cannot read the secret file /nonexistent/secret"),
+    (["--webhook-secret-file", "/nonexistent/secret"], {}, KEY, "cannot read the secret file (CALLWATCH_WEBHOOK_SECRET_FILE) /nonexistent/secret"),
 ])
 def test_build_refuses_bad_options_in_one_line(clean_environment: pytest.MonkeyPatch, argv: list[str],
                                                environment: dict[str, str], key: bytes | None, message: str) -> None:
