@@ -19,8 +19,9 @@ _HEX_CHARS: Final = 16
 # Separators people and platforms write inside numbers: '+44 (0)7700-900.123' is one number.
 _NUMBER_SEPARATORS: Final = str.maketrans("", "", " \t-.()/")
 # Runs of 5 or more digits (optionally with +, spaces, dashes or dots between them) look like
-# phone numbers or account ids; shorter runs (queue numbers, extensions, times) are kept readable.
-_NUMBER_LIKE: Final = re.compile(r"\+?\d(?:[\d\s.\-()]{3,}\d)")
+# phone numbers or account ids; shorter runs (queue numbers, extensions, times) are kept readable,
+# unless a source's callers are extensions (AMI: min_digits=3).
+_NUMBER_LIKE: Final = re.compile(r"\+?\d(?:[\d\s.\-()]*\d)?")
 _CACHE_LIMIT: Final = 10_000
 
 
@@ -70,13 +71,13 @@ def pseudonymiser(key: bytes | None) -> Pseudonymiser:
     return Pseudonymiser(key or b"")
 
 
-def _mask(match: re.Match[str]) -> str:
-    digits = sum(ch.isdigit() for ch in match.group(0))
-    return match.group(0) if digits < 5 else "<number>"
+def redact_numbers(text: str, min_digits: int = 5) -> str:
+    """Mask number-like runs of `min_digits` digits or more in raw source text kept for dead letters
+    and logs: the one masking rule (DeadLetter.of applies it to every payload)."""
 
+    def mask(match: re.Match[str]) -> str:
+        digits = sum(ch.isdigit() for ch in match.group(0))
+        return match.group(0) if digits < min_digits else "<number>"
 
-def redact_numbers(text: str) -> str:
-    """Mask number-like runs in raw source text kept for dead letters and logs: the one masking
-    rule (DeadLetter.of applies it to every payload)."""
-    return _NUMBER_LIKE.sub(_mask, text)
+    return _NUMBER_LIKE.sub(mask, text)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from connectors.errors import InvalidRecord
+from connectors.privacy import redact_numbers
 
 # The debug console prints this before each event; in a captured console log it may end up glued
 # to the previous frame's last header when that header's value was empty.
@@ -25,7 +26,6 @@ _HEADER: Final = re.compile(r"([A-Za-z0-9_-]+(?:\([^()\r\n]*\))?):[ \t]?(.*)")
 _CONSOLE_NOISE: Final = re.compile(
     r"\s+(?:--|==|>)\s|\[[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d\]|.*\*CLI>|={8,}\s*$")
 _FRAME_START_KEYS: Final = frozenset({"event", "response"})
-_DIGIT_RUN: Final = re.compile(r"\d{3,}")
 # Header values kept readable in a dead letter: none of them carries a caller's number or name.
 _SAFE_HEADERS: Final = frozenset(h.lower() for h in (
     "Event", "Response", "Privilege", "Queue", "Position", "Count", "OriginalPosition", "HoldTime",
@@ -82,7 +82,8 @@ class InvalidFrame(InvalidRecord):
 
 
 def _mask_digits(text: str) -> str:
-    return _DIGIT_RUN.sub("<n>", text)
+    """The kit's masking rule, from three digits: AMI's callers are often extensions ('123')."""
+    return redact_numbers(text, min_digits=3)
 
 
 def quote_value(value: str, limit: int = 40) -> str:

@@ -405,7 +405,7 @@ def test_malformed_frames_are_rejected_with_a_reason_and_the_stream_goes_on() ->
     items = parse(text, chunk_size=500)
     reasons = [(item.location, item.reason) for item in rejected(items)]
     assert reasons == [
-        ("frame 1", "line without a colon inside a frame: 'CallerIDNum <n>'"),
+        ("frame 1", "line without a colon inside a frame: 'CallerIDNum <number>'"),
         ("frame 2", "QueueCallerJoin frame without Uniqueid"),
         ("frame 3", "bad HoldTime 'soon' in AgentConnect (whole seconds expected)"),
         ("frame 4", "bad Timestamp 'yesterday' (epoch seconds expected)"),

@@ -300,7 +300,7 @@ def test_no_raw_number_reaches_the_sink_the_dead_letters_or_the_logs(serve: Call
         e["type"] == "transferred" for e in r.events()))
     run.finish()
     dead = [json.loads(line)["dead_letter"] for line in run.dead.getvalue().splitlines()]
-    assert [d["reason"] for d in dead] == ["line without a colon inside a frame: 'CallerIDNum <n>'",
+    assert [d["reason"] for d in dead] == ["line without a colon inside a frame: 'CallerIDNum <number>'",
                                            "QueueCallerJoin frame without Uniqueid"]
     everything = run.out.getvalue() + run.dead.getvalue() + caplog.text
     assert_no_numbers(everything, numbers | {"07700900999"})
