@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from connectors.ami.ami_framing import AmiMessage
 
@@ -34,6 +34,7 @@ _EPOCH_SECONDS: Final = re.compile(r"[0-9]{1,11}(?:\.[0-9]{1,9})?")
 DEFAULT_HISTORY: Final = 4_096   # new frames a replay is compared with (at least)
 DEFAULT_HOLD_MS: Final = 2_000
 _OCCURRENCE_MEMORY: Final = 50_000
+V = TypeVar("V")
 
 
 def sequence_of(message: AmiMessage) -> str:
@@ -141,7 +142,7 @@ class OverlapFilter:
         return NewFrame(message, received_ms, occurrence)
 
 
-def _remember(store: OrderedDict[int, object], key: int, value: object, limit: int) -> None:
+def _remember(store: OrderedDict[int, V], key: int, value: V, limit: int) -> None:
     store[key] = value
     store.move_to_end(key)
     while len(store) > limit:

@@ -110,19 +110,22 @@ def _driver_errors(kind: str) -> tuple[type[BaseException], ...]:
 
 def connect(database: Database, timeout_s: float = 5.0) -> _Connection:
     """A connection in autocommit mode (each poll sees what was committed since the last)."""
+    connection: _Connection
     try:
         if database.kind == "postgresql":
             import psycopg
-            return psycopg.connect(host=database.host, port=database.port, user=database.user,
-                                   password=database.password, dbname=database.name, autocommit=True,
-                                   connect_timeout=max(1, round(timeout_s)), application_name="callwatch")
-        import pymysql
-        return pymysql.connect(host=database.host, port=database.port, user=database.user,
-                               password=database.password, database=database.name, autocommit=True,
-                               connect_timeout=timeout_s, read_timeout=30, charset="utf8mb4")
+            connection = psycopg.connect(host=database.host, port=database.port, user=database.user,
+                                         password=database.password, dbname=database.name, autocommit=True,
+                                         connect_timeout=max(1, round(timeout_s)), application_name="callwatch")
+        else:
+            import pymysql
+            connection = pymysql.connect(host=database.host, port=database.port, user=database.user,
+                                         password=database.password, database=database.name, autocommit=True,
+                                         connect_timeout=timeout_s, read_timeout=30, charset="utf8mb4")
     except ModuleNotFoundError as missing:
         raise ConfigurationError(f"following a {database.kind} table needs the {missing.name} driver: "
                                  f"pip install 'callwatch[database]'") from None
+    return connection
 
 
 def _quoted(database: Database) -> str:
@@ -166,7 +169,7 @@ class TableFollower:
     def run(self, sink: EventSink, stop: threading.Event) -> None:
         parser = QueueLogParser(self.config, self.pseudonymiser)
         # `floor`: rows at or below it were there before a first start that follows from the end.
-        last_id, recent, self._floor = self._resume(parser)
+        last_id, recent, self._floor = self.resume_point(parser)
         errors = _driver_errors(self.database.kind)
         attempt, last_data = 0, time.monotonic()
         where = f"{self.database.url} table {self.database.table}"
@@ -288,7 +291,9 @@ class TableFollower:
 
     # -- checkpoint ------------------------------------------------------------------------------
 
-    def _resume(self, parser: QueueLogParser) -> tuple[int | None, dict[int, None], int]:
+    def resume_point(self, parser: QueueLogParser) -> tuple[int | None, dict[int, None], int]:
+        """From the checkpoint: the last id handled, the recent ids, the floor, and the parser's
+        memory restored; (None, {}, -1) without one. ConfigurationError if it is damaged or another's."""
         path = self.checkpoint_path
         if path is None:
             return None, {}, -1

@@ -77,7 +77,7 @@ def load_checkpoint(path: str) -> Checkpoint | None:
             raise ValueError("not a version 1 queue-log checkpoint")
         file = FilePosition.from_json(data)
         header, fmt = data.get("header"), data.get("format")
-        fmt = FORMAT_ALIASES.get(fmt, fmt)
+        fmt = FORMAT_ALIASES.get(fmt, fmt) if isinstance(fmt, str) else fmt
         delimiter, header_line = data.get("delimiter", ","), data.get("header_line", 0)
         if fmt not in (None, PIPE, EXPORT) or not isinstance(delimiter, str) or type(header_line) is not int:
             raise ValueError("unknown format, delimiter or header line")
@@ -453,7 +453,7 @@ def _build(args: argparse.Namespace, settings: Settings) -> QueueLogConnector | 
             follower = TableFollower(database, config, hashing, follow, bool(args.queue_log_from_start),
                                      args.queue_log_checkpoint or None,
                                      duration(args.queue_log_poll, "--queue-log-poll", 0.01))
-            follower._resume(QueueLogParser(config, hashing))  # a damaged checkpoint stops us here, not mid-run
+            follower.resume_point(QueueLogParser(config, hashing))  # a damaged checkpoint stops us here, not mid-run
             return follower
         if args.queue_log_checkpoint:
             load_checkpoint(args.queue_log_checkpoint)  # a damaged one stops us here, not mid-run
