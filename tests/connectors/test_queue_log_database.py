@@ -9,14 +9,17 @@ failure, not a skip."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import signal
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -312,3 +315,39 @@ def test_connect_queue_log_database_with_the_password_from_a_file(server: Server
     assert "Traceback" not in refused.stderr and "=wrong" not in refused.stderr and "'wrong'" not in refused.stderr
 
 
+
+
+def test_run_follows_the_table_until_interrupted_and_resumes_from_its_checkpoint(server: Server,
+                                                                                 tmp_path: Path) -> None:
+    lines = fixture_lines()
+    fill(server, "queue_log", "epoch", lines[:20])
+    checkpoint = tmp_path / "table.checkpoint"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLWATCH_")}
+    env.update(CALLWATCH_PSEUDONYMISATION_KEY="test-key", PYTHONPATH=str(REPO), CALLWATCH_QUEUE_LOG_DATABASE_PASSWORD=PASSWORD)
+    argv = [sys.executable, "-m", "streams.cli", "connect", "queue-log", "--queue-log-database", server.url,
+            "--queue-log-follow", "--queue-log-from-start", "--queue-log-poll", "0.05",
+            "--queue-log-checkpoint", str(checkpoint), "--queue-log-queue-lines", "Q999=999,Q999B=999,Q101=101"]
+
+    def follow_until(count: int, out: Path) -> list[str]:
+        process = subprocess.Popen([*argv, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env=env)
+        try:
+            # Readiness: the events file holds the events of the rows (the sink flushes each batch).
+            deadline = time.monotonic() + WAIT_S
+            while process.poll() is None and time.monotonic() < deadline:
+                if out.exists() and len(out.read_text().splitlines()) >= count:
+                    break
+                time.sleep(0.05)  # polling another process's output file
+        finally:
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr[-2000:]
+        assert PASSWORD not in stderr
+        return [json.loads(line)["event_id"] for line in out.read_text().splitlines()]
+
+    expected = one_shot(lines)
+    first_part = len(one_shot(lines[:20]))
+    ids = follow_until(first_part - 1, tmp_path / "first.jsonl")  # a held exit may wait in the checkpoint
+    fill(server, "queue_log", "epoch", lines[20:], create=False)
+    ids += follow_until(len(expected) - len(ids), tmp_path / "second.jsonl")
+    assert ids == expected  # nothing lost, nothing twice across the restart, in order
