@@ -160,7 +160,7 @@ class TableFollower:
     counts: TableCounts = field(default_factory=TableCounts)
     rng: random.Random = field(default_factory=random.Random)
     progress: threading.Condition = field(default_factory=threading.Condition, repr=False)
-    caught_up: int = 0       # times a poll found nothing new: a readiness signal for tests and logs
+    at_end: int = 0          # times a poll found nothing new: a readiness signal for tests and logs
     _floor: int = field(default=-1, repr=False)
 
     def __post_init__(self) -> None:
@@ -195,7 +195,7 @@ class TableFollower:
                                 self._emit(parser.flush(), sink, "")
                                 self._commit(sink, parser, last_id, recent)
                             with self.progress:
-                                self.caught_up += 1
+                                self.at_end += 1
                                 self.progress.notify_all()
                             if not self.follow:
                                 return
@@ -223,10 +223,16 @@ class TableFollower:
                      "; ".join(f"{k}: {v}" for k, v in sorted(counts.ignored.items())) or "none",
                      counts.dead_lettered, counts.late_rows, counts.reconnects)
 
-    def wait_caught_up(self, after: int, timeout_s: float) -> bool:
-        """Wait until a poll has found nothing new more than `after` times (readiness, not a sleep)."""
+    def wait_at_end(self, after: int, timeout_s: float) -> bool:
+        """Wait until a poll has found nothing new more than `after` times (readiness, not a sleep);
+        the same signal as the file follower's."""
         with self.progress:
-            return self.progress.wait_for(lambda: self.caught_up > after, timeout_s)
+            return self.progress.wait_for(lambda: self.at_end > after, timeout_s)
+
+    @property
+    def follower(self) -> TableFollower:
+        """What reads (and signals readiness), as `connector.follower` of the file sources."""
+        return self
 
     # -- inside ----------------------------------------------------------------------------------
 

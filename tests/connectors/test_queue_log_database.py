@@ -34,6 +34,7 @@ from connectors.queue_lines import parse_queue_lines
 from connectors.queue_log.database import Database, TableFollower, connect
 from connectors.queue_log.queue_log_parser import ParserConfig, QueueLogParser
 from connectors.queue_log.queue_log_source import QueueLogConnector
+from tests.connectors.following import Following
 from tests.connectors.sinks import CollectingSink
 
 pytestmark = pytest.mark.database
@@ -158,34 +159,6 @@ def fill(server: Server, table: str, time_kind: str, lines: list[str], create: b
                        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", params=table_rows(lines, time_kind))
 
 
-class Following:
-    """A TableFollower in a thread; waits on its readiness signal."""
-
-    def __init__(self, follower: TableFollower) -> None:
-        self.follower, self.sink, self.stop = follower, CollectingSink(), threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.follower.run(self.sink, self.stop)
-        except BaseException as error:  # noqa: BLE001 - handed to the test
-            self.error = error
-
-    def caught_up(self) -> None:
-        """Wait for a poll that starts after this call and finds nothing new."""
-        seen = self.follower.caught_up
-        assert self.follower.wait_caught_up(seen + 1, WAIT_S), "the follower did not catch up"
-        assert self.error is None, f"the follower raised {self.error!r}"
-
-    def finish(self) -> CollectingSink:
-        self.stop.set()
-        self.thread.join(WAIT_S)
-        assert not self.thread.is_alive() and self.error is None, repr(self.error)
-        return self.sink
-
-
 # --- the live table -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("time_kind", ["datetime", "epoch"])
@@ -207,36 +180,34 @@ def test_following_the_table_then_restarting_from_the_checkpoint(server: Server,
     def follower() -> TableFollower:
         return TableFollower(server.database(), CONFIG, KEY, follow=True, checkpoint_path=checkpoint, poll_s=0.05)
 
-    first = Following(follower())
-    first.caught_up()
-    fill(server, "queue_log", "datetime", lines[3:20], create=False)
-    first.caught_up()
-    got = first.finish().ids()
+    with Following(follower(), CollectingSink()) as first:
+        first.settle()
+        fill(server, "queue_log", "datetime", lines[3:20], create=False)
+        first.settle()
+    got = first.sink.ids()
     fill(server, "queue_log", "datetime", lines[20:], create=False)  # written while we were stopped
-    second = Following(follower())
-    second.caught_up()
-    got += second.finish().ids()
+    with Following(follower(), CollectingSink()) as second:
+        second.settle()
+    got += second.sink.ids()
     assert got == one_shot(lines[3:])  # nothing lost, nothing twice, held exits carried over
 
 
 def test_a_connection_the_server_kills_is_reopened_and_nothing_is_lost(server: Server) -> None:
     lines = fixture_lines()
     fill(server, "queue_log", "epoch", lines[:10])
-    following = Following(TableFollower(server.database(), CONFIG, KEY, follow=True, from_start=True, poll_s=0.05))
-    following.caught_up()
-    if server.kind == "postgresql":
-        server.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'callwatch' "
-                       "AND pid <> pg_backend_pid()")
-    else:
-        for (connection_id,) in server.execute("SELECT id FROM information_schema.processlist WHERE user = 'callwatch' "
-                                               "AND id <> CONNECTION_ID()"):
-            server.execute(f"KILL {int(connection_id)}")
-    fill(server, "queue_log", "epoch", lines[10:], create=False)
-    following.caught_up()
-    following.caught_up()
-    sink = following.finish()
-    assert following.follower.counts.reconnects >= 1
-    assert sink.ids() == one_shot(lines)
+    follower = TableFollower(server.database(), CONFIG, KEY, follow=True, from_start=True, poll_s=0.05)
+    with Following(follower, CollectingSink()) as following:
+        following.settle()
+        if server.kind == "postgresql":
+            server.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'callwatch' AND pid <> pg_backend_pid()")
+        else:
+            for (connection_id,) in server.execute("SELECT id FROM information_schema.processlist "
+                                                   "WHERE user = 'callwatch' AND id <> CONNECTION_ID()"):
+                server.execute(f"KILL {int(connection_id)}")
+        fill(server, "queue_log", "epoch", lines[10:], create=False)
+        following.wait_for(lambda ids: ids == one_shot(lines), "the rows added after the kill")
+    assert follower.counts.reconnects >= 1
 
 
 def test_a_wrong_password_stops_at_once_and_is_never_shown(server: Server) -> None:
