@@ -221,7 +221,12 @@ def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore
 
 # --- run --------------------------------------------------------------------------------------
 
+SOURCE_STOP_GRACE_S = 10.0  # how long a stopping connector may take to hand over what it still holds
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    import threading
+
     from prometheus_client import CollectorRegistry
 
     from streams.embedded.runner import EmbeddedPipeline, RunOptions
@@ -263,11 +268,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         RunOptions(interval_s=window_s, write_row=report.write if report else None,
                    record_event=record.write if record else None, publish_board=board.publish))
     log = logging.getLogger("callwatch.run")
+    stop_requested = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
-        log.info("%s received: stopping", signal.Signals(signum).name)
+        if args.source == "simulate" or stop_requested.is_set():  # a second signal insists
+            log.info("%s received: stopping", signal.Signals(signum).name)
+            pipeline.stopping.set()
+            return
+        # A connector still hands over what it held back (and logs its own accounting) when told to
+        # stop: the pipeline takes all of it and ends when the connector closes its side.
+        log.info("%s received: stopping the %s source, then the pipeline (a second signal stops at once)",
+                 signal.Signals(signum).name, args.source)
+        stop_requested.set()
         stop_connector()
-        pipeline.stopping.set()
+        grace = threading.Timer(SOURCE_STOP_GRACE_S, pipeline.stopping.set)
+        grace.daemon = True
+        grace.start()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)

@@ -430,6 +430,8 @@ def test_run_source_ami_shows_what_decided_each_unanswered_exit(serve: Callable[
     assert ('callwatch_ami_unanswered_exits_total{evidence="the call joined a queue again",inferred="false",'
             'outcome="transferred"} 3.0') in metrics
     assert "unanswered exits decided by: abandoned: inferred: Hangup without a request" in stderr.decode()
+    # The pipeline ends after the connector, so everything the connector sent is in its count.
+    assert "stopped: 8 events received, 0 rejected" in stderr.decode()
 
 
 def test_run_source_ami_serves_metrics_with_no_raw_number(serve: Callable[..., FakeAmiServer]) -> None:
