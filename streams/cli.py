@@ -16,9 +16,8 @@ from typing import Callable, Sequence, TextIO
 
 from streams.domain.config import InvalidConfig
 from streams.domain.events import InvalidEvent, parse_ts
-from streams.domain.windows import interval_s
 from streams.options import (EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser,
-                             UsageError, duration, env_option, formatter, number)
+                             UsageError, duration, env_option, formatter, number, secret_file, window)
 from streams.settings import Settings, SettingsError, load_settings
 
 _Parser = Parser
@@ -92,10 +91,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from streams.replay import replay_batches, replay_events, report_rejection
 
     settings = _settings(args)
-    try:
-        window_s = interval_s(args.window)
-    except InvalidConfig as error:
-        raise UsageError(f"--window: {error}") from None
+    window_s = window(args.window)
     flow_config = settings.flow
     if args.tz:
         try:
@@ -235,10 +231,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     port = number(args.port, "--port", int, 0)
-    try:
-        window_s = interval_s(args.window)
-    except InvalidConfig as error:
-        raise UsageError(f"--window: {error}") from None
+    window_s = window(args.window)
     token = _board_token(args)
     # Before any connector thread starts, so its first lines are formatted too.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -314,14 +307,7 @@ def _board_token(args: argparse.Namespace) -> str | None:
         raise UsageError("there is no --board-token option: a token on the command line is visible to every "
                          "user of the machine; set CALLWATCH_BOARD_TOKEN or give --board-token-file")
     if args.board_token_file:
-        try:
-            with open(args.board_token_file, encoding="utf-8") as file:
-                token = file.read().strip()
-        except OSError as error:
-            raise UsageError(f"cannot read --board-token-file {args.board_token_file}: {error.strerror}") from None
-        if not token:
-            raise UsageError(f"--board-token-file {args.board_token_file} is empty")
-        return token
+        return secret_file(args.board_token_file, "--board-token-file")
     return os.environ.get("CALLWATCH_BOARD_TOKEN", "").strip() or None
 
 
@@ -467,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "  callwatch replay day.jsonl --window 15m --report day-report.jsonl\n"
                                   "  cat a.jsonl b.jsonl | callwatch replay - --window 1h"))
     rep.add_argument("files", nargs="*", metavar="FILE", help="event files; - for stdin (default)")
-    _option(rep, "--window", env="CALLWATCH_WINDOW", default="15m", help="interval: 1m, 5m, 15m, 30m, 1h or 1d")
+    _option(rep, "--window", env="CALLWATCH_WINDOW", default="15m",
+            help="interval of the report: 1m, 5m, 15m, 30m, 1h or 1d (a duration; 900 = 15m)")
     _option(rep, "--tz", env="CALLWATCH_TZ", help="time zone days start in (default: config, else Europe/London)")
     _option(rep, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
     _option(rep, "--report", env="CALLWATCH_REPORT", help="report file; - or absent for stdout")
@@ -516,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "  callwatch run --scenario surge --speed 60 --report live-report.jsonl"))
     _option(run, "--source", env="CALLWATCH_SOURCE", default="simulate",
             help="event source: simulate, or a connector (its options below)")
-    _option(run, "--window", env="CALLWATCH_WINDOW", default="15m", help="interval of the report")
+    _option(run, "--window", env="CALLWATCH_WINDOW", default="15m",
+            help="interval of the report: 1m, 5m, 15m, 30m, 1h or 1d (a duration; 900 = 15m)")
     _option(run, "--host", env="CALLWATCH_METRICS_HOST", default="127.0.0.1",
             help="listen address of the wallboard and /metrics (another address than 127.0.0.1 lets other "
                  "machines in: consider an access token)")

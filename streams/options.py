@@ -72,6 +72,17 @@ def duration(value: object, name: str, minimum_s: float = 0.0) -> float:
     return seconds
 
 
+def window(value: object, name: str = "--window") -> int:
+    """A report interval in seconds: a duration by the same grammar ('15m', '900', '1h') that is one
+    of the SPEC's interval sizes, or UsageError naming the option."""
+    from streams.domain.windows import INTERVALS_S
+
+    seconds = duration(value, name)
+    if seconds not in INTERVALS_S.values():
+        raise UsageError(f"{name}: window must be one of {', '.join(INTERVALS_S)}, not {value!r}")
+    return int(seconds)
+
+
 def secret_file(path: str, option: str) -> str:
     """The secret held in the file given to `option`, stripped; UsageError if it cannot be read or is
     empty (a secret is never an option's value: the command line is visible to every user)."""

@@ -80,3 +80,15 @@ def test_every_time_option_takes_one_duration_grammar(tmp_path):
     assert bad.returncode == 2 and b"--duration: not a duration: 'an hour'" in bad.stderr
     bad = callwatch("connect", "simulate", "--duration", "soon", "--out", "-")
     assert bad.returncode == 2 and b"--duration: not a duration" in bad.stderr
+
+
+def test_the_report_window_is_a_duration_of_the_same_grammar(tmp_path):
+    events = simulated_events(tmp_path, duration="1h")
+    reports = {window: callwatch("replay", str(events), "--window", window) for window in ("15m", "900", "900s", "0.25h")}
+    assert all(done.returncode == 0 for done in reports.values()), {w: d.stderr for w, d in reports.items()}
+    assert len({done.stdout for done in reports.values()}) == 1 and reports["15m"].stdout
+    for command in ("replay", "run"):
+        bad = callwatch(command, "--window", "soon", stdin=b"")
+        assert bad.returncode == 2 and b"--window: not a duration: 'soon'" in bad.stderr, bad.stderr
+    bad = callwatch("run", "--window", "420")
+    assert bad.returncode == 2 and b"--window: window must be one of 1m, 5m, 15m, 30m, 1h, 1d, not '420'" in bad.stderr
