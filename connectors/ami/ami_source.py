@@ -31,6 +31,7 @@ from connectors.privacy import Pseudonymiser, pseudonymiser, redact_numbers
 from connectors.queue_lines import parse_queue_lines
 from connectors.registry import ConnectorSpec
 from connectors.sink import DeadLetter, EventSink
+from streams.metrics import AMI_UNANSWERED_EXITS
 from streams.options import OptionTarget, UsageError, duration, env_option, number, secret_file
 from streams.settings import Settings
 
@@ -362,10 +363,8 @@ class _DecisionCollector(Collector):
         self._connector = connector
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("callwatch_ami_unanswered_exits",
-                                     "Unanswered queue exits by outcome and the evidence that decided it "
-                                     "(inferred=true: Asterisk gave no better signal)",
-                                     labels=["outcome", "evidence", "inferred"])
+        family = CounterMetricFamily(AMI_UNANSWERED_EXITS.name, AMI_UNANSWERED_EXITS.help,
+                                     labels=list(AMI_UNANSWERED_EXITS.labels))
         parser = self._connector.parser
         for key, count in (dict(parser.mapper.counts.decided) if parser is not None else {}).items():
             outcome, _, evidence = key.partition(": ")
