@@ -26,6 +26,7 @@ from connectors.ami.ami_framing import AmiFramer, AmiMessage, InvalidFrame
 from connectors.ami.ami_mapping import INFERRED, AmiMapping, ParsedItem
 from connectors.ami.ami_parser import AmiParser
 from connectors.backoff import Backoff
+from connectors.checkpoints import write_checkpoint
 from connectors.errors import ConfigurationError, ConnectorError, SourceUnavailable
 from connectors.privacy import Pseudonymiser, pseudonymiser, redact_numbers
 from connectors.queue_lines import parse_queue_lines
@@ -112,13 +113,10 @@ class SentIds:
     def save(self, now_s: float, every_s: float = CHECKPOINT_EVERY_S) -> None:
         if self.path is None or not self._dirty or now_s - self._saved_at < every_s:
             return
-        temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            temporary.write_text(json.dumps({"version": CHECKPOINT_VERSION, "sent": list(self._ids)}),
-                                 encoding="utf-8")
-            os.replace(temporary, self.path)
-        except OSError as error:
-            log.warning("cannot write checkpoint %s: %s", self.path, error.strerror)
+            write_checkpoint(self.path, {"version": CHECKPOINT_VERSION, "sent": list(self._ids)})
+        except ConfigurationError as error:  # the next save tries again; meanwhile ids stay in memory
+            log.warning("%s", error)
             return
         self._dirty = False
         self._saved_at = now_s

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import re
 import threading
@@ -23,6 +22,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
 from connectors.backoff import Backoff
+from connectors.checkpoints import write_checkpoint
 from connectors.errors import ConfigurationError, IgnoredRecord, InvalidRecord
 from connectors.privacy import Pseudonymiser, redact_numbers
 from connectors.queue_log.queue_log_parser import ParserConfig, QueueLogParser
@@ -325,17 +325,9 @@ class TableFollower:
         path = self.checkpoint_path
         if path is None:
             return
-        temporary = f"{path}.tmp"
-        try:
-            with open(temporary, "w", encoding="utf-8") as stream:
-                json.dump({"version": CHECKPOINT_VERSION, "database": self.database.url, "table": self.database.table,
-                           "last_id": last_id, "floor": self._floor, "recent": list(recent),
-                           "parser": parser.state()}, stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-        except OSError as error:
-            raise ConfigurationError(f"cannot write checkpoint {path}: {error.strerror}") from None
+        write_checkpoint(path, {"version": CHECKPOINT_VERSION, "database": self.database.url,
+                                "table": self.database.table, "last_id": last_id, "floor": self._floor,
+                                "recent": list(recent), "parser": parser.state()})
 
 
 def _with_data_columns(row: dict[str, Any]) -> dict[str, Any]:

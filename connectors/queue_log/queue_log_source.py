@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from connectors.checkpoints import write_checkpoint
 from connectors.errors import ConfigurationError, ConnectorError, InvalidRecord
 from connectors.errors import IgnoredRecord
 from connectors.follow import CHUNK_BYTES, MAX_LINE_BYTES, FileFollower, FilePosition, FollowCounts, OpenFile
@@ -92,16 +93,7 @@ def load_checkpoint(path: str) -> Checkpoint | None:
 
 
 def save_checkpoint(path: str, checkpoint: Checkpoint) -> None:
-    """Atomically: a reader (or a crash) sees the old checkpoint or the new one, never half of one."""
-    temporary = f"{path}.tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump(checkpoint.to_json(), stream, separators=(",", ":"))
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        raise ConfigurationError(f"cannot write checkpoint {path}: {error.strerror}") from None
+    write_checkpoint(path, checkpoint.to_json())
 
 
 @dataclass
