@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
 from connectors.ami.ami_framing import AmiMessage, InvalidFrame, quote_value, scrub_frame
-from connectors.ami.ami_overlap import sequence_of, timestamp_of
+from connectors.ami.ami_overlap import remember, sequence_of, timestamp_of
 from connectors.canonical import EventBuilder
 from connectors.privacy import Pseudonymiser
 from connectors.queue_lines import QueueLines
@@ -326,9 +326,9 @@ class AmiEventMapper:
             else:
                 out.append(self._decide(leg, TIMEOUT, BY_OTHER_HANGUP))
         if name == "hanguprequest":
-            _bounded_put(self._hangup_requested, uid, moment.ms, self._memory)
+            remember(self._hangup_requested, uid, moment.ms, self._memory)
         elif name == "softhanguprequest":
-            _bounded_put(self._soft_requested, uid, moment.ms, self._memory)
+            remember(self._soft_requested, uid, moment.ms, self._memory)
         else:
             for queue in list(self._queues_of.get(uid, ())):
                 leg = self._legs.get((uid, queue))
@@ -343,7 +343,7 @@ class AmiEventMapper:
         uid, value = message.get("Uniqueid"), message.get("Value").strip().upper()
         if not uid or value not in _SYSTEM_EXITS:
             return []
-        _bounded_put(self._queue_status, uid, (moment.ms, value), self._memory)
+        remember(self._queue_status, uid, (moment.ms, value), self._memory)
         for queue in self._queues_of.get(uid, ()):
             leg = self._leaving.get((uid, queue))
             if leg is not None:
@@ -470,10 +470,3 @@ def _discriminator(message: AmiMessage, occurrence: int) -> str:
         if not _PERSONAL_HEADERS.match(name):
             digest.update(f"{name.lower()}\x00{value}\x00".encode("utf-8", "replace"))
     return "d" + digest.hexdigest()[:16] + (f"n{occurrence}" if occurrence > 1 else "")
-
-
-def _bounded_put(store: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
-    store[key] = value
-    store.move_to_end(key)
-    while len(store) > limit:
-        store.popitem(last=False)

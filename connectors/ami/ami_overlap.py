@@ -34,6 +34,7 @@ _EPOCH_SECONDS: Final = re.compile(r"[0-9]{1,11}(?:\.[0-9]{1,9})?")
 DEFAULT_HISTORY: Final = 4_096   # new frames a replay is compared with (at least)
 DEFAULT_HOLD_MS: Final = 2_000
 _OCCURRENCE_MEMORY: Final = 50_000
+K = TypeVar("K")
 V = TypeVar("V")
 
 
@@ -113,8 +114,8 @@ class OverlapFilter:
                 else:
                     self.counts.replayed += 1
                 return out
-            _remember(self._unique_seen, key, None, _OCCURRENCE_MEMORY)
-            _remember(self._this_connection, key, None, self._history)
+            remember(self._unique_seen, key, None, _OCCURRENCE_MEMORY)
+            remember(self._this_connection, key, None, self._history)
         out.append(self._new(message, received_ms, key))
         return out
 
@@ -138,11 +139,12 @@ class OverlapFilter:
     def _new(self, message: AmiMessage, received_ms: int, key: int) -> NewFrame:
         self._stream.append(key)
         occurrence = self._occurrences.get(key, 0) + 1
-        _remember(self._occurrences, key, occurrence, _OCCURRENCE_MEMORY)
+        remember(self._occurrences, key, occurrence, _OCCURRENCE_MEMORY)
         return NewFrame(message, received_ms, occurrence)
 
 
-def _remember(store: OrderedDict[int, V], key: int, value: V, limit: int) -> None:
+def remember(store: OrderedDict[K, V], key: K, value: V, limit: int) -> None:
+    """`key` -> `value` as the newest entry of a bounded memory, the oldest beyond `limit` forgotten."""
     store[key] = value
     store.move_to_end(key)
     while len(store) > limit:
