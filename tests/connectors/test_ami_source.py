@@ -402,65 +402,53 @@ def test_connect_ami_help_names_every_environment_variable() -> None:
     assert "--ami-secret " not in text
 
 
+def run_source_ami(server: FakeAmiServer, queue_lines: str, until: Callable[[str], bool]) -> tuple[str, str]:
+    """`callwatch run --source ami` against `server`, its /metrics read until `until(metrics)` holds
+    (at most 20 s), then stopped by SIGTERM, which must end it with status 0: (last metrics, stderr)."""
+    metrics_port = free_port()
+    process = subprocess.Popen(
+        CALLWATCH + ["run", "--source", "ami", "--port", str(metrics_port), "--ami-port", str(server.port),
+                     "--ami-username", "callwatch", "--ami-queue-lines", queue_lines],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=command_env(CALLWATCH_AMI_SECRET=SECRET))
+    metrics = ""
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and process.poll() is None and not until(metrics):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
+                    metrics = response.read().decode()
+            except OSError:
+                metrics = ""
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    return metrics, stderr.decode()
+
+
 def test_run_source_ami_shows_what_decided_each_unanswered_exit(serve: Callable[..., FakeAmiServer]) -> None:
     # Asterisk 1.8 sends no HangupRequest: the last visit's abandon is inferred from a bare Hangup
     # (cause 16), and says so on /metrics; the loop's other exits were decided by the re-join.
-    server = serve(fixture("loop_asterisk18.txt"))
-    metrics_port = free_port()
-    process = subprocess.Popen(
-        CALLWATCH + ["run", "--source", "ami", "--port", str(metrics_port), "--ami-port", str(server.port),
-                     "--ami-username", "callwatch", "--ami-queue-lines", "*=101"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=command_env(CALLWATCH_AMI_SECRET=SECRET))
     inferred = ('callwatch_ami_unanswered_exits_total{evidence="Hangup without a request, normal clearing cause",'
                 'inferred="true",outcome="abandoned"} 1.0')
-    metrics = ""
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and process.poll() is None and inferred not in metrics:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
-                    metrics = response.read().decode()
-            except OSError:
-                metrics = ""
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=15)
-    assert process.returncode == 0, stderr.decode()[-2000:]
+    metrics, stderr = run_source_ami(serve(fixture("loop_asterisk18.txt")), "*=101", lambda text: inferred in text)
     assert inferred in metrics, metrics[-3000:]
     assert ('callwatch_ami_unanswered_exits_total{evidence="the call joined a queue again",inferred="false",'
             'outcome="transferred"} 3.0') in metrics
-    assert "unanswered exits decided by: abandoned: inferred: Hangup without a request" in stderr.decode()
+    assert "unanswered exits decided by: abandoned: inferred: Hangup without a request" in stderr
     # The pipeline ends after the connector, so everything the connector sent is in its count.
-    assert "stopped: 8 events received, 0 rejected" in stderr.decode()
+    assert "stopped: 8 events received, 0 rejected" in stderr
 
 
 def test_run_source_ami_serves_metrics_with_no_raw_number(serve: Callable[..., FakeAmiServer]) -> None:
-    server = serve(capture_text())
-    metrics_port = free_port()
-    process = subprocess.Popen(
-        CALLWATCH + ["run", "--source", "ami", "--port", str(metrics_port), "--ami-port", str(server.port),
-                     "--ami-username", "callwatch", "--ami-queue-lines", "Q1=101"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=command_env(CALLWATCH_AMI_SECRET=SECRET))
-    metrics = ""
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
-                    metrics = response.read().decode()
-            except OSError:
-                metrics = ""
-            received = re.search(r'^callwatch_events_received_total\{[^}]*source="ami"[^}]*\} (\S+)', metrics, re.M)
-            if received and float(received.group(1)) >= 7:
-                break
-            time.sleep(0.2)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=15)
-    assert process.returncode == 0, stderr.decode()[-2000:]
+    def received_all(text: str) -> bool:
+        received = re.search(r'^callwatch_events_received_total\{[^}]*source="ami"[^}]*\} (\S+)', text, re.M)
+        return received is not None and float(received.group(1)) >= 7
+
+    metrics, stderr = run_source_ami(serve(capture_text()), "Q1=101", received_all)
     assert re.search(r'^callwatch_events_received_total\{[^}]*source="ami"[^}]*\} 7\.0$', metrics, re.M), metrics
     assert 'line="101"' in metrics and 'queue="Q1"' in metrics
     # Names and labels are where a number could leak; sample values are measurements (a lag of
     # 0.777 s would match the capture's extension 777), so they are left out of the search.
     labelled = "\n".join(line if line.startswith("#") else line.rsplit(" ", 1)[0] for line in metrics.splitlines())
-    assert_no_numbers(labelled + "\n" + stderr.decode(), set(CAPTURE_NUMBERS))
+    assert_no_numbers(labelled + "\n" + stderr, set(CAPTURE_NUMBERS))
