@@ -1,7 +1,10 @@
 """The error hierarchy shared by every connector: a bad configuration stops the connector at start,
-a bad record is reported (counted, dead-lettered) and the connector carries on."""
+a bad record is reported (counted, dead-lettered) and the connector carries on. InvalidRecord is the
+one rejection type of every parser; IgnoredRecord the one "no event, on purpose"."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class ConnectorError(Exception):
@@ -36,6 +39,16 @@ class InvalidRecord(ConnectorError):
 
     def __repr__(self) -> str:
         return f"InvalidRecord({self.reason!r}, {self.location!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class IgnoredRecord:
+    """A well-formed record that deliberately yields no event (a ring attempt, a chat contact, a
+    row the mapping skips): counted by reason, not dead-lettered."""
+
+    reason: str
+    location: int | str | None = None
+    detail: str = ""  # e.g. the unknown event's name or the unmapped queue, for a one-time warning
 
 
 class SourceUnavailable(ConnectorError):

@@ -3,7 +3,7 @@
 A connector module exposes `SPEC = ConnectorSpec(...)`: a name, its options (prefixed with the
 connector's name, e.g. --ami-host, so that they can sit side by side in `callwatch run`), and a
 `build(args, settings)` returning a Connector whose `run(sink, stop)` reads the source into the
-sink until the source ends or `stop` is set. Modules are imported only when used."""
+sink until the source ends or `stop` is set."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ class ConnectorSpec:
     add_arguments: Callable[[OptionTarget], None]
     build: Callable[[argparse.Namespace, Settings], Connector]
     example: str = ""
+    # Sources read from a file take it as `callwatch connect NAME PATH` (args.path); `run` has only
+    # the prefixed option, since several connectors' options sit side by side there.
+    path_help: str = ""
+
+
+def own_parser(parser: OptionTarget) -> bool:
+    """True under `callwatch connect NAME`, where the connector has the parser to itself and may take
+    short option names (--mapping, --follow); under `callwatch run` its options share one parser
+    with every other connector's and only the prefixed names are given."""
+    return isinstance(parser, argparse.ArgumentParser)
 
 
 CONNECTOR_MODULES = {
@@ -48,14 +58,5 @@ CONNECTOR_MODULES = {
 
 
 def available() -> dict[str, ConnectorSpec]:
-    """Every connector whose module is present (some arrive in later work)."""
-    specs: dict[str, ConnectorSpec] = {}
-    for name, module_name in CONNECTOR_MODULES.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name and module_name.startswith(error.name):
-                continue  # not built yet
-            raise
-        specs[name] = module.SPEC
-    return specs
+    """Every connector, by name."""
+    return {name: importlib.import_module(module_name).SPEC for name, module_name in CONNECTOR_MODULES.items()}

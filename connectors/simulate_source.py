@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from connectors.registry import ConnectorSpec
 from connectors.sink import EventSink
 from streams.domain.events import parse_ts
-from streams.domain.windows import parse_duration_s
-from streams.options import OptionTarget, UsageError, env_option, number
+from streams.options import OptionTarget, UsageError, duration, env_option, number
 from streams.settings import Settings
 from streams.simulator import SCENARIOS, simulate
 
@@ -58,9 +57,9 @@ def _build(args: argparse.Namespace, settings: Settings) -> SimulateConnector:
         raise UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, not {args.scenario!r}")
     try:
         start_ms = parse_ts(args.start) if args.start else time.time_ns() // 1_000_000
-        duration_s = parse_duration_s(args.duration) if args.duration else math.inf
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise UsageError(f"--start: {error}") from None
+    duration_s = duration(args.duration, "--duration") if args.duration else math.inf
     return SimulateConnector(number(args.seed, "--seed", int), start_ms, duration_s, args.scenario, args.site,
                              number(args.speed, "--speed", float, 0))
 

@@ -39,6 +39,10 @@ SECTIONS: tuple[tuple[str, str, tuple[m.MetricSpec, ...]], ...] = (
      (m.EVENTS_RECEIVED, m.EVENTS_REJECTED, m.EVENTS_ACCEPTED, m.EVENTS_DUPLICATE, m.EVENTS_LATE,
       m.EVENT_CONFLICTS, m.EVENTS_UNMATCHED, m.EVENTS_PENDING, m.NEWEST_EVENT, m.PROCESSING_LAG,
       m.LAST_PUBLISH, *m.WORKER_METRICS)),
+    ("Connectors",
+     "A connector's own figures, exported by `callwatch run --source NAME` (and only there): the AMI "
+     "connector's decisions on the queue exits Asterisk leaves open (docs/connectors/ami.md).",
+     m.CONNECTOR_METRICS),
 )
 
 

@@ -15,21 +15,13 @@ from typing import Callable, Sequence, TextIO
 
 from streams.domain.config import InvalidConfig
 from streams.domain.events import InvalidEvent, parse_ts
-from streams.domain.windows import interval_s, parse_duration_s
 from streams.options import (EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser,
-                             UsageError, env_option, formatter, number)
+                             UsageError, duration, env_option, formatter, number, secret_file, window)
 from streams.settings import Settings, SettingsError, load_settings
 
 _Parser = Parser
 _option = env_option
 _formatter = formatter
-
-
-def _duration(text: str, name: str) -> float:
-    try:
-        return parse_duration_s(text)
-    except InvalidConfig as error:
-        raise UsageError(f"{name}: {error}") from None
 
 
 def _instant_ms(text: str, name: str) -> int:
@@ -71,7 +63,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--seed must be a whole number, not {args.seed!r}") from None
     start_ms = _instant_ms(args.start, "--start") if args.start else _midnight_utc_today_ms()
-    duration_s = _duration(args.duration, "--duration")
+    duration_s = duration(args.duration, "--duration")
     out = _open_output(args.out)
     try:
         for obj in simulate(seed=seed, start_ms=start_ms, duration_s=duration_s, scenario=args.scenario,
@@ -98,10 +90,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from streams.replay import replay_batches, replay_events, report_rejection
 
     settings = _settings(args)
-    try:
-        window_s = interval_s(args.window)
-    except InvalidConfig as error:
-        raise UsageError(f"--window: {error}") from None
+    window_s = window(args.window)
     flow_config = settings.flow
     if args.tz:
         try:
@@ -203,16 +192,19 @@ def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore
     start_ms, end_ms = _instant_ms(args.start, "--start"), _instant_ms(args.end, "--end")
     if end_ms <= start_ms:
         raise UsageError("--end must be after --start")
-    try:
-        from streams.kafka.topic_replay import read_topic_events
-    except ModuleNotFoundError:
-        raise UsageError("--from-kafka is not built yet") from None
+    from streams.kafka.topic_replay import read_topic_events
+
     return read_topic_events(settings, start_ms, end_ms, args.topic)
 
 
 # --- run --------------------------------------------------------------------------------------
 
+SOURCE_STOP_GRACE_S = 10.0  # how long a stopping connector may take to hand over what it still holds
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    import threading
+
     from prometheus_client import CollectorRegistry
 
     from streams.embedded.runner import EmbeddedPipeline, RunOptions
@@ -221,19 +213,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     port = number(args.port, "--port", int, 0)
-    try:
-        window_s = interval_s(args.window)
-    except InvalidConfig as error:
-        raise UsageError(f"--window: {error}") from None
+    window_s = window(args.window)
     token = _board_token(args)
     # Before any connector thread starts, so its first lines are formatted too.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    registry = CollectorRegistry()
     if args.source == "simulate":
         sources, clock, stop_connector, failures = _simulated_source(args)
     else:
-        sources, clock, stop_connector, failures = _connector_source(args, settings)
-    registry = CollectorRegistry()
+        sources, clock, stop_connector, failures = _connector_source(args, settings, registry)
     collector = FigureCollector(settings.flow, registry=registry)
     # The page ticks waits between updates at the stream's pace.
     board = LatestBoard(settings.flow, speed=getattr(clock, "speed", 1.0))
@@ -254,11 +243,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
         RunOptions(interval_s=window_s, write_row=report.write if report else None,
                    record_event=record.write if record else None, publish_board=board.publish))
     log = logging.getLogger("callwatch.run")
+    stop_requested = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
-        log.info("%s received: stopping", signal.Signals(signum).name)
+        if args.source == "simulate" or stop_requested.is_set():  # a second signal insists
+            log.info("%s received: stopping", signal.Signals(signum).name)
+            pipeline.stopping.set()
+            return
+        # A connector still hands over what it held back (and logs its own accounting) when told to
+        # stop: the pipeline takes all of it and ends when the connector closes its side.
+        log.info("%s received: stopping the %s source, then the pipeline (a second signal stops at once)",
+                 signal.Signals(signum).name, args.source)
+        stop_requested.set()
         stop_connector()
-        pipeline.stopping.set()
+        grace = threading.Timer(SOURCE_STOP_GRACE_S, pipeline.stopping.set)
+        grace.daemon = True
+        grace.start()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -289,14 +289,7 @@ def _board_token(args: argparse.Namespace) -> str | None:
         raise UsageError("there is no --board-token option: a token on the command line is visible to every "
                          "user of the machine; set CALLWATCH_BOARD_TOKEN or give --board-token-file")
     if args.board_token_file:
-        try:
-            with open(args.board_token_file, encoding="utf-8") as file:
-                token = file.read().strip()
-        except OSError as error:
-            raise UsageError(f"cannot read --board-token-file {args.board_token_file}: {error.strerror}") from None
-        if not token:
-            raise UsageError(f"--board-token-file {args.board_token_file} is empty")
-        return token
+        return secret_file(args.board_token_file, "--board-token-file")
     return os.environ.get("CALLWATCH_BOARD_TOKEN", "").strip() or None
 
 
@@ -310,13 +303,14 @@ def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[
     if speed <= 0:
         raise UsageError(f"--speed must be positive, not {speed}")
     start_ms = _instant_ms(args.start, "--start") if args.start else int(datetime.now(timezone.utc).timestamp() * 1000)
-    duration_s = _duration(args.duration, "--duration") if args.duration else float("inf")
+    duration_s = duration(args.duration, "--duration") if args.duration else float("inf")
     source = PacedEvents("simulate", simulate(seed=number(args.seed, "--seed", int), start_ms=start_ms,
                                               duration_s=duration_s, scenario=args.scenario, site=args.site))
     return [source], AcceleratedClock(start_ms, speed), lambda: None, []
 
 
-def _connector_source(args: argparse.Namespace, settings: Settings) -> tuple[list, object, Callable[[], None], list[BaseException]]:
+def _connector_source(args: argparse.Namespace, settings: Settings,
+                      registry: object) -> tuple[list, object, Callable[[], None], list[BaseException]]:
     """A connector in its own thread, writing through a QueueSink into the pipeline."""
     import threading
 
@@ -328,6 +322,9 @@ def _connector_source(args: argparse.Namespace, settings: Settings) -> tuple[lis
     if args.source not in specs:
         raise UsageError(f"--source must be one of {', '.join(['simulate', *specs])}, not {args.source!r}")
     connector = specs[args.source].build(args, settings)
+    register = getattr(connector, "register_metrics", None)
+    if register is not None:  # a connector's own figures (AMI: what decided unanswered exits)
+        register(registry)
     source = QueueSource(args.source)
     sink = QueueSink(source.items, args.source)
     stop = threading.Event()
@@ -365,10 +362,8 @@ def _cmd_connect(args: argparse.Namespace) -> int:
         dead = _open_output(args.dead_letters) if args.dead_letters else sys.stderr
         sink = JsonLinesSink(out, dead, connector.name)
     else:
-        try:
-            from connectors.kafka_sink import open_kafka_sink
-        except ModuleNotFoundError:
-            raise UsageError("writing to Kafka is not built yet: give --out FILE (or - for stdout)") from None
+        from connectors.kafka_sink import open_kafka_sink
+
         sink = open_kafka_sink(settings, connector.name)
     stop = threading.Event()
 
@@ -394,23 +389,12 @@ def _cmd_connect(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if counts.dead_lettered else EXIT_OK
 
 
-def _register_optional(commands: argparse._SubParsersAction, module_name: str, name: str, help_text: str) -> None:  # type: ignore[type-arg]
+def _register(commands: argparse._SubParsersAction, module_name: str) -> None:  # type: ignore[type-arg]
     """Subcommands that live with their own package register themselves: `module.register(commands)`
     adds the parser and sets `handler` (taking the parsed args, returning an exit status)."""
     import importlib
 
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if not (error.name and module_name.startswith(error.name)):
-            raise
-
-        def not_built(_args: argparse.Namespace) -> int:
-            raise UsageError(f"callwatch {name} is not built yet")
-
-        commands.add_parser(name, help=help_text).set_defaults(handler=not_built)
-        return
-    module.register(commands)
+    importlib.import_module(module_name).register(commands)
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -449,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "  callwatch replay day.jsonl --window 15m --report day-report.jsonl\n"
                                   "  cat a.jsonl b.jsonl | callwatch replay - --window 1h"))
     rep.add_argument("files", nargs="*", metavar="FILE", help="event files; - for stdin (default)")
-    _option(rep, "--window", env="CALLWATCH_WINDOW", default="15m", help="interval: 1m, 5m, 15m, 30m, 1h or 1d")
+    _option(rep, "--window", env="CALLWATCH_WINDOW", default="15m",
+            help="interval of the report: 1m, 5m, 15m, 30m, 1h or 1d (a duration; 900 = 15m)")
     _option(rep, "--tz", env="CALLWATCH_TZ", help="time zone days start in (default: config, else Europe/London)")
     _option(rep, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
     _option(rep, "--report", env="CALLWATCH_REPORT", help="report file; - or absent for stdout")
@@ -494,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "  callwatch run --scenario surge --speed 60 --report live-report.jsonl"))
     _option(run, "--source", env="CALLWATCH_SOURCE", default="simulate",
             help="event source: simulate, or a connector (its options below)")
-    _option(run, "--window", env="CALLWATCH_WINDOW", default="15m", help="interval of the report")
+    _option(run, "--window", env="CALLWATCH_WINDOW", default="15m",
+            help="interval of the report: 1m, 5m, 15m, 30m, 1h or 1d (a duration; 900 = 15m)")
     _option(run, "--host", env="CALLWATCH_METRICS_HOST", default="127.0.0.1",
             help="listen address of the wallboard and /metrics (another address than 127.0.0.1 lets other "
                  "machines in: consider an access token)")
@@ -518,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
             spec.add_arguments(run.add_argument_group(f"{spec.help} (--source {name})"))
     run.set_defaults(handler=_cmd_run)
 
-    _register_optional(commands, "streams.worker.command", "worker", "the Faust worker of the distributed pipeline")
+    _register(commands, "streams.worker.command")
     connect = commands.add_parser("connect", help="run one connector", formatter_class=_formatter,
                                   description=("Read one telephony source and write canonical events: to "
                                                "Kafka, or with --out to a JSON Lines file for replay.\n\n" +
@@ -528,13 +514,15 @@ def build_parser() -> argparse.ArgumentParser:
     for name, spec in specs.items():
         one = sources.add_parser(name, help=spec.help, formatter_class=_formatter,
                                  description=f"{spec.help}.\n\n  {spec.example}" if spec.example else spec.help)
+        if spec.path_help:
+            one.add_argument("path", nargs="?", metavar="PATH", help=spec.path_help)
         spec.add_arguments(one)
         _option(one, "--out", env="CALLWATCH_OUT", help="JSON Lines output file (- for stdout) instead of Kafka")
         _option(one, "--dead-letters", env="CALLWATCH_DEAD_LETTERS",
                 help="where rejected records go (JSON Lines) when writing to --out; stderr by default")
         _option(one, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
         one.set_defaults(handler=_cmd_connect, connector_spec=spec)
-    _register_optional(commands, "dashboards.command", "dashboards", "build and push Grafana dashboards")
+    _register(commands, "dashboards.command")
     return parser
 
 

@@ -115,6 +115,11 @@ ALL_METRICS: Final = (
 READ_LOOP_AGE: Final = _spec("callwatch_worker_read_loop_age_seconds", "gauge", "Seconds since the worker's loop reading the events topic last went round (under a second when all is well; growing: no events are read).", ())
 WORKER_METRICS: Final = (READ_LOOP_AGE,)
 
+# A connector's own figures, which `callwatch run --source NAME` exports beside the collector
+# (connectors/ami/ami_source.py): how the AMI connector decided the exits Asterisk left open.
+AMI_UNANSWERED_EXITS: Final = _spec("callwatch_ami_unanswered_exits", "counter", "Unanswered queue exits seen by the AMI connector, by outcome and the evidence that decided it (inferred=true: Asterisk gave no better signal).", ("outcome", "evidence", "inferred"))
+CONNECTOR_METRICS: Final = (AMI_UNANSWERED_EXITS,)
+
 
 # Names this version no longer exports (old name -> what replaced it), listed in docs/metrics.md.
 RENAMED: Final = {
@@ -138,7 +143,7 @@ def series_names(spec: MetricSpec) -> tuple[str, ...]:
 def exported_names() -> frozenset[str]:
     """Every series name a scrape can contain (counters with their _total suffix, histograms with
     _bucket, _sum and _count)."""
-    return frozenset(name for spec in ALL_METRICS + WORKER_METRICS for name in series_names(spec))
+    return frozenset(name for spec in ALL_METRICS + WORKER_METRICS + CONNECTOR_METRICS for name in series_names(spec))
 
 
 @dataclass(frozen=True, slots=True)

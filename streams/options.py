@@ -55,3 +55,43 @@ def number(value: object, name: str, kind: type = float, minimum: float | None =
     if minimum is not None and result < minimum:
         raise UsageError(f"{name} must be at least {minimum:g}, not {result!r}")
     return result
+
+
+def duration(value: object, name: str, minimum_s: float = 0.0) -> float:
+    """A time option in seconds, by the one duration grammar ('20s', '5m', '1h', '1d'; a bare number
+    is seconds), or UsageError naming the option."""
+    from streams.domain.config import InvalidConfig
+    from streams.domain.windows import parse_duration_s
+
+    try:
+        seconds = parse_duration_s(str(value))
+    except InvalidConfig as error:
+        raise UsageError(f"{name}: {error}") from None
+    if seconds < minimum_s:
+        raise UsageError(f"{name} must be at least {minimum_s:g} s, not {value!r}")
+    return seconds
+
+
+def window(value: object, name: str = "--window") -> int:
+    """A report interval in seconds: a duration by the same grammar ('15m', '900', '1h') that is one
+    of the SPEC's interval sizes, or UsageError naming the option."""
+    from streams.domain.windows import INTERVALS_S
+
+    seconds = duration(value, name)
+    if seconds not in INTERVALS_S.values():
+        raise UsageError(f"{name}: window must be one of {', '.join(INTERVALS_S)}, not {value!r}")
+    return int(seconds)
+
+
+def secret_file(path: str, option: str) -> str:
+    """The secret held in the file given to `option`, stripped; UsageError if it cannot be read or is
+    empty (a secret is never an option's value: the command line is visible to every user)."""
+    from pathlib import Path
+
+    try:
+        secret = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {option} {path}: {getattr(error, 'strerror', None) or error}") from None
+    if not secret:
+        raise UsageError(f"{option} {path} is empty")
+    return secret

@@ -14,18 +14,26 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from connectors.ami.ami_parser import (
-    AmiEventMapper, AmiFramer, AmiMapping, AmiMessage, InvalidFrame, ParsedItem, parse_queue_lines)
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from connectors.ami.ami_framing import AmiFramer, AmiMessage, InvalidFrame
+from connectors.ami.ami_mapping import INFERRED, AmiMapping, ParsedItem
+from connectors.ami.ami_parser import AmiParser
+from connectors.backoff import Backoff
+from connectors.checkpoints import write_checkpoint
 from connectors.errors import ConfigurationError, ConnectorError, SourceUnavailable
-from connectors.privacy import Pseudonymise, hmac_pseudonymiser, redact_numbers
+from connectors.privacy import Pseudonymiser, pseudonymiser, redact_numbers
+from connectors.queue_lines import parse_queue_lines
 from connectors.registry import ConnectorSpec
 from connectors.sink import DeadLetter, EventSink
-from streams.options import OptionTarget, UsageError, env_option, number
+from streams.metrics import AMI_UNANSWERED_EXITS
+from streams.options import OptionTarget, UsageError, duration, env_option, number, secret_file
 from streams.settings import Settings
 
 log = logging.getLogger("callwatch.connect.ami")
@@ -60,18 +68,6 @@ class AmiEndpoint:
     username: str
     secret: str = field(repr=False)
     events: str = "call,agent,dialplan"
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Delay before reconnection attempt n (0-based): min(max, initial * 2^n), times a random
-    factor in [0.5, 1] so that many clients do not come back in step."""
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-
-    def delay_s(self, attempt: int, rng: random.Random) -> float:
-        return min(self.max_s, self.initial_s * 2.0 ** min(attempt, 30)) * rng.uniform(0.5, 1.0)
 
 
 class SentIds:
@@ -117,13 +113,10 @@ class SentIds:
     def save(self, now_s: float, every_s: float = CHECKPOINT_EVERY_S) -> None:
         if self.path is None or not self._dirty or now_s - self._saved_at < every_s:
             return
-        temporary = self.path.with_name(self.path.name + ".tmp")
         try:
-            temporary.write_text(json.dumps({"version": CHECKPOINT_VERSION, "sent": list(self._ids)}),
-                                 encoding="utf-8")
-            os.replace(temporary, self.path)
-        except OSError as error:
-            log.warning("cannot write checkpoint %s: %s", self.path, error.strerror)
+            write_checkpoint(self.path, {"version": CHECKPOINT_VERSION, "sent": list(self._ids)})
+        except ConfigurationError as error:  # the next save tries again; meanwhile ids stay in memory
+            log.warning("%s", error)
             return
         self._dirty = False
         self._saved_at = now_s
@@ -142,7 +135,7 @@ class AmiStats:
 class AmiConnector:
     endpoint: AmiEndpoint
     mapping: AmiMapping
-    pseudonymise: Pseudonymise
+    pseudonymiser: Pseudonymiser
     checkpoint: Path | None = None
     ping_interval_s: float = 20.0
     backoff: Backoff = field(default_factory=Backoff)
@@ -152,11 +145,15 @@ class AmiConnector:
     name: str = "ami"
     realtime: bool = True
     stats: AmiStats = field(default_factory=AmiStats)
+    # Readiness: notified after every batch of events and every read that found nothing waiting;
+    # `quiet_reads` counts the latter (all that had arrived was handled).
+    progress: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    quiet_reads: int = 0
     _unflushed: bool = field(default=False, repr=False)
+    parser: AmiParser | None = field(default=None, repr=False)  # of the current run, for its counts
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
-        framer = AmiFramer()
-        mapper = AmiEventMapper(self.mapping, self.pseudonymise)
+        parser = self.parser = AmiParser(self.mapping, self.pseudonymiser)
         sent = SentIds(self.checkpoint)
         where = f"{self.endpoint.host}:{self.endpoint.port}"
         attempt = 0
@@ -165,7 +162,7 @@ class AmiConnector:
                 started = self.clock()
                 delay = 0.0
                 try:
-                    self._session(framer, mapper, sent, sink, stop)
+                    self._session(parser, sent, sink, stop)
                 except LoginRejected:
                     raise
                 except (SourceUnavailable, OSError) as error:
@@ -179,30 +176,43 @@ class AmiConnector:
                     self.stats.reconnects += 1
                     log.warning("AMI %s: %s; reconnecting in %.1f s", where, redact_numbers(reason), delay)
                 finally:
-                    dropped = framer.reset()
+                    dropped = parser.framer.reset()
                     if dropped:
                         log.info("AMI %s: %d lines of an unfinished frame dropped with the connection", where, dropped)
-                    self._emit(mapper.tick(self._now_ms()), sink, sent, where)
+                    self._emit(parser.tick(self._now_ms()), sink, sent, where)
                     sent.save(self.clock(), every_s=0)
                 if stop.wait(delay):
                     break
         finally:
-            undecided = mapper.drop_undecided()
+            held = parser.overlap.held()
+            undecided = parser.mapper.drop_undecided()
             if self._unflushed:
                 sink.flush()
                 self._unflushed = False
             sent.save(self.clock(), every_s=0)
-            counts = mapper.counts
-            log.info("AMI %s: %d connections, %d event frames (%d ignored, %d duplicates), %d events sent, "
-                     "%d already sent before, %d dead-lettered, %d console lines ignored, %d exits undecided",
-                     where, self.stats.connections, counts.event_frames, counts.ignored, counts.duplicates,
-                     self.stats.sent, self.stats.resent_skipped, self.stats.dead_lettered,
-                     framer.counts.noise_lines, undecided)
+            counts, overlap = parser.mapper.counts, parser.overlap.counts
+            log.info("AMI %s: %d connections, %d event frames (%d ignored, %d repeated by a console, %d replayed "
+                     "after a reconnection, %d held then new, %d held at the end), %d events sent, %d already sent "
+                     "before, %d dead-lettered, %d console lines ignored, %d exits undecided",
+                     where, self.stats.connections, counts.event_frames, counts.ignored, overlap.console_repeats,
+                     overlap.replayed, overlap.held_then_new, held, self.stats.sent, self.stats.resent_skipped,
+                     self.stats.dead_lettered, parser.framer.counts.noise_lines, undecided)
+            if counts.decided:
+                log.info("AMI %s: unanswered exits decided by: %s", where,
+                         "; ".join(f"{key} {value}" for key, value in sorted(counts.decided.items())))
+
+    def wait_quiet(self, after: int, timeout_s: float) -> bool:
+        """Until more than `after` reads have found nothing waiting (everything sent so far handled)."""
+        with self.progress:
+            return self.progress.wait_for(lambda: self.quiet_reads > after, timeout_s)
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """`callwatch run` shows what decided each unanswered exit, inferences apart."""
+        registry.register(_DecisionCollector(self))
 
     # -- one connection ----------------------------------------------------------------------
 
-    def _session(self, framer: AmiFramer, mapper: AmiEventMapper, sent: SentIds, sink: EventSink,
-                 stop: threading.Event) -> None:
+    def _session(self, parser: AmiParser, sent: SentIds, sink: EventSink, stop: threading.Event) -> None:
         endpoint = self.endpoint
         where = f"{endpoint.host}:{endpoint.port}"
         try:
@@ -217,10 +227,12 @@ class AmiConnector:
             self.stats.connections += 1
             log.info("AMI %s: connected (%s); logging in as %r", where, redact_numbers(greeting[:80]),
                      endpoint.username)
-            pending = self._login(connection, framer, rest, stop)
+            pending = self._login(connection, parser.framer, rest, stop)
             log.info("AMI %s: logged in; receiving events", where)
-            self._emit(self._map(pending, mapper), sink, sent, where)
-            self._receive(connection, framer, mapper, sent, sink, stop, where)
+            # From here on the frames may repeat what earlier connections delivered (a replay).
+            self._emit(parser.new_connection(), sink, sent, where)
+            self._emit(parser.map(pending, self._now_ms()), sink, sent, where)
+            self._receive(connection, parser, sent, sink, stop, where)
 
     def _greeting(self, connection: socket.socket, stop: threading.Event) -> tuple[str, bytes]:
         buffer = b""
@@ -275,8 +287,8 @@ class AmiConnector:
             if not data:
                 raise SourceUnavailable("connection closed during login")
 
-    def _receive(self, connection: socket.socket, framer: AmiFramer, mapper: AmiEventMapper, sent: SentIds,
-                 sink: EventSink, stop: threading.Event, where: str) -> None:
+    def _receive(self, connection: socket.socket, parser: AmiParser, sent: SentIds, sink: EventSink,
+                 stop: threading.Event, where: str) -> None:
         last_heard = last_ping = last_flush = self.clock()
         pings = 0
         while not stop.is_set():
@@ -284,13 +296,16 @@ class AmiConnector:
                 data: bytes | None = connection.recv(65536)
             except TimeoutError:
                 data = None
+                with self.progress:
+                    self.quiet_reads += 1
+                    self.progress.notify_all()
             now = self.clock()
             if data == b"":
                 raise SourceUnavailable("connection closed by Asterisk")
             if data:
                 last_heard = now
-                self._emit(self._map(framer.feed(data), mapper), sink, sent, where)
-            self._emit(mapper.tick(self._now_ms()), sink, sent, where)
+                self._emit(parser.feed(data, self._now_ms()), sink, sent, where)
+            self._emit(parser.tick(self._now_ms()), sink, sent, where)
             if self._unflushed and (data is None or now - last_flush >= 0.5):
                 # A live source: what arrived is passed on when the stream pauses, or every half second.
                 sink.flush()
@@ -313,16 +328,6 @@ class AmiConnector:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def _map(self, messages: list[AmiMessage | InvalidFrame], mapper: AmiEventMapper) -> list[ParsedItem]:
-        out: list[ParsedItem] = []
-        received_ms = self._now_ms()
-        for message in messages:
-            if isinstance(message, InvalidFrame):
-                out.append(message)
-            elif message.is_event:
-                out.extend(mapper.accept(message, received_ms))
-        return out
-
     def _emit(self, items: list[ParsedItem], sink: EventSink, sent: SentIds, where: str) -> None:
         for item in items:
             if isinstance(item, InvalidFrame):
@@ -339,10 +344,31 @@ class AmiConnector:
             sent.add(event_id)
             self.stats.sent += 1
             self._unflushed = True
+        if items:
+            with self.progress:
+                self.progress.notify_all()
 
     @staticmethod
     def _send(connection: socket.socket, headers: list[tuple[str, str]]) -> None:
         connection.sendall("".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8") + b"\r\n")
+
+
+class _DecisionCollector(Collector):
+    """callwatch_ami_unanswered_exits_total{outcome, evidence, inferred}: how the connector decided
+    the exits Asterisk left open (a leave or abandon frame says neither abandoned nor timeout)."""
+
+    def __init__(self, connector: AmiConnector) -> None:
+        self._connector = connector
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(AMI_UNANSWERED_EXITS.name, AMI_UNANSWERED_EXITS.help,
+                                     labels=list(AMI_UNANSWERED_EXITS.labels))
+        parser = self._connector.parser
+        for key, count in (dict(parser.mapper.counts.decided) if parser is not None else {}).items():
+            outcome, _, evidence = key.partition(": ")
+            inferred = evidence.startswith(INFERRED)
+            family.add_metric([outcome, evidence.removeprefix(INFERRED), "true" if inferred else "false"], count)
+        yield family
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -364,12 +390,13 @@ def _add_arguments(parser: OptionTarget) -> None:
     env_option(parser, "--ami-events", env="CALLWATCH_AMI_EVENTS", default="call,agent,dialplan",
                help="event classes to ask for at login (agent: queues; call: hang-ups; dialplan: QUEUESTATUS)")
     env_option(parser, "--ami-ping-interval", env="CALLWATCH_AMI_PING_INTERVAL", default="20",
-               help="seconds between keep-alive Pings; silence for two intervals means the link is dead")
+               help="time between keep-alive Pings (20s, 1m; a bare number is seconds); silence for two intervals "
+                    "means the link is dead")
     env_option(parser, "--ami-decision-window", env="CALLWATCH_AMI_DECISION_WINDOW", default="5",
-               help="seconds to wait after a caller leaves a queue unanswered for a join elsewhere "
-                    "(transferred) or the caller's hang-up (abandoned) before calling it a timeout")
+               help="time to wait after a caller leaves a queue unanswered for a join (transferred), "
+                    "QUEUESTATUS or a hang-up before deciding on what came (5s; a bare number is seconds)")
     env_option(parser, "--ami-backoff-max", env="CALLWATCH_AMI_BACKOFF_MAX", default="30",
-               help="longest wait between reconnection attempts, in seconds")
+               help="longest wait between reconnection attempts (30s, 2m; a bare number is seconds)")
     # Not an option: it is here so that `--ami-secret VALUE` is refused with a reason instead of
     # being taken, abbreviated, for --ami-secret-file (and its value echoed in an error).
     parser.add_argument("--ami-secret", dest="ami_secret_refused", nargs="?", const="", default=None,
@@ -385,13 +412,7 @@ def _secret(args: argparse.Namespace) -> str:
                          f"user of the machine; set {SECRET_ENV} or give --ami-secret-file")
     path = getattr(args, "ami_secret_file", None)
     if path:
-        try:
-            secret = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise UsageError(f"cannot read --ami-secret-file {path}: {error.strerror}") from None
-        if not secret:
-            raise UsageError(f"--ami-secret-file {path} is empty")
-        return secret
+        return secret_file(path, "--ami-secret-file")
     from_env = getattr(args, "ami_secret_env", None)
     if isinstance(from_env, _Secret) and from_env.value:
         return from_env.value
@@ -404,19 +425,19 @@ def _build(args: argparse.Namespace, settings: Settings) -> AmiConnector:
     port = number(args.ami_port, "--ami-port", int, 1)
     if port > 65535:
         raise UsageError(f"--ami-port must be at most 65535, not {port}")
-    ping_s = number(args.ami_ping_interval, "--ami-ping-interval", float, 1)
-    window_s = number(args.ami_decision_window, "--ami-decision-window", float, 0)
-    backoff_max_s = number(args.ami_backoff_max, "--ami-backoff-max", float, 0.5)
+    ping_s = duration(args.ami_ping_interval, "--ami-ping-interval", 1)
+    window_s = duration(args.ami_decision_window, "--ami-decision-window")
+    backoff_max_s = duration(args.ami_backoff_max, "--ami-backoff-max", 0.5)
     if not (args.ami_site or "").strip():
         raise UsageError("--ami-site must not be empty")
     try:
-        queue_lines, default_line = parse_queue_lines(args.ami_queue_lines)
-        pseudonymise = hmac_pseudonymiser(settings.pseudonymisation_key)
+        lines = parse_queue_lines(args.ami_queue_lines, "--ami-queue-lines")
+        hashing = pseudonymiser(settings.pseudonymisation_key)
     except ConnectorError as error:
         raise UsageError(str(error)) from None
     endpoint = AmiEndpoint(args.ami_host, port, args.ami_username, _secret(args), args.ami_events or "on")
-    mapping = AmiMapping(queue_lines, default_line, args.ami_site.strip(), int(window_s * 1000))
-    return AmiConnector(endpoint, mapping, pseudonymise,
+    mapping = AmiMapping(lines, args.ami_site.strip(), int(window_s * 1000))
+    return AmiConnector(endpoint, mapping, hashing,
                         checkpoint=Path(args.ami_checkpoint) if args.ami_checkpoint else None,
                         ping_interval_s=ping_s, backoff=Backoff(max_s=backoff_max_s))
 

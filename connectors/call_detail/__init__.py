@@ -1,36 +1,3 @@
-"""Call-detail file connector: one-row-per-call CSV exports to canonical events, via a YAML
-column mapping (see mappings/)."""
-
-from connectors.call_detail.call_detail_parser import (
-    CallDetailMapping,
-    ConversionSummary,
-    FieldRule,
-    ParsedItem,
-    Pseudonymise,
-    SkippedRecord,
-    SkipRule,
-    TimeRule,
-    convert_file,
-    hmac_pseudonymiser,
-    iter_events_sorted,
-    load_mapping,
-    mapping_from_dict,
-    parse_rows,
-)
-
-__all__ = [
-    "CallDetailMapping",
-    "ConversionSummary",
-    "FieldRule",
-    "ParsedItem",
-    "Pseudonymise",
-    "SkipRule",
-    "SkippedRecord",
-    "TimeRule",
-    "convert_file",
-    "hmac_pseudonymiser",
-    "iter_events_sorted",
-    "load_mapping",
-    "mapping_from_dict",
-    "parse_rows",
-]
+"""Call-detail connector: one-row-per-call CSV exports to canonical events via a YAML column
+mapping (mappings/): the mapping schema (call_detail_mapping), the pure row parser
+(call_detail_parser) and the file source (call_detail_source)."""

@@ -1,9 +1,10 @@
-"""Asterisk queue_log connector: the pipe-delimited file (imported, or followed like `tail -F` with a
-checkpoint) and database exports of it such as Bicom PBXware's CSV."""
+"""Asterisk queue_log connector: the pipe-delimited file or an export of its database table
+(imported, or followed like `tail -F` with a checkpoint: `queue_log_source`, shapes told apart in
+`exports`), and the realtime table in PostgreSQL or MySQL/MariaDB followed by id (`database`); one
+pure parser (`queue_log_parser`) for all of them."""
 
 from connectors.queue_log.queue_log_parser import (
-    IgnoredRecord, ParsedItem, ParserConfig, QueueLogParser, QueueLogRecord, agent_name, record_of_line,
-    record_of_row)
+    ParsedItem, ParserConfig, QueueLogParser, QueueLogRecord, agent_name, record_of_line, record_of_row)
 
-__all__ = ["IgnoredRecord", "ParsedItem", "ParserConfig", "QueueLogParser", "QueueLogRecord", "agent_name",
-           "record_of_line", "record_of_row"]
+__all__ = ["ParsedItem", "ParserConfig", "QueueLogParser", "QueueLogRecord", "agent_name", "record_of_line",
+           "record_of_row"]

@@ -1,21 +1,22 @@
-"""Asterisk queue_log records (the pipe-delimited file, or a database export such as Bicom PBXware's
-CSV) to canonical events. Pure: records in; events, rejections and ignored-with-a-reason out. Its only
-memory is a little per-call and per-agent state, exported as JSON for the follower's checkpoint."""
+"""Asterisk queue_log records (the pipe-delimited file, rows of the realtime database table, or an
+export of that table: Bicom PBXware's CSV, mysql/psql dumps) to canonical events. Pure: records in;
+events, rejections and ignored-with-a-reason out. Its only memory is a little per-call and per-agent
+state, exported as JSON for the follower's checkpoint."""
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Final, TypeAlias
 
-from connectors.errors import ConfigurationError, InvalidRecord
-from connectors.privacy import redact_numbers
-from streams.domain.events import (
-    ABANDONED, AGENT_STATE, ANSWERED, ENDED, OFFERED, SCHEMA_VERSION, TIMEOUT, TRANSFERRED, format_ts)
-
-Pseudonymise: TypeAlias = Callable[[str], str]
+from connectors.canonical import EventBuilder
+from connectors.errors import ConfigurationError, IgnoredRecord, InvalidRecord
+from connectors.privacy import Pseudonymiser, redact_numbers
+from connectors.queue_lines import QueueLines
+from streams.domain.events import ABANDONED, ANSWERED, ENDED, OFFERED, TIMEOUT, TRANSFERRED
 
 SOURCE: Final = "queue-log"
 STATE_VERSION: Final = 1
@@ -25,6 +26,10 @@ _MIN_EPOCH_S: Final = 631_152_000      # 1990-01-01
 _MAX_EPOCH_S: Final = 32_503_680_000   # 3000-01-01
 _EVENT_NAME: Final = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _EPOCH: Final = re.compile(r"[0-9]{1,20}(?:\.[0-9]{0,6})?")
+# The realtime table's `time` as a DATETIME/TIMESTAMP: '2024-03-01 09:00:00[.123456][+01[:00]]'.
+_DATETIME: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[ T]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?"
+    r"\s*(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?")
 _NONE: Final = frozenset({"", "NONE"})
 # Caller ids that say "no number": kept as no caller rather than hashed.
 _NO_CALLER: Final = frozenset({"anonymous", "unknown", "<unknown>", "restricted", "private", "unavailable",
@@ -57,7 +62,6 @@ OUTBOUND_DIAL: Final = "outbound dial (PBXware OUT* event): not a queue call"
 SYSTEM_EVENT: Final = "queue system event (QUEUESTART, CONFIGRELOAD, NONE)"
 INFORMATIONAL: Final = "informational event (DID, INFO, SYSCOMPAT, AGENTDUMP, ...): no call outcome"
 UNKNOWN_EVENT: Final = "unknown event"
-UNMAPPED_QUEUE: Final = "queue not mapped to a line"
 BLANK_LINE: Final = "blank line"
 
 _IGNORED_EVENTS: Final = {
@@ -70,22 +74,13 @@ _IGNORED_EVENTS: Final = {
 
 # Column names of database exports of queue_log (PBXware's first, then Asterisk's realtime table).
 CSV_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
-    "time": ("date_time",),
+    "time": ("date_time", "time"),
     "callid": ("callid",),
     "queue": ("queue_name", "queuename"),
     "agent": ("type", "agent"),
     "event": ("event",),
 }
 _CSV_DATA: Final = (("param1", "data1"), ("param2", "data2"), ("param3", "data3"), ("data4",), ("data5",))
-
-
-@dataclass(frozen=True, slots=True)
-class IgnoredRecord:
-    """A well-formed record that deliberately yields no event (a ring attempt, an outbound dial...)."""
-
-    reason: str
-    location: int | str | None = None
-    detail: str = ""  # e.g. the unknown event's name or the unmapped queue, for a one-time warning
 
 
 # An event (a canonical v1 dict), a rejected record, or an ignored one.
@@ -109,40 +104,61 @@ class QueueLogRecord:
 
 @dataclass(frozen=True, slots=True)
 class ParserConfig:
-    """`queue_lines` maps queue names to service lines; queues not in it go to `default_line`, or are
-    ignored when there is none. An exit (EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY) followed within
-    `overflow_window_s` by the same call entering another queue is a transfer, otherwise a timeout."""
+    """`lines`: which line each queue is on (the kit's `QUEUE=LINE` grammar; a queue not listed, with
+    no `*`, is a line of its own name). An exit (EXITWITHTIMEOUT, EXITEMPTY, EXITWITHKEY) followed
+    within `overflow_window_s` by the same call entering a queue is a transfer, otherwise a timeout.
+    `time_zone` reads a database's `time` column written without an offset (Asterisk writes the
+    PBX's local time there); epoch seconds need none."""
 
-    queue_lines: Mapping[str, str] = field(default_factory=dict)
-    default_line: str | None = None
+    lines: QueueLines = field(default_factory=QueueLines)
     site: str = "default"
     overflow_window_s: float = 2.0
+    time_zone: tzinfo = timezone.utc
 
     def __post_init__(self) -> None:
-        for queue, line in self.queue_lines.items():
-            if not queue or not line or line == "*":
-                raise ConfigurationError(f"queue-to-line mapping needs a queue and a line, not {queue!r}={line!r}")
-        if self.default_line is not None and (not self.default_line or self.default_line == "*"):
-            raise ConfigurationError(f"default line must be a non-empty name, not {self.default_line!r}")
         if not self.site:
             raise ConfigurationError("site must be a non-empty name")
         if not (self.overflow_window_s >= 0 and math.isfinite(self.overflow_window_s)):
             raise ConfigurationError(f"overflow window must be zero or more seconds, not {self.overflow_window_s!r}")
 
-    def line_of(self, queue: str) -> str | None:
-        return self.queue_lines.get(queue, self.default_line)
+    def line_of(self, queue: str) -> str:
+        return self.lines.line_of(queue)
 
 
 # --- reading one record -----------------------------------------------------------------------------
 
-def _epoch_ms(text: str) -> int | None:
+def _time_ms(text: str, zone: tzinfo) -> int | None:
+    """Epoch seconds, or a DATETIME (in `zone` unless it carries an offset); None if neither, or
+    outside 1990-3000."""
     text = text.strip()
-    if len(text) > 24 or not _EPOCH.fullmatch(text):
+    if len(text) > 40:
         return None
-    seconds = float(text)
+    if _EPOCH.fullmatch(text):
+        seconds = float(text)
+    else:
+        match = _DATETIME.fullmatch(text)
+        if match is None:
+            return None
+        year, month, day, hour, minute, second, fraction, offset = match.groups()
+        try:
+            moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                              int((fraction or "0").ljust(6, "0")), tzinfo=_offset(offset) or zone)
+        except ValueError:
+            return None  # 2024-02-30, 25:00:00
+        seconds = moment.timestamp()
     if not _MIN_EPOCH_S <= seconds < _MAX_EPOCH_S:
         return None
     return round(seconds * 1000)
+
+
+def _offset(text: str | None) -> tzinfo | None:
+    if not text:
+        return None
+    if text == "Z":
+        return timezone.utc
+    digits = text[1:].replace(":", "")
+    delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+    return timezone(-delta if text[0] == "-" else delta)
 
 
 def _shown(value: str) -> str:
@@ -150,7 +166,8 @@ def _shown(value: str) -> str:
     return repr(redact_numbers(value[:40]))
 
 
-def record_of_line(line: str, location: int | str | None = None) -> QueueLogRecord | InvalidRecord | IgnoredRecord:
+def record_of_line(line: str, location: int | str | None = None,
+                   zone: tzinfo = timezone.utc) -> QueueLogRecord | InvalidRecord | IgnoredRecord:
     """One line of the pipe-delimited queue_log file."""
     text = line.rstrip("\r\n")
     if not text.strip():
@@ -159,7 +176,7 @@ def record_of_line(line: str, location: int | str | None = None) -> QueueLogReco
     if len(fields) < 5:
         return InvalidRecord(f"expected at least 5 '|'-separated fields (time|callid|queue|agent|event), "
                              f"found {len(fields)}", location)
-    return _record(fields[0], fields[1], fields[2], fields[3], fields[4], tuple(fields[5:]), location)
+    return _record(fields[0], fields[1], fields[2], fields[3], fields[4], tuple(fields[5:]), location, zone)
 
 
 def missing_csv_columns(header: list[str] | tuple[str, ...]) -> list[str]:
@@ -168,10 +185,12 @@ def missing_csv_columns(header: list[str] | tuple[str, ...]) -> list[str]:
     return [aliases[0] for aliases in CSV_COLUMNS.values() if not names.intersection(aliases)]
 
 
-def record_of_row(row: Mapping[str, str | None], location: int | str | None = None
-                  ) -> QueueLogRecord | InvalidRecord | IgnoredRecord:
-    """One row of a database export (PBXware: uid,date_time,callid,queue_name,type,event,param1..3,...)."""
-    cells = {str(k).strip().lower(): ("" if v is None else str(v)) for k, v in row.items() if k is not None}
+def record_of_row(row: Mapping[str, object], location: int | str | None = None,
+                  zone: tzinfo = timezone.utc) -> QueueLogRecord | InvalidRecord | IgnoredRecord:
+    """One row of the realtime table (id,time,callid,queuename,agent,event,data1..data5) or of an
+    export of it (PBXware: uid,date_time,callid,queue_name,type,event,param1..3,...). Cells are text
+    or what a database driver returns (numbers, datetimes); None and mysql's NULL are empty."""
+    cells = {str(k).strip().lower(): _cell(v) for k, v in row.items() if k is not None}
     if not any(value.strip() for value in cells.values()):
         return IgnoredRecord(BLANK_LINE, location)
     missing = [aliases[0] for aliases in CSV_COLUMNS.values() if not any(a in cells for a in aliases)]
@@ -183,14 +202,25 @@ def record_of_row(row: Mapping[str, str | None], location: int | str | None = No
 
     data = tuple(cell(aliases) for aliases in _CSV_DATA)
     return _record(cell(CSV_COLUMNS["time"]), cell(CSV_COLUMNS["callid"]), cell(CSV_COLUMNS["queue"]),
-                   cell(CSV_COLUMNS["agent"]), cell(CSV_COLUMNS["event"]), data, location)
+                   cell(CSV_COLUMNS["agent"]), cell(CSV_COLUMNS["event"]), data, location, zone)
+
+
+def _cell(value: object) -> str:
+    if value is None or value == "NULL":
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 def _record(time_text: str, callid: str, queue: str, agent: str, event: str, data: tuple[str, ...],
-            location: int | str | None) -> QueueLogRecord | InvalidRecord | IgnoredRecord:
-    time_ms = _epoch_ms(time_text)
+            location: int | str | None, zone: tzinfo) -> QueueLogRecord | InvalidRecord | IgnoredRecord:
+    time_ms = _time_ms(time_text, zone)
     if time_ms is None:
-        return InvalidRecord(f"time is not epoch seconds between 1990 and 3000: {_shown(time_text)}", location)
+        return InvalidRecord(f"time is neither epoch seconds nor a date and time between 1990 and 3000: "
+                             f"{_shown(time_text)}", location)
     event = event.strip()
     if not _EVENT_NAME.fullmatch(event):
         return InvalidRecord(f"event is not a queue_log event name: {_shown(event)}", location)
@@ -256,9 +286,10 @@ class QueueLogParser:
     (or `parse_record`); `expire`/`flush` release held exits; `state()`/`restore()` carry the memory
     across a restart."""
 
-    def __init__(self, config: ParserConfig, pseudonymise: Pseudonymise) -> None:
+    def __init__(self, config: ParserConfig, pseudonymiser: Pseudonymiser) -> None:
         self.config = config
-        self._pseudonymise = pseudonymise
+        self._pseudonymiser = pseudonymiser
+        self._build = EventBuilder(SOURCE, pseudonymiser, config.site)
         self._agents: dict[str, _Agent] = {}   # keyed by pseudonymous agent id
         self._exits: dict[str, _Exit] = {}     # callid -> held exit
         self._window_ms = round(config.overflow_window_s * 1000)
@@ -266,11 +297,11 @@ class QueueLogParser:
     # -- input ---------------------------------------------------------------------------------
 
     def parse_line(self, line: str, location: int | str | None = None) -> list[ParsedItem]:
-        record = record_of_line(line, location)
+        record = record_of_line(line, location, self.config.time_zone)
         return self.parse_record(record, location) if isinstance(record, QueueLogRecord) else [record]
 
-    def parse_row(self, row: Mapping[str, str | None], location: int | str | None = None) -> list[ParsedItem]:
-        record = record_of_row(row, location)
+    def parse_row(self, row: Mapping[str, object], location: int | str | None = None) -> list[ParsedItem]:
+        record = record_of_row(row, location, self.config.time_zone)
         return self.parse_record(record, location) if isinstance(record, QueueLogRecord) else [record]
 
     def parse_record(self, record: QueueLogRecord, location: int | str | None = None) -> list[ParsedItem]:
@@ -280,8 +311,9 @@ class QueueLogParser:
         event = record.event
         held = self._exits.pop(record.callid, None) if self._exits else None
         if held is not None:
-            moved_on = (event in CALL_ENTERED and record.queue != held.queue
-                        and record.time_ms - held.at_ms <= self._window_ms)
+            # Entering a queue at once, another or the same one again (a Queue() loop), the call is
+            # still waiting: a transfer, as the AMI connector decides it.
+            moved_on = event in CALL_ENTERED and record.time_ms - held.at_ms <= self._window_ms
             out.append(_retyped(held.event, TRANSFERRED if moved_on else TIMEOUT))
         if event in CALL_EVENTS:
             out.extend(self._call_event(record, location))
@@ -317,13 +349,10 @@ class QueueLogParser:
         if record.queue.upper() in _NONE:
             return [InvalidRecord(f"{record.event} without a queue", location)]
         line = self.config.line_of(record.queue)
-        if line is None:
-            return [IgnoredRecord(UNMAPPED_QUEUE, location, record.queue)]
         event = record.event
         if event in CALL_ENTERED:
-            value = caller_value(record)
-            return [self._call(record, OFFERED, line, caller=None if value is None else self._pseudonymise(value))]
-        agent = self._agent_id(record.agent)
+            return [self._call(record, OFFERED, line, caller=caller_value(record))]
+        agent = agent_name(record.agent)
         if event in CALL_CONNECTED:
             # The answer time is the CONNECT line's time: it equals ENTERQUEUE + holdtime (data1).
             return [self._call(record, ANSWERED, line, agent=agent),
@@ -338,27 +367,20 @@ class QueueLogParser:
         return [self._call(record, ENDED, line, agent=agent),
                 *self._agent_change(record, agent, line, call=None, suffix=":agent")]
 
-    def _call(self, record: QueueLogRecord, event_type: str, line: str, **extra: str | None) -> dict[str, Any]:
-        return {"v": SCHEMA_VERSION, "event_id": _event_id(record), "call_id": record.callid, "type": event_type,
-                "ts": format_ts(record.time_ms), "line": line, "queue": record.queue, "site": self.config.site,
-                **extra, "source": SOURCE}
+    def _call(self, record: QueueLogRecord, event_type: str, line: str, agent: str | None = None,
+              caller: str | None = None) -> dict[str, Any]:
+        """A call event; `agent` and `caller` raw (the event builder hashes them)."""
+        return self._build.call(event_type, event_id=_event_id(record), call_id=record.callid,
+                                occurred_ms=record.time_ms, line=line, queue=record.queue, agent=agent, caller=caller)
 
     # -- agents --------------------------------------------------------------------------------
 
-    def _agent_id(self, raw: str) -> str | None:
-        name = agent_name(raw)
-        return None if name is None else "a:" + self._pseudonymise("agent:" + name)[2:]
-
     def _agent_event(self, record: QueueLogRecord, location: int | str | None) -> list[ParsedItem]:
-        agent = self._agent_id(record.agent)
+        agent = agent_name(record.agent)
         if agent is None:
             return [InvalidRecord(f"{record.event} without an agent", location)]
         queue = record.queue if record.queue.upper() not in _NONE else None
-        line = None
-        if queue is not None:
-            line = self.config.line_of(queue)
-            if line is None:
-                return [IgnoredRecord(UNMAPPED_QUEUE, location, queue)]
+        line = None if queue is None else self.config.line_of(queue)
         event = record.event
         if event in AGENT_JOINED:
             return self._agent_change(record, agent, line, joined=True)
@@ -374,13 +396,15 @@ class QueueLogParser:
                       call: str | None | bool = False, joined: bool = False, left: bool = False,
                       logged_out: bool | None = None, paused: bool | None = None,
                       suffix: str = "") -> list[ParsedItem]:
-        """Update one agent's memory from a record and emit its resulting state. `call` is False when
-        the record says nothing about a call, else the callid connected (or None: call over)."""
+        """Update one agent's memory from a record and emit its resulting state. `agent` is the
+        person's name (raw); `call` is False when the record says nothing about a call, else the
+        callid connected (or None: call over)."""
         if agent is None:
             return []
-        state = self._agents.get(agent)
+        pseudonym = self._pseudonymiser.agent(agent) or ""
+        state = self._agents.get(pseudonym)
         if state is None:
-            state = self._agents[agent] = _Agent()
+            state = self._agents[pseudonym] = _Agent()
         queue = record.queue if line is not None else None
         if call is not False:
             assert call is None or isinstance(call, str)
@@ -412,13 +436,10 @@ class QueueLogParser:
             queue = state.queue
             line = self.config.line_of(queue)
         # No call_id: a state is the agent's, not a call's (the Kafka sink keys these by agent).
-        event: dict[str, Any] = {
-            "v": SCHEMA_VERSION, "event_id": _event_id(record, agent) + suffix, "type": AGENT_STATE,
-            "ts": format_ts(record.time_ms), "site": self.config.site, "agent": agent, "state": state.state,
-            "source": SOURCE}
-        if queue is not None and line is not None:
-            event["line"], event["queue"] = line, queue
-        return [event]
+        shown = queue is not None and line is not None
+        return [self._build.agent_state(event_id=_event_id(record, pseudonym) + suffix, occurred_ms=record.time_ms,
+                                        agent=agent, state=state.state, line=line if shown else None,
+                                        queue=queue if shown else None)]
 
     # -- memory across restarts ----------------------------------------------------------------
 

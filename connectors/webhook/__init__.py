@@ -1,2 +1,4 @@
-"""Webhook ingest: an HTTP endpoint taking signed canonical events, Twilio TaskRouter event callbacks
-and Amazon Connect contact events (webhook_parser maps them, webhook_source serves them)."""
+"""Webhook ingest: an HTTP endpoint taking canonical events (Standard Webhooks), Twilio TaskRouter
+event callbacks and Amazon Connect contact events (EventBridge API destinations). `authentication`
+checks each platform's credentials, `payloads` decodes bodies, one `*_mapping` module per platform
+maps them, `webhook_source` serves them."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: set up .venv, then pytest. The suite itself starts the
-# real services it needs on 127.0.0.1 (Kafka, Prometheus, Alertmanager) through deploy/*/ scripts,
-# installing them first when missing. Extra arguments go to pytest.
+# real services it needs on 127.0.0.1 (Kafka, Prometheus, Alertmanager, PostgreSQL, MariaDB) through
+# deploy/*/ scripts, installing them first when missing. Extra arguments go to pytest.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"

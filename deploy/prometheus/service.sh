@@ -1,4 +1,4 @@
-# Shared helpers for deploy/prometheus/*.sh and deploy/alertmanager/*.sh (sourced, not run): start a
+# Shared helpers for deploy/prometheus/*.sh, deploy/alertmanager/*.sh and deploy/local/database.sh (sourced): start a
 # daemon on 127.0.0.1 in the background with a pid file, wait until it is ready, give it an optional
 # watchdog that stops it after a maximum lifetime, and stop it again.
 # shellcheck shell=bash
@@ -65,22 +65,28 @@ start_daemon() {
         fi
         sleep 0.2
     done
-    if (( lifetime > 0 )); then
-        # Watchdog: a forgotten daemon stops by itself after `lifetime` seconds.
-        setsid nohup bash -c '
-            pid_file=$1 pid=$2 lifetime=$3 log=$4
-            sleep "$lifetime"
-            [[ "$(cat "$pid_file" 2>/dev/null)" == "$pid" ]] || exit 0
-            echo "[$(date "+%F %T")] callwatch watchdog: maximum lifetime of $lifetime s reached, stopping pid $pid" >>"$log"
-            kill -TERM "$pid" 2>/dev/null || exit 0
-            for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -KILL "$pid" 2>/dev/null || true
-            rm -f "$pid_file"
-        ' callwatch-watchdog "$pid_file" "$pid" "$lifetime" "$log" >/dev/null 2>&1 </dev/null &
-        echo "$!" >"$pid_file.watchdog"
-        disown -a
-    fi
+    watch_lifetime "$pid_file" "$pid" "$lifetime" "$log"
     echo "$pid"
+}
+
+# watch_lifetime PID_FILE PID LIFETIME_S LOG_FILE: a watchdog that stops PID after LIFETIME_S seconds
+# (0: none), if the pid file still names it; stop_daemon stops the watchdog too.
+watch_lifetime() {
+    local pid_file="$1" pid="$2" lifetime="$3" log="$4"
+    (( lifetime > 0 )) || return 0
+    # A forgotten daemon stops by itself.
+    setsid nohup bash -c '
+        pid_file=$1 pid=$2 lifetime=$3 log=$4
+        sleep "$lifetime"
+        [[ "$(cat "$pid_file" 2>/dev/null)" == "$pid" ]] || exit 0
+        echo "[$(date "+%F %T")] callwatch watchdog: maximum lifetime of $lifetime s reached, stopping pid $pid" >>"$log"
+        kill -TERM "$pid" 2>/dev/null || exit 0
+        for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        rm -f "$pid_file"
+    ' callwatch-watchdog "$pid_file" "$pid" "$lifetime" "$log" >/dev/null 2>&1 </dev/null &
+    echo "$!" >"$pid_file.watchdog"
+    disown -a
 }
 
 # stop_daemon PID_FILE: SIGTERM, then SIGKILL after 10 s; stops its watchdog too.

@@ -16,16 +16,17 @@ from .config import InvalidConfig
 INTERVALS_S: Final = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86_400}
 DAY_S: Final = 86_400
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 def parse_duration_s(text: str) -> float:
-    """'90s', '15m', '2h', '1d' to seconds; raises InvalidConfig naming the text."""
+    """'90s', '15m', '2h', '1d' (and '500ms') to seconds, a bare number being seconds: the one
+    duration grammar of every option and setting; raises InvalidConfig naming the text."""
     match = _DURATION.match(text)
     if not match:
-        raise InvalidConfig(f"not a duration: {text!r} (use e.g. 90s, 15m, 2h, 1d)")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
+        raise InvalidConfig(f"not a duration: {text!r} (use e.g. 20s, 5m, 1h; a bare number is seconds)")
+    return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
 
 
 def interval_s(name: str) -> int:

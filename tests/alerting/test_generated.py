@@ -18,7 +18,7 @@ from dashboards import metrics_doc
 from dashboards.alerts import PRODUCTION, accelerated, alerts, recorded_names
 from dashboards.build import DASHBOARD_DIR, artefacts, dashboards, outdated
 from dashboards.queries import metric_names, panel_queries, rule_queries, selectors, substitute, variable_queries
-from streams.metrics import ALL_METRICS, RENAMED, WORKER_METRICS, exported_names
+from streams.metrics import ALL_METRICS, CONNECTOR_METRICS, RENAMED, WORKER_METRICS, exported_names
 
 REPO = Path(__file__).resolve().parents[2]
 CALLWATCH = [sys.executable, "-m", "streams.cli"]
@@ -109,7 +109,7 @@ def test_every_metric_a_panel_variable_or_rule_names_is_declared():
 
 def test_the_metric_list_in_the_docs_names_every_metric_once():
     listed = [spec.name for _, _, specs in metrics_doc.SECTIONS for spec in specs]
-    assert sorted(listed) == sorted(spec.name for spec in ALL_METRICS + WORKER_METRICS)
+    assert sorted(listed) == sorted(spec.name for spec in ALL_METRICS + WORKER_METRICS + CONNECTOR_METRICS)
     text = artefacts()[metrics_doc.PATH]
     for name in exported_names() | set(RENAMED):
         assert f"`{name}`" in text, name

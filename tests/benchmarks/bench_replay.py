@@ -159,8 +159,8 @@ def _bank(cache: Path) -> Path | None:
         return None
     if not path.exists():
         with path.open("w") as out:
-            subprocess.run([sys.executable, "-m", "connectors.call_detail", str(BANK_CSV), "--mapping",
-                            str(BANK_MAPPING)], stdout=out, check=True, cwd=REPO,
+            subprocess.run([sys.executable, "-m", "streams.cli", "connect", "csv", str(BANK_CSV), "--mapping",
+                            str(BANK_MAPPING), "--out", "-"], stdout=out, check=True, cwd=REPO,
                            # A throwaway key: the benchmark only needs the hashes to be consistent.
                            env={**os.environ, "CALLWATCH_PSEUDONYMISATION_KEY": "benchmark-only-key"})
     return path

@@ -28,7 +28,19 @@ class ServerLog:
     connections: int = 0
     logins: list[tuple[str, bool]] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def action(self, name: str) -> None:
+        with self.changed:
+            self.actions.append(name)
+            self.changed.notify_all()
+
+    def wait_for_action(self, name: str, timeout_s: float) -> bool:
+        """Until the latest action a client sent is `name` (readiness for tests)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: bool(self.actions) and self.actions[-1] == name, timeout_s)
     dropped: int = 0  # connections cut on purpose
+    streamed: int = 0  # connections that were sent the whole rest of the transcript
 
 
 class FakeAmiServer:
@@ -161,7 +173,7 @@ class FakeAmiServer:
                 action = dict(line.split(": ", 1) if ": " in line else (line.rstrip(":"), "")
                               for line in block.split("\n") if line.strip())
                 name = action.get("Action", "").lower()
-                self.log.actions.append(name)
+                self.log.action(name)
                 action_id = action.get("ActionID", "")
                 try:
                     if name == "login":
@@ -208,6 +220,8 @@ class FakeAmiServer:
             self._resume_at = drop_at
             self.log.dropped += 1
             closed.set()  # the caller's finally closes the socket: an abrupt end, mid-line
+        else:
+            self.log.streamed += 1
 
 
 def _close(connection: socket.socket) -> None:

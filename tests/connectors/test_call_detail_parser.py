@@ -4,10 +4,10 @@ month of bank data checked against figures computed independently from the CSV, 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import random
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,20 +16,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.call_detail import (
-    SkippedRecord, convert_file, hmac_pseudonymiser, iter_events_sorted, load_mapping, mapping_from_dict,
-    parse_rows)
-from connectors.call_detail.__main__ import main
-from connectors.errors import ConfigurationError, InvalidRecord
+from connectors.call_detail.call_detail_mapping import load_mapping, mapping_from_dict
+from connectors.call_detail.call_detail_parser import LevelledRecord, iter_events_sorted, parse_rows
+from connectors.call_detail.call_detail_source import read_rows
+from connectors.errors import ConfigurationError, ConnectorError, IgnoredRecord, InvalidRecord
+from connectors.privacy import pseudonymiser
+from streams.cli import main
+from tests.real_data import excerpt, whole_file
 from streams.domain.events import event_to_dict, parse_event, parse_ts
 
 REPO = Path(__file__).resolve().parents[2]
 BANK_MAPPING = REPO / "connectors" / "call_detail" / "mappings" / "anonymous_bank.yaml"
-BANK_FILE = REPO.parent / "shared" / "data" / "real" / "anonymous_bank_1999_08.csv"
+BANK_NAME = "anonymous_bank_1999_08.csv"  # real data: tests/fixtures/real/README.md
 COLUMNS = ("vru+line,call_id,customer_id,priority,type,date,vru_entry,vru_exit,vru_time,q_start,q_exit,"
            "q_time,outcome,ser_start,ser_exit,ser_time,server").split(",")
 NA = "0:00:00"
-KEY = hmac_pseudonymiser(b"test-key")
+KEY = pseudonymiser(b"test-key")
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +71,8 @@ def test_queued_answered_call(bank: Any) -> None:
     assert offered["event_id"] == "csv:anonymous_bank:1999-08-01:AA0101:100:offered"
     assert (offered["line"], offered["queue"], offered["site"], offered["source"]) == (
         "bank", "PS", "anonymous-bank", "csv:anonymous_bank")
-    assert offered["caller"] == KEY("12345") and offered["caller"].startswith("h:")
-    assert events["answered"]["agent"] == KEY("SHARON")
+    assert offered["caller"] == KEY.caller("12345") and offered["caller"].startswith("h:")
+    assert events["answered"]["agent"] == KEY.agent("SHARON")
     assert "agent" not in offered
     for event in items:
         assert event_to_dict(parse_event(event)) == event
@@ -109,7 +111,7 @@ def test_hang_in_the_vru_is_skipped_not_rejected(bank: Any) -> None:
     vru_only = row(q_start=NA, q_exit=NA, q_time="0", outcome="HANG", ser_start=NA, ser_exit=NA,
                    server="NO_SERVER")
     items = list(parse_rows([row(), vru_only], bank, KEY))
-    assert items[-1] == SkippedRecord("left in the VRU (never queued, never reached an agent)", 3)
+    assert items[-1] == IgnoredRecord("left in the VRU (never queued, never reached an agent)", 3)
 
 
 def test_times_after_midnight_belong_to_the_next_day(bank: Any) -> None:
@@ -133,8 +135,11 @@ def test_times_slightly_before_the_entry_stay_on_the_same_day(bank: Any) -> None
 
 def test_small_clock_disagreement_is_levelled_large_is_rejected(bank: Any) -> None:
     small = row(q_exit="10:00:36", ser_start="10:00:34", ser_exit="10:00:35")
-    events = by_type(list(parse_rows([small], bank, KEY)))
+    items = list(parse_rows([small], bank, KEY))
+    events = by_type(items)
     assert events["ended"]["ts"] == events["answered"]["ts"]
+    assert [item for item in items if not isinstance(item, dict)] == [
+        LevelledRecord("ended time before the answered time: levelled to it", 2)]
     large = row(q_exit="10:30:00", ser_start="10:00:34", ser_exit="10:01:00")
     [rejection] = list(parse_rows([large], bank, KEY))
     assert rejection == InvalidRecord("ended time is 1740 s before the answered time", 2)
@@ -151,7 +156,7 @@ def test_small_clock_disagreement_is_levelled_large_is_rejected(bank: Any) -> No
      "no time for offered: q_start, ser_start, vru_exit are all not applicable"),
 ])
 def test_bad_cells_are_rejected_with_reason_and_line(bank: Any, cells: dict[str, str], reason: str) -> None:
-    items = list(parse_rows([row(), row(**cells), row(call_id="101")], bank, KEY))
+    items = list(parse_rows([row(), row(**{"call_id": "99", **cells}), row(call_id="101")], bank, KEY))
     [problem] = [item for item in items if not isinstance(item, dict)]
     assert len(events_of(items)) == 6
     assert problem == InvalidRecord(reason, 3)
@@ -161,7 +166,7 @@ def test_bad_cells_are_rejected_with_reason_and_line(bank: Any, cells: dict[str,
 def test_missing_column_is_rejected_with_its_line(bank: Any) -> None:
     broken = row()
     del broken["q_exit"]
-    items = list(parse_rows([row(), row(), broken], bank, KEY, first_line=10))
+    items = list(parse_rows([row(), row(call_id="2"), broken], bank, KEY, first_line=10))
     assert items[-1] == InvalidRecord("missing column q_exit", 12)
 
 
@@ -172,9 +177,9 @@ def test_extra_fields_are_rejected(bank: Any) -> None:
 
 
 def test_a_caller_column_without_a_key_function_is_a_configuration_error(bank: Any) -> None:
-    with pytest.raises(ConfigurationError, match="keyed hash"):
+    with pytest.raises(ConfigurationError, match="CALLWATCH_PSEUDONYMISATION_KEY"):
         parse_rows([row()], bank)  # raised at once, not on iteration
-    with pytest.raises(ConfigurationError, match="keyed hash"):
+    with pytest.raises(ConfigurationError, match="keyed hashes"):
         iter_events_sorted([row()], bank)
 
 
@@ -288,66 +293,108 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
-def test_convert_file_writes_compact_json_lines_and_a_summary(tmp_path: Path) -> None:
+@dataclass
+class Converted:
+    rows: int
+    events: list[dict[str, Any]]
+    skipped: Counter[str]
+    levelled: list[LevelledRecord]
+    rejected: list[InvalidRecord]
+
+
+def convert(path: Path, mapping: Any) -> Converted:
+    count = [0]
+    items = list(read_rows(path, mapping, KEY, count))
+    return Converted(count[0], events_of(items), Counter(i.reason for i in items if isinstance(i, IgnoredRecord)),
+                     [i for i in items if isinstance(i, LevelledRecord)],
+                     [i for i in items if isinstance(i, InvalidRecord)])
+
+
+def test_read_rows_gives_events_in_time_order_skips_and_rejections(tmp_path: Path, bank: Any) -> None:
     rows = [row(), row(call_id="2", outcome="HANG", ser_start=NA, ser_exit=NA, server="NO_SERVER"),
             row(call_id="3", q_start=NA, q_exit=NA, outcome="HANG", ser_start=NA, ser_exit=NA),
             row(call_id="4", q_exit="bad")]
-    out = io.StringIO()
-    summary = convert_file(write_csv(tmp_path / "calls.csv", rows), BANK_MAPPING, out, KEY)
-    lines = out.getvalue().splitlines()
-    assert all(", " not in line and ": " not in line for line in lines)
-    assert [json.loads(line)["type"] for line in lines] == ["offered", "offered", "answered", "abandoned", "ended"]
-    assert summary.rows == 4 and summary.events == 5
-    assert summary.events_by_type == {"offered": 2, "answered": 1, "abandoned": 1, "ended": 1}
-    assert summary.skipped_by_reason == {"left in the VRU (never queued, never reached an agent)": 1}
-    assert summary.rejected == [InvalidRecord("column q_exit: 'bad' is not a time of day like %H:%M:%S", 5)]
-    assert "4 rows, 5 events" in summary.line()
+    result = convert(write_csv(tmp_path / "calls.csv", rows), bank)
+    assert [event["type"] for event in result.events] == ["offered", "offered", "answered", "abandoned", "ended"]
+    assert result.rows == 4
+    assert result.skipped == {"left in the VRU (never queued, never reached an agent)": 1}
+    assert result.rejected == [InvalidRecord("column q_exit: 'bad' is not a time of day like %H:%M:%S", 5)]
 
 
-def test_convert_file_refuses_a_file_without_the_mapped_columns(tmp_path: Path) -> None:
+def test_a_repeated_call_id_is_rejected_with_both_lines(tmp_path: Path, bank: Any) -> None:
+    """Before, the second row's events had the first's event ids and vanished as duplicates."""
+    rows = [row(), row(call_id="7"), row(q_start="11:00:00", q_exit="11:00:30", ser_start="11:00:31",
+                                           ser_exit="11:02:00", vru_entry="10:59:00", vru_exit="11:00:00")]
+    result = convert(write_csv(tmp_path / "calls.csv", rows), bank)
+    assert result.rejected == [InvalidRecord(
+        "call id '1999-08-01:AA0101:100' repeats the row at line 2: this row is not a call of its own", 4)]
+    assert len(result.events) == 6
+
+
+def test_an_answer_before_the_offer_is_levelled_and_reported_with_its_line(tmp_path: Path, bank: Any) -> None:
+    """Before, the wait became 0 s without a word."""
+    rows = [row(), row(call_id="8", q_start="10:00:40", q_exit="10:00:36", ser_start="10:00:36")]
+    result = convert(write_csv(tmp_path / "calls.csv", rows), bank)
+    assert result.levelled == [LevelledRecord("answered time before the offered time: levelled to it", 3)]
+    answered = [e for e in result.events if e["call_id"].endswith(":8")]
+    assert answered[0]["ts"] == answered[1]["ts"]
+
+
+def test_a_file_without_the_mapped_columns_names_them(tmp_path: Path, bank: Any) -> None:
     path = tmp_path / "other.csv"
     path.write_text("a,b\n1,2\n")
     with pytest.raises(ConfigurationError, match="has no column"):
-        convert_file(path, BANK_MAPPING, io.StringIO(), KEY)
+        list(read_rows(path, bank, KEY))
 
 
-def test_command_exit_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_connect_csv_exit_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
     good = write_csv(tmp_path / "good.csv", [row()])
     bad = write_csv(tmp_path / "bad.csv", [row(), row(call_id="9", outcome="??")])
     monkeypatch.delenv("CALLWATCH_PSEUDONYMISATION_KEY", raising=False)
     monkeypatch.delenv("CALLWATCH_PSEUDONYMISATION_KEY_FILE", raising=False)
-    assert main([str(good), "--mapping", str(BANK_MAPPING)]) == 2
+    connect = ["connect", "csv", "--mapping", str(BANK_MAPPING), "--out", "-"]
+    assert main([*connect, str(good)]) == 2
     assert "CALLWATCH_PSEUDONYMISATION_KEY" in capsys.readouterr().err
     monkeypatch.setenv("CALLWATCH_PSEUDONYMISATION_KEY", "test-key")
-    assert main([str(good), "--mapping", str(BANK_MAPPING)]) == 0
+    assert main([*connect, str(good)]) == 0
     captured = capsys.readouterr()
-    assert len(captured.out.splitlines()) == 3 and "good.csv: 1 rows, 3 events" in captured.err
-    assert main([str(bad), "--mapping", str(BANK_MAPPING)]) == 1
-    assert "rejected: line 3: unknown outcome" in capsys.readouterr().err
-    assert main([str(tmp_path / "absent.csv"), "--mapping", str(BANK_MAPPING)]) == 2
+    assert len(captured.out.splitlines()) == 3 and "3 events sent, 0 dead-lettered" in captured.err
+    assert main([*connect, str(bad)]) == 1
+    assert "bad.csv:3" in capsys.readouterr().err
+    assert main([*connect, str(tmp_path / "absent.csv")]) == 2
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    assert main([*connect, str(other)]) == 2
+    [error] = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert "has no column(s)" in error and "q_exit" in error
 
 
 # --- the real month ------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def real_month(bank: Any) -> tuple[list[dict[str, str]], list[dict[str, Any]], Any]:
-    if not BANK_FILE.exists():
-        pytest.skip(f"real data not present at {BANK_FILE} (see ../shared/data/real/README.md)")
-    with BANK_FILE.open(newline="") as handle:
+@pytest.fixture(scope="module", params=["excerpt", "whole month"])
+def real_month(request: pytest.FixtureRequest, bank: Any) -> tuple[list[dict[str, str]], list[dict[str, Any]], Any]:
+    """The first 400 rows (committed), and the whole month (../shared/data/real)."""
+    path = excerpt(BANK_NAME) if request.param == "excerpt" else whole_file(BANK_NAME)
+    with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    out = io.StringIO()
-    summary = convert_file(BANK_FILE, bank, out, KEY)
-    return rows, [json.loads(line) for line in out.getvalue().splitlines()], summary
+    result = convert(path, bank)
+    return rows, result.events, result
+
+
+def whole_month(rows: list[dict[str, str]]) -> bool:
+    return len(rows) == 42_078
 
 
 def test_real_month_converts_cleanly_in_time_order(real_month: Any) -> None:
     rows, events, summary = real_month
-    assert summary.rows == len(rows) == 42_078 and summary.rejected == []
+    assert summary.rows == len(rows) and summary.rejected == []
+    assert len(summary.levelled) < 100, "the bank's clocks disagree now and then, not on most calls"
     for event in events:
         assert event_to_dict(parse_event(event)) == event
     times = [parse_ts(e["ts"]) for e in events]
     assert all(a <= b for a, b in zip(times, times[1:]))
-    assert len({e["event_id"] for e in events}) == len(events) == summary.events
+    assert len({e["event_id"] for e in events}) == len(events)
 
 
 def test_real_month_counts_match_the_csv(real_month: Any) -> None:
@@ -356,13 +403,13 @@ def test_real_month_counts_match_the_csv(real_month: Any) -> None:
     calls = [r for r in rows if not (r["q_start"] == NA and r["outcome"] == "HANG")]
     outcomes = Counter(r["outcome"] for r in calls)
     counts = Counter(e["type"] for e in events)
-    assert summary.skipped_by_reason == {"left in the VRU (never queued, never reached an agent)": len(never_queued)}
+    assert summary.skipped == {"left in the VRU (never queued, never reached an agent)": len(never_queued)}
     assert counts["offered"] == len(calls) == len(rows) - len(never_queued)
     assert (counts["answered"], counts["abandoned"], counts["timeout"]) == (
         outcomes["AGENT"], outcomes["HANG"], outcomes["PHANTOM"])
     assert counts["ended"] == sum(1 for r in calls if r["outcome"] == "AGENT" and r["ser_exit"] != NA)
     queued = {f"1999-08-{r['date'][-2:]}:{r['vru+line']}:{r['call_id']}" for r in rows if r["q_start"] != NA}
-    assert len(queued) == 26_011  # README: 26,011 calls queued
+    assert len(queued) == 26_011 or not whole_month(rows)  # README: 26,011 calls queued in the month
     assert queued <= {e["call_id"] for e in events if e["type"] == "offered"}
 
 
@@ -388,7 +435,7 @@ def test_real_month_waits_are_the_recorded_queue_times(real_month: Any) -> None:
         expected = (local - timedelta(hours=3)).replace(tzinfo=timezone.utc)
         assert call["offered"] == int(expected.timestamp() * 1000)
         checked += 1
-    assert checked == 26_011
+    assert checked == sum(1 for r in rows if r["q_start"] != NA) and (checked == 26_011 or not whole_month(rows))
 
 
 # --- fuzzing ---------------------------------------------------------------------------------------
@@ -412,7 +459,7 @@ def test_arbitrary_rows_never_raise(rows: list[dict[str, str]]) -> None:
             if isinstance(item, dict):
                 parse_event(item)
             else:
-                assert isinstance(item, (InvalidRecord, SkippedRecord)) and item.reason
+                assert isinstance(item, (InvalidRecord, IgnoredRecord)) and item.reason
         per_row = Counter(item.location for item in items if not isinstance(item, dict))
         assert all(count == 1 for count in per_row.values())
 
@@ -426,5 +473,29 @@ def test_the_example_mapping_reads_its_own_example_row() -> None:
     assert [(e["type"], e["ts"], e["line"]) for e in events_of(items)] == [
         ("offered", "2024-03-01T09:00:00.000Z", "999"), ("answered", "2024-03-01T09:00:12.000Z", "999"),
         ("ended", "2024-03-01T09:05:00.000Z", "999")]
-    assert items[-1] == SkippedRecord("internal test calls", 3)
+    assert items[-1] == IgnoredRecord("internal test calls", 3)
     assert "07700900123" not in json.dumps(items[:3])
+
+
+HEADER = ",".join(COLUMNS).encode()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.binary(max_size=400), st.lists(st.lists(CELL, min_size=1, max_size=20), max_size=5).map(
+    lambda rows: HEADER + b"\n" + b"\n".join(",".join(row).encode("utf-8", "replace") for row in rows))))
+def test_any_file_gives_items_or_one_connector_error_naming_what_is_wrong(tmp_path: Path, content: bytes) -> None:
+    """What the file source does with any bytes: rows become events, rejections or skips, and a
+    file it cannot read at all raises one ConnectorError (the command's one line and exit 2)."""
+    path = tmp_path / "any.csv"
+    path.write_bytes(content)
+    try:
+        items = list(read_rows(path, load_mapping(BANK_MAPPING), KEY))
+    except ConnectorError as error:
+        assert str(error) and "\n" not in str(error)
+        return
+    for item in items:
+        if isinstance(item, dict):
+            parse_event(item)
+        else:
+            assert isinstance(item, (InvalidRecord, IgnoredRecord, LevelledRecord)) and item.reason

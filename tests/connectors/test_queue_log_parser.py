@@ -5,9 +5,11 @@ export, and fuzzing (no input makes it raise)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +18,26 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.errors import ConfigurationError, InvalidRecord
-from connectors.privacy import hmac_pseudonymiser
+from connectors.privacy import pseudonymiser
+from connectors.queue_lines import parse_queue_lines
+from connectors.queue_log.exports import DELIMITERS, EXPORT, detect_layout, is_decoration, split_cells
 from connectors.queue_log.queue_log_parser import (
-    BLANK_LINE, INFORMATIONAL, OUTBOUND_DIAL, RING_ATTEMPT, SYSTEM_EVENT, UNKNOWN_EVENT, UNMAPPED_QUEUE,
+    BLANK_LINE, INFORMATIONAL, OUTBOUND_DIAL, RING_ATTEMPT, SYSTEM_EVENT, UNKNOWN_EVENT,
     IgnoredRecord, ParsedItem, ParserConfig, QueueLogParser, agent_name, record_of_line, record_of_row)
 from streams.domain.events import parse_event, parse_ts
+from streams.domain.windows import zone
+from tests.real_data import whole_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "queue_log"
 CALLS = FIXTURES / "calls.queue_log"
 MALFORMED = FIXTURES / "malformed.queue_log"
-REAL_CSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "asterisk_queue_log_pbxware.csv"
-KEY = hmac_pseudonymiser(b"test-key")
-LINES = {"Q999": "999", "Q999B": "999", "Q101": "101"}
+REAL_NAME = "asterisk_queue_log_pbxware.csv"  # the whole export (tests/fixtures/real/README.md)
+KEY = pseudonymiser(b"test-key")
+LINES = parse_queue_lines("Q999=999,Q999B=999,Q101=101")
 
 
 def parser(**config: Any) -> QueueLogParser:
-    return QueueLogParser(ParserConfig(**{"queue_lines": LINES, **config}), KEY)
+    return QueueLogParser(ParserConfig(**{"lines": LINES, **config}), KEY)
 
 
 def parse_all(lines: list[str], p: QueueLogParser | None = None) -> list[ParsedItem]:
@@ -85,7 +91,7 @@ def test_each_call_outcome(fixture_items: list[ParsedItem]) -> None:
 def test_lines_come_from_the_queue_mapping(fixture_items: list[ParsedItem]) -> None:
     for event in events_of(fixture_items):
         if "queue" in event:
-            assert event["line"] == LINES[event["queue"]]
+            assert event["line"] == LINES.line_of(event["queue"])
 
 
 def test_times_are_the_line_times_and_answer_time_equals_holdtime() -> None:
@@ -113,9 +119,9 @@ def test_entering_another_queue_later_than_the_overflow_window_follows_a_timeout
              "1709284640|c.9|Q999B|NONE|ENTERQUEUE||07700900007|1"]
     assert calls(parse_all(lines))["c.9"] == [("offered", "Q999"), ("timeout", "Q999"), ("offered", "Q999B")]
     assert calls(parse_all(lines, parser(overflow_window_s=10)))["c.9"][1] == ("transferred", "Q999")
-    # Back into the same queue is a new wait there, not a transfer.
-    same = lines[:2] + ["1709284630|c.9|Q999|NONE|ENTERQUEUE||07700900007|1"]
-    assert calls(parse_all(same))["c.9"][1] == ("timeout", "Q999")
+    # Back into the same queue at once (a Queue() loop in the dialplan): still waiting, as on AMI.
+    same = lines[:2] + ["1709284631|c.9|Q999|NONE|ENTERQUEUE||07700900007|1"]
+    assert calls(parse_all(same))["c.9"] == [("offered", "Q999"), ("transferred", "Q999"), ("offered", "Q999")]
 
 
 def test_a_held_exit_is_released_by_stream_time_not_only_at_the_end() -> None:
@@ -143,7 +149,7 @@ def test_agent_states(fixture_items: list[ParsedItem]) -> None:
         if event["type"] == "agent_state":
             states.setdefault(event["agent"], []).append((event["state"], event.get("queue")))
             assert "call_id" not in event
-    handler_2002 = "a:" + KEY("agent:2002")[2:]
+    handler_2002 = KEY.agent("2002")
     assert states[handler_2002] == [
         ("available", "Q101"),                       # ADDMEMBER
         ("busy", "Q101"), ("available", "Q101"),     # CONNECT, COMPLETEAGENT
@@ -151,7 +157,7 @@ def test_agent_states(fixture_items: list[ParsedItem]) -> None:
         ("busy", "Q101"), ("available", "Q101"),     # CONNECT, TRANSFER
         ("away", "Q101"), ("available", "Q101"),     # PAUSE, UNPAUSE
         ("logged_out", "Q101")]                      # REMOVEMEMBER
-    assert states["a:" + KEY("agent:2003")[2:]] == [("available", None), ("logged_out", None)]
+    assert states[KEY.agent("2003")] == [("available", None), ("logged_out", None)]
 
 
 def test_pause_during_a_call_shows_busy_then_away() -> None:
@@ -181,26 +187,28 @@ def test_malformed_lines_are_rejected_with_reasons_and_good_lines_still_parse() 
     invalid = {item.location: item.reason for item in items if isinstance(item, InvalidRecord)}
     assert set(invalid) == {2, 3, 4, 5, 7, 8, 11}
     assert invalid[2].startswith("expected at least 5 '|'-separated fields")
-    assert invalid[4].startswith("time is not epoch seconds")
+    assert invalid[4].startswith("time is neither epoch seconds nor a date and time")
     assert invalid[5].startswith("event is not a queue_log event name")
     assert invalid[7] == "ENTERQUEUE without a callid"
     assert invalid[8] == "ABANDON without a queue"
     ignored = {item.location: (item.reason, item.detail) for item in items if isinstance(item, IgnoredRecord)}
-    assert ignored == {6: (BLANK_LINE, ""), 9: (UNKNOWN_EVENT, "SOMETHINGNEW"), 10: (UNMAPPED_QUEUE, "SALES")}
-    assert [e["type"] for e in events_of(items) if e["type"] != "agent_state"] == ["offered", "answered"]
+    assert ignored == {6: (BLANK_LINE, ""), 9: (UNKNOWN_EVENT, "SOMETHINGNEW")}
+    # SALES is not listed and there is no '*': a line of its own name (the kit's one meaning).
+    assert [(e["type"], e["line"]) for e in events_of(items) if e["type"] != "agent_state"] == [
+        ("offered", "999"), ("offered", "SALES"), ("answered", "999")]
     for reason in invalid.values():
         assert not re.search(r"\d{5}", reason), reason  # a reason never quotes a number
 
 
-def test_unmapped_queues_use_the_default_line_when_there_is_one() -> None:
+def test_unlisted_queues_go_to_the_star_line_or_a_line_of_their_own() -> None:
     line = "1709283616|c.6|SALES|NONE|ENTERQUEUE||07700900014|1"
-    assert isinstance(parser().parse_line(line)[0], IgnoredRecord)
-    assert parser(default_line="other").parse_line(line)[0]["line"] == "other"  # type: ignore[index]
+    assert parser().parse_line(line)[0]["line"] == "SALES"  # type: ignore[index]
+    other = parse_queue_lines("Q999=999,*=other")
+    assert parser(lines=other).parse_line(line)[0]["line"] == "other"  # type: ignore[index]
 
 
 def test_bad_configuration_is_refused() -> None:
-    for config in ({"queue_lines": {"Q": ""}}, {"queue_lines": {"Q": "*"}}, {"default_line": ""}, {"site": ""},
-                   {"overflow_window_s": -1}, {"overflow_window_s": float("nan")}):
+    for config in ({"site": ""}, {"overflow_window_s": -1}, {"overflow_window_s": float("nan")}):
         with pytest.raises(ConfigurationError):
             ParserConfig(**config)  # type: ignore[arg-type]
 
@@ -209,9 +217,9 @@ def test_bad_configuration_is_refused() -> None:
 
 def test_caller_is_a_keyed_hash_of_the_caller_id(fixture_items: list[ParsedItem]) -> None:
     offered = [e for e in events_of(fixture_items) if e["type"] == "offered"]
-    assert offered[0]["caller"] == KEY("07700900001")
+    assert offered[0]["caller"] == KEY.caller("07700900001")
     assert all(e["caller"].startswith("h:") for e in offered)
-    assert parser().parse_line("1709283610|c|Q999|NONE|ENTERQUEUE||anonymous|1")[0]["caller"] is None  # type: ignore[index]
+    assert "caller" not in parser().parse_line("1709283610|c|Q999|NONE|ENTERQUEUE||anonymous|1")[0]  # type: ignore[operator]
     assert "07700900001" not in json.dumps(events_of(fixture_items))
 
 
@@ -227,13 +235,21 @@ def test_event_ids_come_from_the_record_so_rereading_gives_the_same_ids() -> Non
     first = [e["event_id"] for e in events_of(parse_all(lines))]
     assert first == [e["event_id"] for e in events_of(parse_all(lines))]
     # The same record from the pipe file and from a database export has the same id.
-    pipe = parser().parse_line("1543602677|1543602660.197|IT|NONE|ENTERQUEUE||55505090232|1")
-    row = parser(queue_lines={"IT": "101"}).parse_row(
+    it = parse_queue_lines("IT=101")
+    row = parser(lines=it).parse_row(
         {"uid": "13", "date_time": "1543602677", "callid": "1543602660.197", "queue_name": "IT", "type": "NONE",
          "event": "ENTERQUEUE", "param1": "55505090232", "param2": "", "param3": ""})
-    assert isinstance(pipe[0], IgnoredRecord)  # IT is not mapped in the default parser
-    pipe = parser(queue_lines={"IT": "101"}).parse_line("1543602677|1543602660.197|IT|NONE|ENTERQUEUE||55505090232|1")
+    pipe = parser(lines=it).parse_line("1543602677|1543602660.197|IT|NONE|ENTERQUEUE||55505090232|1")
     assert pipe == row
+    # And from Asterisk's realtime table, its time a DATETIME in the PBX's zone (here UTC+0 in
+    # winter), or a TIMESTAMP WITH TIME ZONE, as a driver or a dump gives them.
+    realtime = {"id": "13", "callid": "1543602660.197", "queuename": "IT", "agent": "NONE", "event": "ENTERQUEUE",
+                "data1": "", "data2": "55505090232", "data3": "1", "data4": "NULL", "data5": None}
+    london = ParserConfig(it, time_zone=zone("Europe/London"))
+    for time_value in ("2018-11-30 18:31:17", "2018-11-30T18:31:17.000000", "2018-11-30 19:31:17+01",
+                       "2018-11-30 18:31:17+00:00", datetime(2018, 11, 30, 18, 31, 17),
+                       datetime(2018, 11, 30, 13, 31, 17, tzinfo=timezone(timedelta(hours=-5))), 1543602677):
+        assert QueueLogParser(london, KEY).parse_row({**realtime, "time": time_value}) == row, time_value
 
 
 # --- memory across a restart ------------------------------------------------------------------------
@@ -270,15 +286,13 @@ def test_a_damaged_state_is_refused(state: object) -> None:
 # --- the real PBXware export --------------------------------------------------------------------------
 
 def real_rows() -> list[dict[str, str]]:
-    if not REAL_CSV.exists():
-        pytest.skip(f"real data not present: {REAL_CSV}")
-    with REAL_CSV.open(newline="", encoding="utf-8") as stream:
+    with whole_file(REAL_NAME).open(newline="", encoding="utf-8") as stream:
         return list(csv.DictReader(stream))
 
 
 def test_real_pbxware_rows_map_as_documented() -> None:
     rows = real_rows()
-    p = parser(queue_lines={"IT": "101"})
+    p = parser(lines=parse_queue_lines("IT=101"))
     items: list[ParsedItem] = []
     for number, row in enumerate(rows, 2):
         items.extend(p.parse_row(row, number))
@@ -299,7 +313,7 @@ def test_real_pbxware_rows_map_as_documented() -> None:
     assert ignored[SYSTEM_EVENT] == source["QUEUESTART"] + source["CONFIGRELOAD"] == 18
     # PBXware writes the ENTERQUEUE caller id in param1.
     first = next(row for row in rows if row["event"] == "ENTERQUEUE")
-    assert next(e for e in events if e["type"] == "offered")["caller"] == KEY(first["param1"])
+    assert next(e for e in events if e["type"] == "offered")["caller"] == KEY.caller(first["param1"])
 
 
 # --- fuzz ---------------------------------------------------------------------------------------------
@@ -353,3 +367,51 @@ def test_no_row_makes_the_parser_raise(rows: list[dict[str, str | None]]) -> Non
 def test_record_readers_never_raise(text: str) -> None:
     record_of_line(text)
     record_of_row({"date_time": text, "callid": text, "queue_name": text, "type": text, "event": text})
+
+
+# --- exports of the database table -----------------------------------------------------------------
+
+REALTIME_HEADER = ["id", "time", "callid", "queuename", "agent", "event", "data1", "data2", "data3", "data4", "data5"]
+CELL = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="|\t\r\n"),
+               max_size=12).map(str.strip)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(CELL, min_size=11, max_size=11), min_size=1, max_size=6),
+       st.sampled_from(["csv", "tsv", "psql-unaligned", "psql-aligned", "mysql-table"]))
+def test_fuzz_every_dump_layout_gives_back_the_cells_written(rows: list[list[str]], layout: str) -> None:
+    # The reference is the rows themselves, written out the way each client writes them.
+    if layout == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([REALTIME_HEADER, *rows])
+        text = buffer.getvalue()
+    elif layout == "tsv":
+        text = "".join("\t".join(row) + "\n" for row in [REALTIME_HEADER, *rows])
+    elif layout == "psql-unaligned":
+        text = "".join("|".join(row) + "\n" for row in [REALTIME_HEADER, *rows]) + f"({len(rows)} rows)\n"
+    else:
+        widths = [max(len(row[i]) for row in [REALTIME_HEADER, *rows]) for i in range(11)]
+        cells = [" " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths)) + " "
+                 for row in [REALTIME_HEADER, *rows]]
+        ruler = "-+-".join("-" * width for width in widths)
+        if layout == "psql-aligned":
+            text = cells[0] + "\n-" + ruler + "-\n" + "".join(c + "\n" for c in cells[1:]) + f"({len(rows)} rows)\n"
+        else:
+            border = "+-" + ruler.replace("-+-", "-+-") + "-+\n"
+            text = border + "|" + cells[0] + "|\n" + border + "".join("|" + c + "|\n" for c in cells[1:]) + border
+    lines = text.splitlines()
+    header_at = next(i for i, line in enumerate(lines) if not is_decoration(line))
+    layout_found = detect_layout(lines[header_at])
+    assert layout_found is not None and layout_found.format == EXPORT
+    body = [line for line in lines[header_at + 1:] if not is_decoration(line)]
+    assert [split_cells(line, layout_found.delimiter, layout_found.boxed) for line in body] == rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_fuzz_no_line_makes_layout_detection_or_splitting_raise(text: str) -> None:
+    for line in text.splitlines() or [text]:
+        detect_layout(line)
+        is_decoration(line)
+        for delimiter in DELIMITERS:
+            split_cells(line, delimiter)

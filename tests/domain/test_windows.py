@@ -123,13 +123,13 @@ def test_every_instant_falls_in_one_aligned_window(at_ms: int, size_s: int, tz: 
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86_400), ("250ms", 0.25), (" 1.5h ", 5400),
-    ("0s", 0), ("120s", 120),
+    ("0s", 0), ("120s", 120), ("20", 20), (" 2.5 ", 2.5),  # a bare number is seconds
 ])
 def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration_s(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "15", "m", "-5m", "15 minutes", "1w", "abc", "1h30m", "1,5h"])
+@pytest.mark.parametrize("text", ["", "m", "-5m", "-15", "15 minutes", "1w", "abc", "1h30m", "1,5h", "nan", "inf"])
 def test_a_bad_duration_is_named_in_the_error(text: str) -> None:
     with pytest.raises(InvalidConfig, match="not a duration"):
         parse_duration_s(text)
