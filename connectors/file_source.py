@@ -59,7 +59,9 @@ class FileConnector:
                 sink.dead_letter(DeadLetter.of(self.name, f"line longer than {MAX_LINE_BYTES} bytes",
                                                f"{path}:{number}", raw[:200]))
                 return
-            self._take(raw.decode("utf-8", "replace"), number, path, sink)
+            # The follower gives lines without their end; with it, a JSON error names the same place
+            # as replay's and stdin's reading of the same line.
+            self._take(raw.decode("utf-8", "replace") + "\n", number, path, sink)
 
         def lost(location: str, reason: str, raw: bytes) -> None:
             sink.dead_letter(DeadLetter.of(self.name, reason, location, raw))
