@@ -310,3 +310,28 @@ def test_the_longest_wait_ticks_every_second_between_updates(page):
         assert value.inner_text() in ("10 s", "11 s")
         # No new snapshot: the page's own ticking moves it on.
         page.wait_for_function("el => parseInt(el.textContent) >= 12", arg=value.element_handle(), timeout=4000)
+
+
+def test_the_service_level_turns_red_under_target_and_amber_again_only_a_point_above_it(page):
+    source = FlowSource()
+    clock = [T]
+
+    def answer(in_time: int, late: int) -> None:
+        for waited_s in [2] * in_time + [12] * late:
+            clock[0] += 20_000
+            call = f"c{clock[0]}"
+            source.feed(call_event("offered", call, clock[0] - waited_s * 1000), call_event("answered", call, clock[0]))
+        source.publish_at(clock[0] + 1000)
+
+    with serving(source) as server:
+        answer(10, 0)
+        page.goto(f"http://127.0.0.1:{server.port}/")
+        tile = line_block(page, "999").locator('.tiles [data-k="sl"]')
+        seen = []
+        # 999: target 90 %, amber up to 92 %; back from red needs 91 %.
+        for in_time, late, shown in ((0, 0, 1.0), (0, 1, 10 / 11), (0, 1, 10 / 12), (9, 0, 19 / 21), (2, 0, 21 / 23)):
+            answer(in_time, late)
+            page.wait_for_function("([el, text]) => el.querySelector('[data-v]').textContent === text",
+                                   arg=[tile.element_handle(), pct(shown)])
+            seen.append((pct(shown), tile.get_attribute("data-status")))
+    assert seen == [("100.0 %", "green"), ("90.9 %", "amber"), ("83.3 %", "red"), ("90.5 %", "red"), ("91.3 %", "amber")]
