@@ -215,3 +215,30 @@ def test_callwatch_run_listens_on_127_0_0_1_by_default(host):
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
+
+
+def test_the_board_mounts_on_another_aiohttp_application_beside_its_own_routes():
+    from aiohttp import web
+
+    from streams.wallboard.server import add_board_routes
+
+    async def own(_request: web.Request) -> web.Response:
+        return web.Response(text="the worker's own")
+
+    app = web.Application()
+    app.router.add_get("/health", own)
+    source = FlowSource()
+    source.feed(call_event("offered", "a", START_MS))
+    source.publish_at(START_MS + 1000)
+    add_board_routes(app, source)
+    server = BoardServer(app, "127.0.0.1", 0)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert get(base + "/health") == (200, b"the worker's own")
+        status, body = get(base + "/api/v1/board/default/999")
+        assert status == 200 and json.loads(body)["sites"][0]["lines"][0]["waiting"] == 1
+        with open_stream(server.port) as sock:
+            assert b"event: board" in read_frames(sock, 1, 5)[0]
+    finally:
+        server.stop()
