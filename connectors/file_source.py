@@ -29,7 +29,8 @@ DEFAULT_POLL_S: Final = 0.2
 def event_of_line(line: str, number: int) -> dict[str, Any] | InvalidRecord:
     """One line's event object, or why it is not one."""
     try:
-        obj = decode_json(line)
+        # Judged with its line end, as replay reads it, so a JSON error names the same place.
+        obj = decode_json(line + "\n")
     except (ValueError, RecursionError) as error:  # RecursionError: nested too deep
         return InvalidRecord(f"not JSON: {str(error).splitlines()[0]}", number)
     if not isinstance(obj, dict):
@@ -59,9 +60,7 @@ class FileConnector:
                 sink.dead_letter(DeadLetter.of(self.name, f"line longer than {MAX_LINE_BYTES} bytes",
                                                f"{path}:{number}", raw[:200]))
                 return
-            # The follower gives lines without their end; with it, a JSON error names the same place
-            # as replay's and stdin's reading of the same line.
-            self._take(raw.decode("utf-8", "replace") + "\n", number, path, sink)
+            self._take(raw.decode("utf-8", "replace"), number, path, sink)
 
         def lost(location: str, reason: str, raw: bytes) -> None:
             sink.dead_letter(DeadLetter.of(self.name, reason, location, raw))
@@ -86,7 +85,7 @@ class FileConnector:
         """A pipe is not a file to follow: read it to its end."""
         stream = open_input("-")
         for number, line in enumerate(stream, 1):
-            self._take(line, number, "<stdin>", sink)
+            self._take(line[:-1] if line.endswith("\n") else line, number, "<stdin>", sink)
             if stop.is_set():
                 return
 
