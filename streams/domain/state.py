@@ -12,9 +12,11 @@ from collections import deque
 from dataclasses import fields
 from typing import Any, Final
 
-from .call_legs import CallState, CallTracker, Leg, LineCall, TrackerCounts
+from .call_legs import Arrival, CallState, CallTracker, LegClosed, Leg, LineCall, Record, TrackerCounts
+from .config import FlowConfig
 from .events import CallEvent
 from .figures import Tally
+from .flow import CallFlow
 from .ordering import EventOrderer, OrderingCounts
 
 STATE_VERSION: Final = 2  # 2: a tracker state may leave its calls out
@@ -160,3 +162,62 @@ def restore_tally(values: list[Json]) -> Tally:
     if len(values) != len(_TALLY_FIELDS):
         raise IncompatibleState("a tally with another number of fields")
     return Tally(*values)
+
+
+# --- whole flows -----------------------------------------------------------------------------
+
+def _record_state(record: Record) -> list[Json]:
+    return list(record)
+
+
+def _restore_record(values: list[Json]) -> Record:
+    return Arrival(*values) if len(values) == len(Arrival._fields) else LegClosed(*values)
+
+
+def _group_tallies(tallies: dict[tuple[str, str, str], Tally]) -> list[Json]:
+    return [[*group, tally_state(tally)] for group, tally in tallies.items()]
+
+
+def _restore_group_tallies(values: list[Json]) -> dict[tuple[str, str, str], Tally]:
+    return {(site, line, queue): restore_tally(tally) for site, line, queue, tally in values}
+
+
+def flow_state(flow: CallFlow) -> dict[str, Json]:
+    """A whole CallFlow (orderer, tracker with its calls, open report windows, live board)."""
+    report, board = flow._report, flow._board
+    return {
+        "orderer": orderer_state(flow._orderer),
+        "tracker": tracker_state(flow.tracker),
+        "processed_until_ms": flow._processed_until_ms,
+        "report": None if report is None else [
+            [start, end, _group_tallies(groups)] for (start, end), groups in report._open.items()],
+        "board": None if board is None else {
+            "recent": [_record_state(record) for record in board._recent],
+            "today": list(board._today),
+            "today_tallies": _group_tallies(board._today_tallies),
+            "agents": [[site, agent, *where] for (site, agent), where in board._agents.items()],
+            "last_seen": [[*group, at_ms] for group, at_ms in board._last_seen_ms.items()]},
+    }
+
+
+def restore_flow(state: dict[str, Json], config: FlowConfig, interval_s: int | None = None,
+                 live: bool = False) -> CallFlow:
+    """The flow of `flow_state`, built for `config` (its lateness applies from now on) with a report
+    of `interval_s` and a live board if asked; a part the state lacks starts empty."""
+    flow = CallFlow(config, interval_s, live)
+    flow._orderer = restore_orderer({**state["orderer"], "lateness_ms": config.allowed_lateness_ms})
+    flow.tracker = restore_tracker(state["tracker"])
+    flow._processed_until_ms = state["processed_until_ms"]
+    report, board = flow._report, flow._board
+    if report is not None and state["report"] is not None:
+        report._open = {(int(start), int(end)): _restore_group_tallies(groups) for start, end, groups in state["report"]}
+        report._earliest_end = min((end for _start, end in report._open), default=None)
+    saved_board = state["board"]
+    if board is not None and saved_board is not None:
+        board._recent = deque(_restore_record(values) for values in saved_board["recent"])
+        board._today = (int(saved_board["today"][0]), int(saved_board["today"][1]))
+        board._today_tallies = _restore_group_tallies(saved_board["today_tallies"])
+        board._agents = {(site, agent): (line, queue, agent_state)
+                         for site, agent, line, queue, agent_state in saved_board["agents"]}
+        board._last_seen_ms = {(site, line, queue): int(at_ms) for site, line, queue, at_ms in saved_board["last_seen"]}
+    return flow
