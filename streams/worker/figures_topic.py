@@ -11,8 +11,10 @@ from typing import Any
 from streams.domain.events import format_ts, parse_ts
 from streams.settings import Settings
 
-from .kafka import client_options, topic_partitions
-from .messages import LIVE_KEY_PREFIX
+from streams.kafka.clients import aiokafka_options
+
+from .kafka import topic_partitions
+from .app import LIVE_KEY_PREFIX
 from .partition import CONTROL_HEADER, END_OF_STREAM
 
 
@@ -27,7 +29,7 @@ async def _read_rows(settings: Settings, topic: str, timeout_s: float) -> list[d
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     partitions = [TopicPartition(topic, p) for p in await topic_partitions(settings.kafka, topic)]
-    consumer = AIOKafkaConsumer(**client_options(settings.kafka), group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka, "callwatch-figures-reader"), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     latest: dict[bytes, bytes | None] = {}
@@ -58,7 +60,7 @@ def send_end_of_stream(settings: Settings, at_ms: int, topic: str | None = None)
 async def _send_end(settings: Settings, topic: str, at_ms: int) -> int:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**aiokafka_options(settings.kafka, "callwatch-figures-reader"), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))

@@ -92,8 +92,7 @@ class Stack:
                               env=self.env, cwd=REPO)
 
     def produce(self, lines: list[bytes]) -> None:
-        """Events keyed as connectors.kafka_sink writes them (call_id, or agent:<id> for agent
-        states); lines that are not events go out as they are. Message time is the time of sending,
+        """Events keyed as connectors.kafka_sink writes them (by site); lines that are not events go out as they are. Message time is the time of sending,
         not the event time: the simulated events are from 2024, and the broker would delete them at
         its next retention check (retention.ms is 7 days, measured on message time)."""
         asyncio.run(_produce(self.bootstrap, self.prefix + "events", lines))
@@ -127,7 +126,7 @@ async def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
         for line in lines:
             try:
                 obj = json.loads(line)
-                key = (obj.get("call_id") or f"agent:{obj.get('agent')}").encode()
+                key = (obj.get("site") or "default").encode()
             except (ValueError, AttributeError):
                 key = b"garbage"
             await producer.send(topic, line, key=key)
