@@ -2,9 +2,10 @@
 board CallFlows of `callwatch run` over the events of the sites keyed to it, its counters, and its
 read positions. No Kafka here: the ingest service hands it messages and publishes what it returns.
 
-A message is the partition's own when the events topic's key rule puts its site here
-(`site_partition`); any other (a producer keying by call, or not at all) is handed back to be
-forwarded to the partition of its site on the repartition topic, which this object reads too.
+A message is the partition's own when it is keyed by its site and that key puts it here (the
+default partitioner, `site_partition`); any other (a producer keying by call, or not at all) is
+handed back to be forwarded to the partition of its site on the repartition topic, which this
+object reads too.
 
 While the partition reads a backlog, one flow feeds both the report and the board (at the full
 lateness: nobody watches a board that moves hours a second, and a second flow would double the
@@ -48,6 +49,7 @@ class Message:
     offset: int
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
+    key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,7 @@ class Partition:
                 # of other sites' events may not have been done (a copy forwarded twice is a
                 # duplicate of the same event id there, not applied twice).
                 again = self._parse(message, [], count=False)
-                if again is not None and site_partition(again.site) != mine:
+                if again is not None and (site_partition(again.site) != mine or message.key != again.site.encode()):
                     taken.forward.append(Forward(offset, again.site, again.occurred_ms, message.value or b""))
                 continue
             self.next_offset = offset + 1
@@ -138,7 +140,10 @@ class Partition:
                 continue
             if event.occurred_ms > self.read_ms:
                 self.read_ms = event.occurred_ms
-            if site_partition(event.site) == mine:
+            # Ours only when keyed as our producers key (by site): a foreign producer's events of
+            # this partition's sites go the way of all its others (forwarded), or they would
+            # overtake those and make them late.
+            if site_partition(event.site) == mine and message.key == event.site.encode():
                 events.append(event)
             else:
                 counts.forwarded += 1
