@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from streams.domain.live import BoardSnapshot
 from streams.io.codec import encode
-from streams.metrics import READ_LOOP_AGE, FigureCollector, PipelineStatus
+from streams.metrics import CONSUMER_LAG, READ_LOOP_AGE, FigureCollector, PipelineStatus
 from streams.settings import Settings
 
 from .ingest import CallIngest, IngestOptions
@@ -96,9 +96,7 @@ class WorkerCounters(Collector):
             family = CounterMetricFamily(name, text)
             family.add_metric([], value)
             yield family
-        lag = GaugeMetricFamily("callwatch_worker_consumer_lag_messages",
-                                "Messages not read yet, per topic and partition this worker holds.",
-                                labels=["topic", "partition"])
+        lag = GaugeMetricFamily(CONSUMER_LAG.name, CONSUMER_LAG.help, labels=list(CONSUMER_LAG.labels))
         for (topic, number), behind in sorted(ingest.lag().items()):
             lag.add_metric([topic, str(number)], behind)
         yield lag

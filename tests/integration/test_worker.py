@@ -238,6 +238,24 @@ def _simulate(stack: Stack, path: Path, duration: str, seed: int = 7, start: str
     return path.read_bytes().splitlines()
 
 
+SITES = ("north", "south", "east", "west", "metro", "coast")
+
+
+def _sites(stack: Stack, path: Path, duration: str, seed: int = 3, start: str = "2024-03-01T00:00:00Z",
+           sites: tuple[str, ...] = SITES) -> list[bytes]:
+    """Simulated control rooms, one per site, merged in event time into one file."""
+    lines: list[bytes] = []
+    for number, site in enumerate(sites):
+        out = path.with_suffix(f".{site}.jsonl")
+        done = stack.callwatch("simulate", "--seed", str(seed + number), "--start", start, "--duration", duration,
+                               "--site", site, "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        lines.extend(out.read_bytes().splitlines())
+    lines.sort(key=lambda line: parse_ts(json.loads(line)["ts"]))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return lines
+
+
 def _complete(stack: Stack, expected: int) -> Callable[[], list[dict[str, Any]] | None]:
     def check() -> list[dict[str, Any]] | None:
         rows = stack.report()
@@ -373,7 +391,7 @@ def test_two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies
     """Two workers with the same app id split the partitions; the first is killed midway and the
     second carries on with all of them: still exactly the replay's report."""
     path = stack.tmp_path / "shared.jsonl"
-    lines = _simulate(stack, path, "10d", seed=5, start="2024-03-01T00:00:00Z")
+    lines = _sites(stack, path, "3d", seed=5)  # sites spread over the partitions, so both workers have some
     expected = _replay(stack, path)
     first, second = WorkerProcess(stack, "first"), WorkerProcess(stack, "second")
     workers = [first, second]

@@ -13,31 +13,12 @@ import threading
 from pathlib import Path
 import pytest
 
-from streams.domain.events import parse_ts
-
-from .test_worker import (REPO, Stack, WorkerProcess, _complete, _replay, _wait, stack)  # noqa: F401 - fixture
+from .test_worker import (REPO, SITES, Stack, WorkerProcess, _complete, _replay, _sites, _wait,  # noqa: F401
+                          stack)
 
 pytestmark = [pytest.mark.kafka,
               pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:open_text is deprecated:DeprecationWarning")]
-
-SITES = ("north", "south", "east", "west", "metro", "coast")
-
-
-def _sites(stack: Stack, path: Path, duration: str, seed: int = 3, start: str = "2024-03-01T00:00:00Z",
-           sites: tuple[str, ...] = SITES) -> list[bytes]:
-    """Simulated control rooms, one per site, merged in event time into one file."""
-    lines: list[bytes] = []
-    for number, site in enumerate(sites):
-        out = path.with_suffix(f".{site}.jsonl")
-        done = stack.callwatch("simulate", "--seed", str(seed + number), "--start", start, "--duration", duration,
-                               "--site", site, "--out", str(out))
-        assert done.returncode == 0, done.stderr
-        lines.extend(out.read_bytes().splitlines())
-    lines.sort(key=lambda line: parse_ts(json.loads(line)["ts"]))
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    return lines
-
 
 def _kcat() -> str:
     done = subprocess.run([str(REPO / "deploy" / "kafka" / "kcat.sh")], capture_output=True, text=True, timeout=600)
