@@ -133,9 +133,15 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
     async def metrics(view: Any, _request: Any) -> Any:
         return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    ticked = [time.monotonic()]
+
     @app.timer(options.publish_every_s)
     async def publish_figures() -> None:
+        clock = time.monotonic()
+        ingest.check_pause(clock - ticked[0])
+        ticked[0] = clock
         ingest.check_rounds()
+        ingest.check_topics()
         parts = list(ingest.parts.values())
         clock_ms = time.time_ns() // 1_000_000
         newest = max((t for part in parts if (t := part.exact.stream_time_ms) is not None), default=None)

@@ -76,6 +76,7 @@ class CallIngest(Service):
         self.rows = 0
         self.rounds = RoundWatch(time.monotonic())  # is the reading loop going round?
         self._loop_task: asyncio.Task[Any] | None = None
+        self._missing_said = float("-inf")
         partitions = topology.partitions
         cache: dict[str, int] = {}
 
@@ -266,6 +267,24 @@ class CallIngest(Service):
             log.error("%s partition %d: messages at offsets %d to %d were deleted (retention) before this "
                       "worker read them; they are missing from the figures", tp.topic, tp.partition, offset, first - 1)
             self._consumer.seek(tp, first)
+
+    def check_pause(self, since_s: float) -> None:
+        """Called by a timer every second or so: `since_s` since its last call."""
+        if since_s > self._options.session_timeout_s:
+            log.warning("the worker did not run for %.0f s (paused, or starved of CPU), longer than the session "
+                        "timeout: its partitions may have moved to another worker; it rejoins the group and carries "
+                        "on from the checkpoints of those it gets", since_s)
+
+    def check_topics(self) -> None:
+        """Say so, once a minute, while the events topic is missing (deleted under the worker): the
+        worker holds none of its partitions and reads nothing until it is created again."""
+        cluster = self._consumer._client.cluster if self._consumer is not None else None  # noqa: SLF001
+        now = time.monotonic()
+        if cluster is None or cluster.partitions_for_topic(self._topology.events) or now < self._missing_said + 60:
+            return
+        self._missing_said = now
+        log.error("topic %s does not exist (deleted?): no events are read; create it again (deploy/kafka/topics.sh) "
+                  "and the worker carries on from its checkpoints", self._topology.events)
 
     def check_rounds(self) -> None:
         """Say it once if the loop has stopped going round (see streams/worker/health.py)."""
