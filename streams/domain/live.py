@@ -136,3 +136,18 @@ def _count(tallies: dict[Group, Tally], record: Record, config: FlowConfig) -> N
 
 def _at(record: Record) -> int:
     return record.closed_ms if type(record) is LegClosed else record.occurred_ms  # type: ignore[union-attr]
+
+
+def side_by_side(snapshots: Iterable[BoardSnapshot], now_ms: int) -> BoardSnapshot:
+    """One board of several that show disjoint groups (the sites of different partitions)."""
+    figures: dict[str, dict[Group, dict[str, object]]] = {}
+    queues: dict[Group, QueueNow] = {}
+    agents: dict[tuple[str, str, str, str], int] = {}
+    ages: dict[Group, float] = {}
+    for snapshot in snapshots:
+        for label, by_group in snapshot.figures.items():
+            figures.setdefault(label, {}).update(by_group)
+        queues.update(snapshot.queues)
+        agents.update(snapshot.agents)
+        ages.update(snapshot.data_age_s)
+    return BoardSnapshot(now_ms, figures, queues, agents, ages)

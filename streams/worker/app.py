@@ -12,15 +12,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from streams.domain.live import BoardSnapshot
+from streams.domain.live import BoardSnapshot, side_by_side
 from streams.io.codec import encode
+from streams.kafka.figures_topic import LIVE_KEY_PREFIX
 from streams.metrics import CONSUMER_LAG, READ_LOOP_AGE, FigureCollector, PipelineStatus
 from streams.settings import Settings
 
 from .ingest import CallIngest, IngestOptions
 from .kafka import CHECKPOINT_MAX_BYTES, Topology, faust_broker
 
-LIVE_KEY_PREFIX = "live|"
 MARKS_TABLE = "board-marks"
 
 
@@ -47,21 +47,6 @@ class WorkerApp:
     registry: CollectorRegistry
     topology: Topology
     marks: Any  # faust.GlobalTable
-
-
-def merged(snapshots: list[BoardSnapshot], now_ms: int) -> BoardSnapshot:
-    """The boards of partitions: each shows its own sites, so they are put side by side."""
-    figures: dict[str, dict[Any, dict[str, object]]] = {}
-    queues: dict[Any, Any] = {}
-    agents: dict[Any, int] = {}
-    ages: dict[Any, float] = {}
-    for snapshot in snapshots:
-        for label, by_group in snapshot.figures.items():
-            figures.setdefault(label, {}).update(by_group)
-        queues.update(snapshot.queues)
-        agents.update(snapshot.agents)
-        ages.update(snapshot.data_age_s)
-    return BoardSnapshot(now_ms, figures, queues, agents, ages)
 
 
 def live_rows(snapshot: BoardSnapshot) -> Iterator[tuple[bytes, bytes]]:
@@ -148,7 +133,7 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
         now_ms = clock_ms if wall else newest
         if now_ms is None:
             return
-        snapshot = merged([part.board_flow.snapshot(now_ms) for part in parts], now_ms)
+        snapshot = side_by_side([part.board_flow.snapshot(now_ms) for part in parts], now_ms)
         counts = [part.exact.counts for part in parts]
         collector.publish(snapshot, PipelineStatus(
             received={source: sum(part.counts.received for part in parts)},

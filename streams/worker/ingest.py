@@ -30,10 +30,11 @@ from streams.domain.interval_report import ReportRow
 from streams.domain.state import IncompatibleState
 from streams.io.codec import encode
 from streams.kafka.clients import aiokafka_options, site_partition
+from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
 
 from .health import RoundWatch, where_it_waits
 from .kafka import Topology, decode_checkpoint, encode_checkpoint, keep_metadata_for, read_last
-from .partition import CONTROL_HEADER, END_OF_STREAM, CheckpointMismatch, Forward, Message, Partition
+from .partition import CheckpointMismatch, Forward, Partition
 
 log = logging.getLogger("callwatch.worker")
 

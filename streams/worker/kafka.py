@@ -174,18 +174,3 @@ async def read_last(kafka: KafkaSettings, topic: str, partition: int, timeout_s:
                         return record.value  # type: ignore[no-any-return]
     finally:
         await consumer.stop()
-
-
-async def topic_partitions(kafka: KafkaSettings, topic: str) -> list[int]:
-    """The partition numbers of a topic (LookupError if it does not exist)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**aiokafka_options(kafka, "callwatch-worker-admin"))
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    if described["error_code"] or not described["partitions"]:
-        raise LookupError(f"topic {topic} does not exist")
-    return sorted(p["partition"] for p in described["partitions"])

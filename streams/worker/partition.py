@@ -27,9 +27,8 @@ from streams.domain.flow import CallFlow
 from streams.domain.interval_report import ReportRow
 from streams.domain.state import IncompatibleState, check_schema, flow_state, restore_flow, schema
 from streams.io.codec import decode
+from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
 
-CONTROL_HEADER = "callwatch-control"
-END_OF_STREAM = b"end-of-stream"
 BOARD_IDLE_MS = 1000  # on the wall clock, a quiet board releases its last events this long after them
 
 

@@ -58,10 +58,11 @@ def _broker() -> str:
     return os.environ.get("CALLWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 
 
-def _create_topics(bootstrap: str, prefix: str) -> None:
+def _create_topics(bootstrap: str, prefix: str, repo: Path = REPO) -> None:
+    """The topics `repo`'s deploy/kafka/topics.py declares (an earlier worker may need others)."""
     from kafka import KafkaAdminClient
 
-    spec = importlib.util.spec_from_file_location("callwatch_deploy_topics", KAFKA_DIR / "topics.py")
+    spec = importlib.util.spec_from_file_location("callwatch_deploy_topics", repo / "deploy" / "kafka" / "topics.py")
     assert spec is not None and spec.loader is not None
     topics = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = topics
@@ -645,13 +646,13 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _filled_topics(bootstrap: str, path: Path) -> tuple[str, int]:
+def _filled_topics(bootstrap: str, path: Path, repo: Path = REPO) -> tuple[str, int]:
     """Fresh topics (their prefix) whose events topic holds the file, then an end-of-stream marker."""
     from streams.settings import KafkaSettings, Settings
-    from streams.worker.figures_topic import send_end_of_stream
+    from streams.kafka.figures_topic import send_end_of_stream
 
     prefix = f"bench.tp.{uuid.uuid4().hex[:8]}."
-    _create_topics(bootstrap, prefix)
+    _create_topics(bootstrap, prefix, repo)
     started = time.time()
     total, last_ms = asyncio.run(_produce_file(bootstrap, prefix + "events", path))
     print(f"wrote {total:,} events to {prefix}events in {time.time() - started:.0f} s", file=sys.stderr)
@@ -678,7 +679,7 @@ def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
             results["callwatch worker"] = _throughput_worker(bootstrap, prefix, total, expected_rows, workdir, 1800)
             _check_report(bootstrap, prefix, replay.stdout)
         if args.baseline:
-            third, _total = _filled_topics(bootstrap, path)
+            third, _total = _filled_topics(bootstrap, path, Path(args.baseline).resolve())
             prefixes.append(third)
             results[f"callwatch worker of {Path(args.baseline).name}"] = _throughput_worker(
                 bootstrap, third, total, expected_rows, workdir, 1800, cwd=Path(args.baseline).resolve())
@@ -739,7 +740,7 @@ def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
 
 def _check_report(bootstrap: str, prefix: str, replay_output: str) -> None:
     from streams.settings import KafkaSettings, Settings
-    from streams.worker.figures_topic import read_interval_report
+    from streams.kafka.figures_topic import read_interval_report
 
     rows = read_interval_report(Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)))
     expected = [json.loads(line) for line in replay_output.splitlines()]

@@ -98,13 +98,13 @@ class Stack:
         asyncio.run(_produce(self.bootstrap, self.prefix + "events", lines))
 
     def end_of_stream(self, lines: list[bytes]) -> None:
-        from streams.worker.figures_topic import send_end_of_stream
+        from streams.kafka.figures_topic import send_end_of_stream
 
         last = max(parse_ts(json.loads(line)["ts"]) for line in lines if _is_event(line))
         assert send_end_of_stream(self.settings, last) == 6
 
     def report(self) -> list[dict[str, Any]]:
-        from streams.worker.figures_topic import read_interval_report
+        from streams.kafka.figures_topic import read_interval_report
 
         return read_interval_report(self.settings)
 

@@ -1,4 +1,4 @@
-"""Reading the worker's results back: the interval report from the compacted figures topic (the
+"""The figures topic's contract for its readers (docs/worker.md): reading the worker's results back: the interval report from the compacted figures topic (the
 latest row per key, in report order, comparable line for line with `callwatch replay`), and the
 end-of-stream marker that lets a finite stream's last windows close."""
 
@@ -11,11 +11,11 @@ from typing import Any
 from streams.domain.events import format_ts, parse_ts
 from streams.settings import Settings
 
-from streams.kafka.clients import aiokafka_options
+from .clients import aiokafka_options
 
-from .kafka import topic_partitions
-from .app import LIVE_KEY_PREFIX
-from .partition import CONTROL_HEADER, END_OF_STREAM
+LIVE_KEY_PREFIX = "live|"  # live rows' keys on the figures topic (docs/worker.md)
+CONTROL_HEADER = "callwatch-control"  # a control message on the events topic, not an event
+END_OF_STREAM = b"end-of-stream"
 
 
 def read_interval_report(settings: Settings, topic: str | None = None, timeout_s: float = 60.0
@@ -28,12 +28,14 @@ def read_interval_report(settings: Settings, topic: str | None = None, timeout_s
 async def _read_rows(settings: Settings, topic: str, timeout_s: float) -> list[dict[str, Any]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    partitions = [TopicPartition(topic, p) for p in await topic_partitions(settings.kafka, topic)]
-    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka, "callwatch-figures-reader"), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka, "callwatch-figures-reader"), group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     latest: dict[bytes, bytes | None] = {}
     try:
+        if topic not in await consumer.topics():
+            raise LookupError(f"topic {topic} does not exist")
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
