@@ -105,7 +105,7 @@ class Group:
     rules: tuple[Record | Alert, ...]
 
 
-STALE_EXPECTED: Final = "site_line:callwatch_calls_arrived:expected_in_silence_15m"
+STALE_EXPECTED: Final = "site_line:callwatch_window_calls_arrived:expected_in_silence_15m"
 REJECT_SHARE: Final = "source:callwatch_events_rejected:ratio_rate15m"
 RECEIVED_RATE: Final = "source:callwatch_events_received:rate1m"
 
@@ -129,7 +129,7 @@ def service_level(policy: Policy, window: str) -> Alert:
     sl = f"callwatch_service_level_ratio{_figure(window)}"
     condition = (f"{sl}\n  < {TARGET_JOIN} group_left()\ncallwatch_service_level_target_ratio\n"
                  f"and {TARGET_JOIN}\n"
-                 f"callwatch_calls_offered{_figure(window)} >= {policy.min_offered[window]}")
+                 f"callwatch_window_calls_offered{_figure(window)} >= {policy.min_offered[window]}")
     latch = f"{sl}\n  < {TARGET_JOIN} group_left()\n(callwatch_service_level_target_ratio + {policy.sl_margin:g})"
     for_s, keep_s = policy.figure_timing[window]
     return Alert(
@@ -149,7 +149,7 @@ def abandonment(policy: Policy, window: str) -> Alert:
     ratio = f"callwatch_abandonment_ratio{_figure(window)}"
     condition = (f"{ratio}\n  > {TARGET_JOIN} group_left()\ncallwatch_abandonment_target_ratio\n"
                  f"and {TARGET_JOIN}\n"
-                 f"callwatch_calls_abandoned{_figure(window)} >= {policy.min_abandoned[window]}")
+                 f"callwatch_window_calls_abandoned{_figure(window)} >= {policy.min_abandoned[window]}")
     latch = f"{ratio}\n  > {TARGET_JOIN} group_left()\n(callwatch_abandonment_target_ratio - {policy.abandon_margin:g})"
     for_s, keep_s = policy.figure_timing[window]
     return Alert(
@@ -307,7 +307,7 @@ def recordings() -> tuple[Record, ...]:
         # surge does not make an ordinary gap look like an outage; 0 once the window is empty.
         Record(STALE_EXPECTED,
                'max without (queue, window) (\n'
-               '  callwatch_calls_arrived{queue="*", window="15m"}\n'
+               '  callwatch_window_calls_arrived{queue="*", window="15m"}\n'
                '    * on(job, instance, site, line, queue) group_left()\n'
                '  (\n'
                '    callwatch_data_age_seconds{queue="*"}\n'

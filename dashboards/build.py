@@ -1,5 +1,5 @@
-"""Every generated artefact, built from code: the three dashboards' JSON, the Prometheus rule file
-and the Grafana provisioning files. `artefacts()` maps each repository path to its bytes;
+"""Every generated artefact, built from code: the three dashboards' JSON, the Prometheus rule file,
+the Grafana provisioning files and the metric list (docs/metrics.md). `artefacts()` maps each repository path to its bytes;
 `write` puts them in place and `outdated` lists those whose committed copy differs."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from . import grafana_alerts, pipeline, trends, wallboard
+from . import grafana_alerts, metrics_doc, pipeline, trends, wallboard
 from .alerts import PRODUCTION, Policy
 from .grafana import Json
 from .prometheus_rules import rule_file
@@ -33,6 +33,7 @@ def artefacts(policy: Policy = PRODUCTION) -> dict[str, str]:
     files[f"{GRAFANA_DIR}/alerting/callwatch-alert-rules.yml"] = grafana_alerts.rules_file(policy)
     files[f"{GRAFANA_DIR}/datasources/callwatch.yml"] = grafana_alerts.datasource_file()
     files[f"{GRAFANA_DIR}/dashboards/callwatch.yml"] = grafana_alerts.dashboards_provider_file()
+    files[metrics_doc.PATH] = metrics_doc.document()
     return files
 
 

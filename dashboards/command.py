@@ -26,8 +26,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     build = actions.add_parser(
         "build", help="write the generated files (or --check them)", formatter_class=formatter,
         description=("Build the three dashboards (dashboards/json/*.json), the Prometheus rules "
-                     "(deploy/prometheus/rules/callwatch.yml) and the Grafana provisioning files "
-                     "(deploy/grafana/provisioning/) from dashboards/*.py."))
+                     "(deploy/prometheus/rules/callwatch.yml), the Grafana provisioning files "
+                     "(deploy/grafana/provisioning/) and the metric list (docs/metrics.md) from "
+                     "dashboards/*.py and streams/metrics.py."))
     build.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 and list the files that differ from a rebuild")
     env_option(build, "--root", env="CALLWATCH_DASHBOARDS_ROOT",

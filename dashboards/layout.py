@@ -32,6 +32,7 @@ COLOURS = {"green": "#299c46", "red": "#d44a3a", "orange": "#eb7b18", "blue": "#
            "transparent": "transparent", "yellow": "#e0b400"}
 Series = list[tuple[dict[str, str], list[tuple[float, float]]]]
 Fetch = Callable[[str, "float | None"], Series]  # (PromQL, step in seconds or None) -> series
+UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def prometheus_fetch(url: str, range_s: float, step_s: float) -> Fetch:
@@ -92,13 +93,14 @@ def _renames(panel: Json, name: str) -> str:
 def _step(panel: Json, speed: float) -> float | None:
     """A panel's minimum interval (15m, 1h) in the seconds of a run `speed` times faster than real time."""
     interval = panel.get("interval", "")
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    return int(interval[:-1]) * units[interval[-1]] / speed if interval else None
+    return int(interval[:-1]) * UNITS_S[interval[-1]] / speed if interval else None
 
 
 def _expr(target: Json, values: dict[str, str], speed: float) -> str:
-    # Month-to-date totals multiply by the range in stream seconds: scale it for an accelerated run.
-    expr = target["expr"].replace("* ${__range_s} /", f"* {float(values['__range_s']) * speed:g} /")
+    """The query as the picture runs it. In a run `speed` times faster than real time, a range that
+    stands for stream time (increase() over a quarter hour, an hour) is that much shorter."""
+    expr = re.sub(r"\[(\d+)([smhd])\]", lambda m: f"[{max(1, round(int(m.group(1)) * UNITS_S[m.group(2)] / speed))}s]",
+                  target["expr"])
     return substitute(expr, values)
 
 

@@ -151,6 +151,57 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if summary.rejected or counts.late else EXIT_OK
 
 
+# --- board ------------------------------------------------------------------------------------
+
+BOARD_AT_ENV = "CALLWATCH_BOARD_AT"
+
+
+def _cmd_board(args: argparse.Namespace) -> int:
+    from streams.board import board_snapshots, jsonl, snapshot_rows, table
+    from streams.io.event_lines import read_event_batches
+    from streams.replay import report_rejection
+
+    settings = _settings(args)
+    texts = args.at or os.environ.get(BOARD_AT_ENV, "").replace(",", " ").split()
+    if not texts:
+        raise UsageError(f"give at least one --at instant (RFC 3339), or {BOARD_AT_ENV}")
+    instants = [_instant_ms(text, "--at") for text in texts]
+    if args.format not in ("jsonl", "table"):
+        raise UsageError(f"--format must be jsonl or table, not {args.format!r}")
+    flow_config = settings.flow
+    if args.tz:
+        import dataclasses
+
+        from streams.domain.windows import zone
+        try:
+            zone(args.tz)
+        except InvalidConfig as error:
+            raise UsageError(f"--tz: {error}") from None
+        flow_config = dataclasses.replace(flow_config, tz=args.tz)
+    paths = args.files or ["-"]
+    for path in paths:
+        if path != "-" and not os.path.isfile(path):
+            raise UsageError(f"no such input file: {path}")
+    out = _open_output(args.out)
+    show = table if args.format == "table" else jsonl
+    try:
+        snapshots, summary_of = board_snapshots(read_event_batches(paths), flow_config, instants,
+                                                report_rejection(sys.stderr, command="board"))
+        for snapshot in snapshots:
+            out.write(show(snapshot_rows(snapshot)))
+    except OSError as error:  # an input that cannot be read after all (permissions, a device error)
+        raise UsageError(f"cannot read {error.filename or 'the input'}: {error.strerror}") from None
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    summary = summary_of()
+    sys.stderr.write(
+        f"callwatch board: {summary.lines:,} events read{'' if summary.read_to_end else ' (up to the last instant)'}, "
+        f"{summary.rejected:,} rejected, {summary.late:,} late, {summary.duplicates:,} duplicates; "
+        f"{len(set(instants))} instant{'' if len(set(instants)) == 1 else 's'}\n")
+    return EXIT_REJECTED if summary.rejected or summary.late else EXIT_OK
+
+
 def _decoders(text: str) -> int | None:
     """--decoders: 'auto' (None) or a number of processes, 0 for none."""
     if text.strip().lower() == "auto":
@@ -180,17 +231,19 @@ def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore
 # --- run --------------------------------------------------------------------------------------
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import CollectorRegistry
 
     from streams.embedded.runner import EmbeddedPipeline, RunOptions
     from streams.metrics import FigureCollector
+    from streams.wallboard.server import BoardOptions, BoardServer, LatestBoard, create_app
 
     settings = _settings(args)
-    port = number(args.port, "--port", int, 1)
+    port = number(args.port, "--port", int, 0)
     try:
         window_s = interval_s(args.window)
     except InvalidConfig as error:
         raise UsageError(f"--window: {error}") from None
+    token = _board_token(args)
     # Before any connector thread starts, so its first lines are formatted too.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -200,17 +253,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sources, clock, stop_connector, failures = _connector_source(args, settings)
     registry = CollectorRegistry()
     collector = FigureCollector(settings.flow, registry=registry)
+    # The page ticks waits between updates at the stream's pace.
+    board = LatestBoard(settings.flow, speed=getattr(clock, "speed", 1.0))
+    server = BoardServer(create_app(board, registry, BoardOptions(token=token)), args.host, port)
+    try:
+        server.start()
+    except OSError as error:
+        stop_connector()
+        raise UsageError(f"cannot listen on {args.host}:{port}: {error.strerror}") from None
+    # The first thing a supervisor reads: where the board is.
+    sys.stderr.write(f"callwatch wallboard: http://{args.host}:{server.port}/  (figures as JSON at "
+                     f"/api/v1/board, Prometheus metrics at /metrics{'; access token required' if token else ''})\n")
+    sys.stderr.flush()
     report = _open_output(args.report) if args.report else None
     record = _open_output(args.record) if args.record else None
     pipeline = EmbeddedPipeline(
         settings.flow, sources, clock, collector,
         RunOptions(interval_s=window_s, write_row=report.write if report else None,
-                   record_event=record.write if record else None))
-    try:
-        server, _thread = start_http_server(port, addr=args.host, registry=registry)
-    except OSError as error:
-        stop_connector()
-        raise UsageError(f"cannot listen on {args.host}:{port}: {error.strerror}") from None
+                   record_event=record.write if record else None, publish_board=board.publish))
     log = logging.getLogger("callwatch.run")
 
     def stop(signum: int, _frame: object) -> None:
@@ -220,7 +280,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    log.info("running: source=%s; metrics at http://%s:%d/metrics", args.source, args.host, port)
+    log.info("running: source=%s; wallboard at http://%s:%d/, metrics at /metrics", args.source, args.host, server.port)
     try:
         totals = pipeline.run()
     finally:
@@ -228,7 +288,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for stream in (report, record):
             if stream is not None and stream is not sys.stdout:
                 stream.close()
-        server.shutdown()
+        server.stop()
     log.info("stopped: %s events received, %s rejected, %s report rows",
              sum(totals.received.values()), sum(totals.rejected.values()), totals.rows)
     if failures:
@@ -238,6 +298,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"source {args.source} stopped: {failure}")
         raise failure
     return EXIT_REJECTED if sum(totals.rejected.values()) else EXIT_OK
+
+
+def _board_token(args: argparse.Namespace) -> str | None:
+    """The wallboard's access token: CALLWATCH_BOARD_TOKEN, or a file (never the command line, where
+    every user of the machine could read it)."""
+    if args.board_token_refused is not None:
+        raise UsageError("there is no --board-token option: a token on the command line is visible to every "
+                         "user of the machine; set CALLWATCH_BOARD_TOKEN or give --board-token-file")
+    if args.board_token_file:
+        try:
+            with open(args.board_token_file, encoding="utf-8") as file:
+                token = file.read().strip()
+        except OSError as error:
+            raise UsageError(f"cannot read --board-token-file {args.board_token_file}: {error.strerror}") from None
+        if not token:
+            raise UsageError(f"--board-token-file {args.board_token_file} is empty")
+        return token
+    return os.environ.get("CALLWATCH_BOARD_TOKEN", "").strip() or None
 
 
 def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[[], None], list[BaseException]]:
@@ -407,17 +485,50 @@ def build_parser() -> argparse.ArgumentParser:
                  "fork, else one per CPU beyond the first, at most 2); the report is the same either way")
     rep.set_defaults(handler=_cmd_replay)
 
-    run = commands.add_parser("run", help="the whole pipeline in one process, metrics for Prometheus",
+    board = commands.add_parser("board", help="what the live board showed at given instants of recorded events",
+                                formatter_class=_formatter, description=(
+                                    "Replay canonical JSON Lines events and write what the live wallboard showed "
+                                    "at each --at instant T, as if every event up to T had arrived on time and none "
+                                    "after: per site, line and queue (line totals as queue '*'), the rolling windows "
+                                    "(outcomes in T - W < time <= T), today (from local midnight to T) and now "
+                                    "(calls waiting, longest wait, data age). An event exactly at T is in. Same "
+                                    "domain code as the live board (docs/board.md).\n\n"
+                                    "Exit status: 0, 1 if a line was rejected or an event late, 2 bad options.\n\n"
+                                    "  callwatch board incident.jsonl --at 2024-03-01T09:15:00Z --at 2024-03-01T09:30:00Z\n"
+                                    "  callwatch board day.jsonl --at 2024-03-01T12:00:00+00:00 --format table\n"
+                                    "  cat a.jsonl | callwatch board - --at 2024-03-01T09:00:00.250Z --out board.jsonl"))
+    board.add_argument("files", nargs="*", metavar="FILE", help="event files; - for stdin (default)")
+    board.add_argument("--at", action="append", metavar="ISO",
+                       help=f"an instant, RFC 3339 with offset; repeat for more (shown in time order) "
+                            f"[env: {BOARD_AT_ENV}, instants separated by commas or spaces]")
+    _option(board, "--format", env="CALLWATCH_BOARD_FORMAT", default="jsonl",
+            help="jsonl (one object per instant, group and window) or table (aligned, for people)")
+    _option(board, "--out", env="CALLWATCH_OUT", help="output file; - or absent for stdout")
+    _option(board, "--tz", env="CALLWATCH_TZ", help="time zone 'today' starts in (default: config, else Europe/London)")
+    _option(board, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
+    board.set_defaults(handler=_cmd_board)
+
+    run = commands.add_parser("run", help="the whole pipeline in one process: the wallboard, metrics for Prometheus",
                               formatter_class=_formatter, description=(
                                   "Run the embedded pipeline: a source (the simulator by default) feeding the "
-                                  "domain, figures at http://127.0.0.1:9108/metrics. Stops on Ctrl-C/SIGTERM.\n\n"
+                                  "domain. One server at http://127.0.0.1:9108/ has the wallboard page (kiosk "
+                                  "mode: /?kiosk=1), its figures as JSON (/api/v1/board) and the Prometheus "
+                                  "metrics (/metrics). Stops on Ctrl-C/SIGTERM.\n\n"
                                   "  callwatch run\n"
                                   "  callwatch run --scenario surge --speed 60 --report live-report.jsonl"))
     _option(run, "--source", env="CALLWATCH_SOURCE", default="simulate",
             help="event source: simulate, or a connector (its options below)")
     _option(run, "--window", env="CALLWATCH_WINDOW", default="15m", help="interval of the report")
-    _option(run, "--host", env="CALLWATCH_METRICS_HOST", default="127.0.0.1", help="metrics listen address")
-    _option(run, "--port", env="CALLWATCH_METRICS_PORT", default="9108", help="metrics port")
+    _option(run, "--host", env="CALLWATCH_METRICS_HOST", default="127.0.0.1",
+            help="listen address of the wallboard and /metrics (another address than 127.0.0.1 lets other "
+                 "machines in: consider an access token)")
+    _option(run, "--port", env="CALLWATCH_METRICS_PORT", default="9108", help="port of the wallboard and /metrics")
+    _option(run, "--board-token-file", env="CALLWATCH_BOARD_TOKEN_FILE",
+            help="file holding an access token the wallboard then requires (open it once as /?token=...); "
+                 "or set CALLWATCH_BOARD_TOKEN. /metrics stays open, as Prometheus scrapes it")
+    # Not an option: here so that `--board-token VALUE` is refused with a reason.
+    run.add_argument("--board-token", dest="board_token_refused", nargs="?", const="", default=None,
+                     help=argparse.SUPPRESS)
     _option(run, "--config", env="CALLWATCH_CONFIG", help="YAML or TOML settings file")
     _option(run, "--report", env="CALLWATCH_REPORT", help="also write interval rows to this file")
     _option(run, "--record", env="CALLWATCH_RECORD", help="also record accepted events here, for replay")

@@ -85,7 +85,7 @@ def replay_batches(batches: Iterable[Batch], config: FlowConfig, window_s: int,
     return ReplaySummary(lines, rejected, rows, flow.counts)
 
 
-def report_rejection(stream: TextIO, limit: int = 100) -> Callable[[Rejection], None]:
+def report_rejection(stream: TextIO, limit: int = 100, command: str = "replay") -> Callable[[Rejection], None]:
     """Print the first `limit` rejections, then only count (a broken file must not flood a terminal)."""
     shown = 0
 
@@ -93,8 +93,8 @@ def report_rejection(stream: TextIO, limit: int = 100) -> Callable[[Rejection], 
         nonlocal shown
         shown += 1
         if shown <= limit:
-            stream.write(f"callwatch replay: rejected {rejection}\n")
+            stream.write(f"callwatch {command}: rejected {rejection}\n")
         elif shown == limit + 1:
-            stream.write("callwatch replay: more rejections follow; only counting them now\n")
+            stream.write(f"callwatch {command}: more rejections follow; only counting them now\n")
 
     return report

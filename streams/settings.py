@@ -107,8 +107,8 @@ def _line_config(name: str, raw: object, base: LineConfig) -> LineConfig:
         raise SettingsError(f"lines.{name}: {error}") from None
 
 
-_TOP_KEYS = {"tz", "allowed_lateness_s", "max_wait_s", "rolling_windows", "live_lateness_s", "lines",
-             "kafka", "pseudonymisation_key_file"}
+_TOP_KEYS = {"tz", "allowed_lateness_s", "max_wait_s", "rolling_windows", "live_lateness_s", "callback_window_s",
+             "lines", "kafka", "pseudonymisation_key_file"}
 _KAFKA_KEYS = {f.name for f in fields(KafkaSettings)} | {"sasl_password_file"}
 
 
@@ -161,6 +161,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             allowed_lateness_s=seconds_setting("allowed_lateness_s", base.allowed_lateness_s),
             max_wait_s=seconds_setting("max_wait_s", base.max_wait_s),
             live_lateness_s=seconds_setting("live_lateness_s", base.live_lateness_s),
+            callback_window_s=seconds_setting("callback_window_s", base.callback_window_s),
             lines=lines, other_lines=other, rolling_windows_s=rolling_s)
     except InvalidConfig as error:
         raise SettingsError(str(error)) from None

@@ -6,6 +6,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
 "$repo/deploy/local/venv.sh" test
+# The wallboard's browser tests need Debian's chromium (the suite fails without it when CI=true).
+"$repo/deploy/local/chromium.sh" || [ "${CI:-}" != "true" ]
 status=0
 "$repo/.venv/bin/python" -m pytest "$@" || status=$?
 if [ "$status" -eq 5 ]; then

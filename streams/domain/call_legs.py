@@ -32,6 +32,7 @@ class Arrival(NamedTuple):
     line: str
     queue: str
     occurred_ms: int
+    call_id: str = ""
 
 
 class LegClosed(NamedTuple):
@@ -74,6 +75,7 @@ class CallState:
     line_calls: dict[tuple[str, str], LineCall] = field(default_factory=dict)
     last_ms: int = 0
     open_count: int = 0  # legs without an outcome yet
+    caller: str | None = None  # the caller's hash, noted by a live board (callbacks) only
 
     def open_leg(self, queue: str) -> Leg | None:
         for leg in reversed(self.legs):
@@ -214,10 +216,10 @@ class CallTracker:
         legs.append(Leg(site, line, queue, now_ms))
         call.open_count += 1
         self._deadlines.append((now_ms + self._max_wait_ms, call_id, len(legs) - 1))
-        out.append(_new_record(Arrival, (site, line, queue, now_ms)))
+        out.append(_new_record(Arrival, (site, line, queue, now_ms, call_id)))
         if starts_line_call:
             call.line_calls[key] = LineCall(now_ms)
-            out.append(_new_record(Arrival, (site, line, LINE_TOTAL, now_ms)))
+            out.append(_new_record(Arrival, (site, line, LINE_TOTAL, now_ms, call_id)))
 
     def _close(self, call_id: str, call: CallState, leg: Leg, outcome: str, closed_ms: int,
                out: list[Record]) -> None:

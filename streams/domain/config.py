@@ -69,12 +69,16 @@ class FlowConfig:
     # second keeps the board within a second of the calls (docs/worker.md); the platforms deliver a
     # call's events in order, and one later than this is missing from the board only.
     live_lateness_s: float = 0.5
+    # How far back the live board lists callers to call back (abandoned, not answered since).
+    callback_window_s: float = 4 * 3600.0
 
     def __post_init__(self) -> None:
         if not self.allowed_lateness_s >= 0:
             raise InvalidConfig(f"allowed_lateness_s must be zero or more, not {self.allowed_lateness_s!r}")
         if not self.max_wait_s > 0:
             raise InvalidConfig(f"max_wait_s must be positive, not {self.max_wait_s!r}")
+        if not self.callback_window_s > 0:
+            raise InvalidConfig(f"callback_window_s must be positive, not {self.callback_window_s!r}")
         if not self.rolling_windows_s or any(w <= 0 for w in self.rolling_windows_s):
             raise InvalidConfig(f"rolling windows must be positive, not {self.rolling_windows_s!r}")
 

@@ -37,7 +37,7 @@ class CallFlow:
         self._orderer = EventOrderer(config.allowed_lateness_ms)
         self.tracker = CallTracker(config.max_wait_ms)
         self._report = IntervalReport(interval_s, config) if interval_s else None
-        self._board = LiveBoard(config) if live else None
+        self._board = LiveBoard(config, self.tracker) if live else None
         self._processed_until_ms: int | None = None
 
     def ingest(self, event: CallEvent) -> str:
@@ -83,7 +83,7 @@ class CallFlow:
     def snapshot(self, now_ms: int) -> BoardSnapshot:
         if self._board is None:
             raise RuntimeError("this flow was built without a live board")
-        return self._board.snapshot(now_ms, self.tracker)
+        return self._board.snapshot(now_ms)
 
     @property
     def counts(self) -> FlowCounts:

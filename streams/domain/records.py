@@ -9,7 +9,7 @@ the first: merging is idempotent when parts are keyed by (window, group, source)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from .call_legs import LINE_TOTAL, LegClosed, Record
 from .config import FlowConfig
@@ -18,6 +18,7 @@ from .figures import Tally, figures_of, tally_figures
 from .interval_report import ReportRow, format_window_bound
 from .live import TODAY, BoardSnapshot, QueueNow, rolling_label
 from .state import Json, restore_tally, tally_state
+from .totals import GroupTotals, RunningTotals, added, at_least, restore_totals, totals_state
 from .windows import IntervalWindows, zone
 
 Group = tuple[str, str, str]
@@ -123,21 +124,25 @@ class GroupNow:
     oldest_offered_ms: int | None  # offer time of the oldest leg still waiting
     last_seen_ms: int | None  # time of the group's newest event
     agents: tuple[tuple[str, int], ...]  # (state, agents in it), for agents of this queue
+    totals: GroupTotals | None = None  # the source's counts since it started, when they changed
 
 
 def group_now_state(update: GroupNow) -> list[Json]:
     return [list(update.group), [[start, tally_state(tally)] for start, tally in update.buckets],
             None if update.day is None else [update.day[0], tally_state(update.day[1])],
             update.waiting, update.oldest_offered_ms, update.last_seen_ms,
-            [list(item) for item in update.agents]]
+            [list(item) for item in update.agents],
+            None if update.totals is None else totals_state(update.totals)]
 
 
 def restore_group_now(values: list[Json]) -> GroupNow:
-    group, buckets, day, waiting, oldest, seen, agents = values
+    group, buckets, day, waiting, oldest, seen, agents, *rest = values  # totals: not in older messages
+    totals = rest[0] if rest else None
     return GroupNow((group[0], group[1], group[2]),
                     tuple((int(start), restore_tally(tally)) for start, tally in buckets),
                     None if day is None else (int(day[0]), restore_tally(day[1])),
-                    int(waiting), oldest, seen, tuple((str(state), int(n)) for state, n in agents))
+                    int(waiting), oldest, seen, tuple((str(state), int(n)) for state, n in agents),
+                    None if totals is None else restore_totals(totals))
 
 
 class LiveTallies:
@@ -162,6 +167,8 @@ class LiveTallies:
         self._day_sent_ms: dict[Group, int] = {}  # when each group's day tally was last sent
         # group -> offer time -> legs offered then and still waiting
         self._waiting: dict[Group, dict[int, int]] = {}
+        self._totals = RunningTotals(config)
+        self._totals_due: set[Group] = set()  # groups whose totals changed since last sent
         # What was last said of each group's waiting legs, newest event and agents (not saved:
         # after a restore everything is said again).
         self._sent: dict[Group, tuple[int, int | None, int | None, tuple[tuple[str, int], ...]]] = {}
@@ -182,12 +189,13 @@ class LiveTallies:
                 seen[(site, line, event.queue)] = occurred_ms
                 seen[(site, line, LINE_TOTAL)] = occurred_ms
 
-    def add(self, records: Iterable[Record]) -> None:
+    def add(self, records: Sequence[Record]) -> None:
+        self._totals.add(records)
         line_config = self._config.line
         bucket_ms = self._bucket_ms
         window_of = self._days.window_of
         all_buckets, days_now, waiting = self._buckets, self._days_now, self._waiting
-        changed_buckets, changed_days = self._changed_buckets, self._changed_days
+        changed_buckets, changed_days, totals_due = self._changed_buckets, self._changed_days, self._totals_due
         day_start = day_end = 0
         for record in records:
             closed = type(record) is LegClosed
@@ -218,6 +226,7 @@ class LiveTallies:
                     today.arrivals += 1
             changed_buckets.add((group, start))
             changed_days.add(group)
+            totals_due.add(group)
             if record.queue != LINE_TOTAL:
                 # A queue's record opens or closes a leg there and in its line's total.
                 offered_ms = record.offered_ms if closed else at_ms  # type: ignore[union-attr]
@@ -264,8 +273,10 @@ class LiveTallies:
                 self._day_sent_ms[group] = now_ms
                 self._changed_days.discard(group)
             summary = (waiting.get(group, 0), oldest.get(group), self._seen.get(group), tuple(agents.get(group, ())))
-            if full or changed or day is not None or self._sent.get(group) != summary:
-                out.append(GroupNow(group, changed, day, *summary))
+            totals_due = full or group in self._totals_due
+            if full or changed or day is not None or totals_due or self._sent.get(group) != summary:
+                out.append(GroupNow(group, changed, day, *summary, self._totals.of(group) if totals_due else None))
+                self._totals_due.discard(group)
                 self._sent[group] = summary
         self._changed_buckets.clear()
         return out
@@ -278,6 +289,7 @@ class LiveTallies:
             "seen": [[*group, at] for group, at in self._seen.items()],
             "agents": [[site, agent, *value] for (site, agent), value in self._agents.items()],
             "waiting": [[*group, list(offers.items())] for group, offers in self._waiting.items() if offers],
+            "totals": self._totals.state(),
         }
 
     def restore(self, state: dict[str, Json]) -> None:
@@ -287,6 +299,8 @@ class LiveTallies:
         self._seen = {(s, l, q): int(at) for s, l, q, at in state["seen"]}
         self._agents = {(site, agent): (line, queue, st) for site, agent, line, queue, st in state["agents"]}
         self._waiting = {(s, l, q): {int(at): int(n) for at, n in offers} for s, l, q, offers in state["waiting"]}
+        if "totals" in state:  # not in a checkpoint from before the totals: they count from here
+            self._totals.restore(state["totals"])
 
 
 @dataclass(slots=True)
@@ -296,13 +310,15 @@ class _SourceGroup:
     oldest_offered_ms: int | None = None
     last_seen_ms: int | None = None
     agents: tuple[tuple[str, int], ...] = ()
+    totals: GroupTotals | None = None
 
 
 class LiveMerge:
     """The wallboard of the groups one aggregator holds, from every source's GroupNow: rolling
     windows summed from buckets (a bucket counts when it overlaps the window, so a window reaches
     back at most one bucket further), today from the sources' day tallies, waiting legs and agents
-    added up, the longest wait from the oldest waiting leg of any source."""
+    added up, the longest wait from the oldest waiting leg of any source, and the counts since the
+    start (streams/domain/totals.py) added up, each source's never falling back."""
 
     def __init__(self, config: FlowConfig, bucket_ms: int = BUCKET_MS) -> None:
         self._config = config
@@ -333,6 +349,8 @@ class LiveMerge:
         if update.last_seen_ms is not None:
             held.last_seen_ms = update.last_seen_ms
         held.agents = update.agents
+        if update.totals is not None:
+            held.totals = update.totals if held.totals is None else at_least(held.totals, update.totals)
 
     def forget(self, keep: Callable[[Group], bool]) -> None:
         """Drop the groups this aggregator no longer holds."""
@@ -356,6 +374,7 @@ class LiveMerge:
         queues: dict[Group, QueueNow] = {}
         agents: dict[tuple[str, str, str, str], int] = {}
         data_age: dict[Group, float] = {}
+        totals: dict[Group, GroupTotals] = {}
         for group, by_source in sorted(self._sources.items()):
             line = self._config.line(group[1])
             merged = self._merged.get(group, {})
@@ -381,6 +400,8 @@ class LiveMerge:
                 for state, count in held.agents:
                     key = (*group, state)
                     agents[key] = agents.get(key, 0) + count
+                if held.totals is not None:
+                    totals[group] = held.totals if group not in totals else added(totals[group], held.totals)
             if seen is None and not merged and not waiting:
                 for window in figures.values():  # a group of agents only: no calls, no figures
                     window.pop(group, None)
@@ -389,4 +410,4 @@ class LiveMerge:
             queues[group] = QueueNow(waiting, max(0.0, (now_ms - oldest) / 1000) if oldest is not None else 0.0)
             if seen is not None:
                 data_age[group] = max(0.0, (now_ms - seen) / 1000)
-        return BoardSnapshot(now_ms, figures, queues, agents, data_age)
+        return BoardSnapshot(now_ms, figures, queues, agents, data_age, totals=totals)

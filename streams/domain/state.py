@@ -8,15 +8,21 @@ rather than misread."""
 
 from __future__ import annotations
 
+import copyreg
+import io
+import pickle
 from collections import deque
 from dataclasses import fields
-from typing import Any, Final
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
 
-from .call_legs import Arrival, CallState, CallTracker, LegClosed, Leg, LineCall, Record, TrackerCounts
+from .call_legs import CallState, CallTracker, Leg, LineCall, TrackerCounts
 from .config import FlowConfig
 from .events import CallEvent
 from .figures import Tally
-from .flow import CallFlow
+
+if TYPE_CHECKING:
+    from .flow import CallFlow
 from .ordering import EventOrderer, OrderingCounts
 
 STATE_VERSION: Final = 2  # 2: a tracker state may leave its calls out
@@ -166,58 +172,64 @@ def restore_tally(values: list[Json]) -> Tally:
 
 # --- whole flows -----------------------------------------------------------------------------
 
-def _record_state(record: Record) -> list[Json]:
-    return list(record)
+# A flow is saved whole with pickle: its live board keeps rolling windows, waiting legs, callbacks
+# and totals that share objects with each other and with the tracker, and pickle keeps that graph as
+# it is. Loading takes only the domain's own classes and a few standard ones (_FlowUnpickler), so a
+# record that is not a flow's cannot make the loader run anything else.
+_SAFE_MODULES: Final = frozenset({"collections", "zoneinfo", "datetime", "copyreg"})
+_SAFE_BUILTINS: Final = frozenset({"set", "frozenset", "dict", "list", "tuple", "int", "float", "str", "bool",
+                                   "bytes", "object", "slice", "range", "complex", "getattr"})
 
 
-def _restore_record(values: list[Json]) -> Record:
-    return Arrival(*values) if len(values) == len(Arrival._fields) else LegClosed(*values)
+class _FlowUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = (module.startswith("streams.domain.") or module in _SAFE_MODULES
+                   or (module == "builtins" and name in _SAFE_BUILTINS))
+        if not allowed:
+            raise IncompatibleState(f"a saved flow may not name {module}.{name}")
+        return super().find_class(module, name)
 
 
-def _group_tallies(tallies: dict[tuple[str, str, str], Tally]) -> list[Json]:
-    return [[*group, tally_state(tally)] for group, tally in tallies.items()]
+def _read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(mapping)
 
 
-def _restore_group_tallies(values: list[Json]) -> dict[tuple[str, str, str], Tally]:
-    return {(site, line, queue): restore_tally(tally) for site, line, queue, tally in values}
+def _reduce_read_only(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return _read_only, (dict(proxy),)
 
 
-def flow_state(flow: CallFlow) -> dict[str, Json]:
+def load_saved(data: bytes) -> Any:
+    """What was pickled, naming only the domain's classes and plain values (IncompatibleState if not)."""
+    try:
+        return _FlowUnpickler(io.BytesIO(data)).load()
+    except IncompatibleState:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a foreign record makes pickle raise
+        raise IncompatibleState(f"not a saved state ({type(error).__name__})") from None
+
+
+def freeze_flow(flow: CallFlow) -> bytes:
     """A whole CallFlow (orderer, tracker with its calls, open report windows, live board)."""
-    report, board = flow._report, flow._board
-    return {
-        "orderer": orderer_state(flow._orderer),
-        "tracker": tracker_state(flow.tracker),
-        "processed_until_ms": flow._processed_until_ms,
-        "report": None if report is None else [
-            [start, end, _group_tallies(groups)] for (start, end), groups in report._open.items()],
-        "board": None if board is None else {
-            "recent": [_record_state(record) for record in board._recent],
-            "today": list(board._today),
-            "today_tallies": _group_tallies(board._today_tallies),
-            "agents": [[site, agent, *where] for (site, agent), where in board._agents.items()],
-            "last_seen": [[*group, at_ms] for group, at_ms in board._last_seen_ms.items()]},
-    }
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=5)
+    pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _reduce_read_only}
+    pickler.dump(flow)
+    return out.getvalue()
 
 
-def restore_flow(state: dict[str, Json], config: FlowConfig, interval_s: int | None = None,
-                 live: bool = False) -> CallFlow:
-    """The flow of `flow_state`, built for `config` (its lateness applies from now on) with a report
-    of `interval_s` and a live board if asked; a part the state lacks starts empty."""
-    flow = CallFlow(config, interval_s, live)
-    flow._orderer = restore_orderer({**state["orderer"], "lateness_ms": config.allowed_lateness_ms})
-    flow.tracker = restore_tracker(state["tracker"])
-    flow._processed_until_ms = state["processed_until_ms"]
-    report, board = flow._report, flow._board
-    if report is not None and state["report"] is not None:
-        report._open = {(int(start), int(end)): _restore_group_tallies(groups) for start, end, groups in state["report"]}
-        report._earliest_end = min((end for _start, end in report._open), default=None)
-    saved_board = state["board"]
-    if board is not None and saved_board is not None:
-        board._recent = deque(_restore_record(values) for values in saved_board["recent"])
-        board._today = (int(saved_board["today"][0]), int(saved_board["today"][1]))
-        board._today_tallies = _restore_group_tallies(saved_board["today_tallies"])
-        board._agents = {(site, agent): (line, queue, agent_state)
-                         for site, agent, line, queue, agent_state in saved_board["agents"]}
-        board._last_seen_ms = {(site, line, queue): int(at_ms) for site, line, queue, at_ms in saved_board["last_seen"]}
+def thaw_flow(data: bytes, config: FlowConfig | None = None, report: bool = True, board: bool = True) -> CallFlow:
+    """The flow of `freeze_flow`; with `config`, its lateness applies from now on; without its report
+    or its board if not wanted. IncompatibleState if `data` is not a saved flow of this code."""
+    from .flow import CallFlow
+
+    flow = load_saved(data)
+    if not isinstance(flow, CallFlow):
+        raise IncompatibleState("not a saved flow")
+    if config is not None:
+        flow.config = config
+        flow._orderer._lateness_ms = config.allowed_lateness_ms
+    if not report:
+        flow._report = None
+    if not board:
+        flow._board = None
     return flow

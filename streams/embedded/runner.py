@@ -1,5 +1,5 @@
 """The embedded pipeline: polls sources, feeds the domain's CallFlows and publishes figures to the
-Prometheus collector on a timer, so figures decay when traffic stops.
+Prometheus collector and the wallboard on a timer, so figures decay when traffic stops.
 
 Two flows run side by side on the same events: the exact flow waits the full allowed lateness and
 produces the interval report (identical to `callwatch replay` of the recorded events); the board
@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 from streams.domain.config import FlowConfig
 from streams.domain.events import CallEvent, event_to_dict
 from streams.domain.flow import CallFlow
+from streams.domain.live import BoardSnapshot
 from streams.io.codec import encode
 from streams.io.event_lines import Rejection
 from streams.metrics import FigureCollector, PipelineStatus
@@ -30,6 +31,11 @@ log = logging.getLogger("callwatch.run")
 class RunOptions:
     interval_s: int = 900
     publish_every_s: float = 1.0
+    # The wallboard gets a snapshot this often between full publishes (one swapped reference, never
+    # waiting for the server): with the board flow's half-second lateness an event is on the page
+    # within a second (docs/benchmarks.md).
+    board_every_s: float = 0.2
+    publish_board: Callable[[BoardSnapshot], object] | None = None
     batch: int = 5000
     # Optional sinks: each interval row and each accepted event, as a JSON line.
     write_row: Callable[[str], object] | None = None
@@ -60,14 +66,21 @@ class EmbeddedPipeline:
 
     def run(self) -> RunTotals:
         """Until stopped (or every source is exhausted): ingest, and publish once per period."""
-        next_publish = 0.0
+        next_publish = next_board = 0.0
+        options = self._options
         while not self.stopping.is_set():
             now_ms = self._clock.now_ms()
             took = self._ingest_due(now_ms)
-            if time.monotonic() >= next_publish:
+            moment = time.monotonic()
+            if moment >= next_publish:
                 self.publish(now_ms)
-                next_publish = time.monotonic() + self._options.publish_every_s
-            if self._options.stop_when_exhausted and all(s.exhausted for s in self._sources):
+                next_publish = moment + options.publish_every_s
+                next_board = moment + options.board_every_s
+            elif options.publish_board is not None and moment >= next_board:
+                self.board.advance(now_ms)
+                options.publish_board(self.board.snapshot(now_ms))
+                next_board = moment + options.board_every_s
+            if options.stop_when_exhausted and all(s.exhausted for s in self._sources):
                 break
             if not took:
                 self.stopping.wait(0.05)
@@ -101,6 +114,8 @@ class EmbeddedPipeline:
         self._write_rows(self.exact.advance(now_ms))
         self.board.advance(now_ms)
         snapshot = self.board.snapshot(now_ms)
+        if self._options.publish_board is not None:
+            self._options.publish_board(snapshot)
         counts = self.exact.counts
         newest = self.exact.stream_time_ms
         self._collector.publish(snapshot, PipelineStatus(

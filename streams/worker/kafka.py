@@ -7,12 +7,13 @@ Client options come from streams/kafka/clients.py (the one module for them)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import pickle
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from streams.domain.state import IncompatibleState, load_saved
 from streams.kafka.clients import aiokafka_options
 from streams.options import UsageError
 from streams.settings import KafkaSettings
@@ -137,14 +138,15 @@ async def keep_metadata_for(client: Any, topics: list[str]) -> None:
 
 
 def encode_checkpoint(state: dict[str, Any]) -> bytes:
-    return zlib.compress(json.dumps(state, separators=(",", ":")).encode("utf-8"), 1)
+    return zlib.compress(pickle.dumps(state, protocol=5), 1)
 
 
 def decode_checkpoint(value: bytes) -> dict[str, Any]:
-    """A checkpoint record; ValueError when it is not one (corrupt, or written by something else)."""
+    """A checkpoint record; ValueError when it is not one (corrupt, or written by something else).
+    Loaded naming only the domain's classes and plain values (streams/domain/state.py)."""
     try:
-        state = json.loads(zlib.decompress(value))
-    except zlib.error as error:
+        state = load_saved(zlib.decompress(value))
+    except (zlib.error, IncompatibleState) as error:
         raise ValueError(f"not a checkpoint ({error})") from None
     if not isinstance(state, dict):
         raise ValueError("not a checkpoint (not an object)")

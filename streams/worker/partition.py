@@ -25,7 +25,7 @@ from streams.domain.config import FlowConfig
 from streams.domain.events import CallEvent, InvalidEvent, parse_event, parse_ts
 from streams.domain.flow import CallFlow
 from streams.domain.interval_report import ReportRow
-from streams.domain.state import IncompatibleState, check_schema, flow_state, restore_flow, schema
+from streams.domain.state import IncompatibleState, check_schema, freeze_flow, schema, thaw_flow
 from streams.io.codec import decode
 from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
 
@@ -227,8 +227,9 @@ class Partition:
         return rows
 
     def go_live(self) -> None:
-        self.board = restore_flow(flow_state(self.exact), self.board_config, live=True)
-        self.exact = restore_flow(flow_state(self.exact), self.config, self.window_s)
+        saved = freeze_flow(self.exact)
+        self.board = thaw_flow(saved, self.board_config, report=False)
+        self.exact = thaw_flow(saved, board=False)
 
     @property
     def board_flow(self) -> CallFlow:
@@ -240,7 +241,7 @@ class Partition:
         return {"schema": schema(), "fingerprint": self.fingerprint, "partition": self.number,
                 "offsets": [self.next_offset, self.forward_from, self.next_repartitioned],
                 "ends_seen": sorted(self.ends_seen), "end_at_ms": self.end_at_ms, "finished": self.finished,
-                "exact": flow_state(self.exact), "board": None if self.board is None else flow_state(self.board),
+                "exact": freeze_flow(self.exact), "board": None if self.board is None else freeze_flow(self.board),
                 "counts": dataclasses.astuple(self.counts)}
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -254,9 +255,8 @@ class Partition:
             self.next_offset, self.forward_from, self.next_repartitioned = (int(n) for n in state["offsets"])
             self.ends_seen = {int(n) for n in state["ends_seen"]}
             self.end_at_ms, self.finished = state["end_at_ms"], bool(state["finished"])
-            live = state["board"] is not None
-            self.exact = restore_flow(state["exact"], self.config, self.window_s, live=not live)
-            self.board = restore_flow(state["board"], self.board_config, live=True) if live else None
+            self.exact = thaw_flow(state["exact"])
+            self.board = None if state["board"] is None else thaw_flow(state["board"])
             self.counts = Counts(*state["counts"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             if isinstance(error, (CheckpointMismatch, IncompatibleState)):

@@ -74,7 +74,7 @@ def test_surge_fires_and_resolves_the_999_and_101_alerts_and_every_query_returns
         stream_clock: list[tuple[float, float]] = []  # (monotonic, stream time) samples
         while time.monotonic() - t0 < DEADLINE_S:
             assert run.poll() is None, f"callwatch run died:\n{run_log.read_text()[-3000:]}"
-            stream = _instant(prometheus.url, "callwatch_stream_time_seconds")
+            stream = _instant(prometheus.url, "callwatch_newest_event_timestamp_seconds")
             if stream:
                 stream_clock.append((time.monotonic(), float(stream[0]["value"][1])))
             if problems is None and time.monotonic() - t0 >= QUERY_CHECK_AFTER_S:

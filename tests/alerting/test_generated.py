@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from dashboards import alerts as alert_specs
+from dashboards import metrics_doc
 from dashboards.alerts import PRODUCTION, accelerated, alerts, recorded_names
 from dashboards.build import DASHBOARD_DIR, artefacts, dashboards, outdated
 from dashboards.queries import metric_names, panel_queries, rule_queries, selectors, substitute, variable_queries
-from streams.metrics import exported_names
+from streams.metrics import ALL_METRICS, RENAMED, WORKER_METRICS, exported_names
 
 REPO = Path(__file__).resolve().parents[2]
 CALLWATCH = [sys.executable, "-m", "streams.cli"]
@@ -75,14 +76,17 @@ def test_dashboard_uids_are_stable_and_match_their_files():
 def test_every_metric_a_panel_variable_or_rule_names_is_declared():
     declared = exported_names() | recorded_names() | NOT_OURS
     used: dict[str, set[str]] = {}
+    all_queries: list[tuple[str, str]] = []
     for board in dashboards().values():
         for query in panel_queries(board):
             used[query.where] = metric_names(query.expr)
+            all_queries.append((query.where, query.expr))
         for name, definition in variable_queries(board):
             used[f"{board['uid']} / ${name}"] = metric_names(definition.removeprefix("label_values(").rsplit(",", 1)[0])
     for grafana in (False, True):
         for query in rule_queries(grafana=grafana):
             used[query.where] = metric_names(query.expr)
+            all_queries.append((query.where, query.expr))
     undeclared = {where: names - declared for where, names in used.items() if names - declared}
     assert undeclared == {}
     assert all(used.values()), [where for where, names in used.items() if not names]
@@ -90,8 +94,25 @@ def test_every_metric_a_panel_variable_or_rule_names_is_declared():
     everything = set().union(*used.values())
     assert {"callwatch_service_level_ratio", "callwatch_abandonment_ratio", "callwatch_calls_waiting",
             "callwatch_longest_wait_seconds", "callwatch_agents", "callwatch_data_age_seconds",
-            "callwatch_calls_answered_band", "callwatch_events_rejected_total", "callwatch_events_late_total",
+            "callwatch_window_calls_answered_band", "callwatch_events_rejected_total", "callwatch_events_late_total",
             "callwatch_processing_lag_seconds"} <= everything
+    # Managers' ranges come from the counters and the answer-time histogram (increase() works on them).
+    assert {"callwatch_calls_offered_total", "callwatch_calls_abandoned_total", "callwatch_calls_answered_total",
+            "callwatch_calls_answered_band_total", "callwatch_answer_time_seconds_sum",
+            "callwatch_answer_time_seconds_count", "callwatch_answer_time_seconds_bucket"} <= everything
+    # increase() and rate() only ever of counters (and histogram series), never of a gauge.
+    counters = {n for n in exported_names() if n.endswith(("_total", "_sum", "_count", "_bucket"))}
+    for where, expr in all_queries:
+        for inner in re.findall(r"\b(?:increase|rate)\(\s*([a-zA-Z_:][a-zA-Z0-9_:]*)", expr):
+            assert inner in counters, (where, inner)
+
+
+def test_the_metric_list_in_the_docs_names_every_metric_once():
+    listed = [spec.name for _, _, specs in metrics_doc.SECTIONS for spec in specs]
+    assert sorted(listed) == sorted(spec.name for spec in ALL_METRICS + WORKER_METRICS)
+    text = artefacts()[metrics_doc.PATH]
+    for name in exported_names() | set(RENAMED):
+        assert f"`{name}`" in text, name
 
 
 def test_metric_name_extraction_catches_a_typo_and_ignores_labels_and_functions():

@@ -1,6 +1,7 @@
 """promtool on the committed Prometheus files: the rules are lint-clean, pass their unit tests
 (deploy/prometheus/tests/*.test.yml) and the configuration is valid; so is the accelerated rule
-variant the end-to-end test uses."""
+variant the end-to-end test uses. The counters' unit tests run the manager's dashboard queries
+(increase() over the counters), and a test keeps them the dashboard's."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dashboards.alerts import accelerated
+from dashboards.build import dashboards
 from dashboards.prometheus_rules import rule_file
+from dashboards.queries import panel_queries, substitute
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS = REPO / "deploy" / "prometheus"
@@ -30,7 +34,7 @@ def test_rules_are_lint_clean(monitoring_tools):
 
 def test_rule_unit_tests_pass(monitoring_tools):
     tests = sorted(str(p.relative_to(REPO)) for p in (PROMETHEUS / "tests").glob("*.test.yml"))
-    assert len(tests) == 3
+    assert len(tests) == 4
     done = promtool(monitoring_tools, "test", "rules", *tests)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("SUCCESS") == len(tests)
@@ -58,3 +62,14 @@ def test_the_accelerated_rules_are_lint_clean_too(monitoring_tools, tmp_path):
     path.write_text(rule_file(accelerated(60)))
     done = promtool(monitoring_tools, "check", "rules", "--lint=all", "--lint-fatal", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_counter_unit_tests_run_every_range_query_of_the_managers_dashboard():
+    tested = {" ".join(case["expr"].split())
+              for test in yaml.safe_load((PROMETHEUS / "tests" / "counters.test.yml").read_text())["tests"]
+              for case in test["promql_expr_test"]}
+    values = {"site": "default", "line": "999|101", "__range_s": "7200"}
+    ranges = [query for query in panel_queries(dashboards()["callwatch-trends"]) if "increase(" in query.expr]
+    assert len(ranges) >= 8
+    for query in ranges:
+        assert " ".join(substitute(query.expr, values).split()) in tested, f"no promtool test of {query.where}"

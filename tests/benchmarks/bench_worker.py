@@ -479,7 +479,7 @@ def _latency_worker(bootstrap: str, rate: int, seconds: float, workdir: Path, ex
     try:
         _warm_up(bootstrap, prefix, worker.port)
         site = "bench"
-        metric = f"callwatch_calls_arrived{{line=999,queue=*,site={site},window=15m}}"
+        metric = f"callwatch_window_calls_arrived{{line=999,queue=*,site={site},window=15m}}"
         paced = Paced(bootstrap, prefix + "events", rate, seconds, site, tail_s=5.0)
         latencies = _latency_by_scraping(worker.port, metric, paced)
         p50, p99 = _percentiles(latencies)
@@ -496,7 +496,7 @@ def _warm_up(bootstrap: str, prefix: str, port: int) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            if _sample(port, "callwatch_calls_arrived{line=999,queue=*,site=warmup,window=15m}") > 0:
+            if _sample(port, "callwatch_window_calls_arrived{line=999,queue=*,site=warmup,window=15m}") > 0:
                 return
         except OSError:
             pass

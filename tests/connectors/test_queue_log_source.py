@@ -580,7 +580,7 @@ def test_no_raw_number_reaches_the_sink_the_dead_letters_the_logs_or_the_metrics
     totals = pipeline.run()
     thread.join(WAIT_S)
     metrics = generate_latest(registry).decode()
-    assert "callwatch_calls_offered" in metrics and totals.received["queue-log"] > 500
+    assert "callwatch_calls_offered_total" in metrics and totals.received["queue-log"] > 500
     assert totals.rejected["queue-log"] == 3
 
     with events_out.open("w") as events_file, dead_out.open("w") as dead_file:

@@ -1,6 +1,6 @@
 """The worker's design in one property: a stream split by site (the events topic's key), one exact
 and one board CallFlow per part, gives exactly the rows, counts and live board of one flow over the
-whole stream; also when each part's flows are saved to JSON and restored midway (a checkpoint).
+whole stream; also when each part's flows are saved and restored midway (a checkpoint).
 Streams come from test_properties' generator: transfers between queues, lines and sites, repeated
 offers, conflicting outcomes, lost legs, unmatched events, agent states, with duplicates and
 arrival disorder within the lateness."""
@@ -8,7 +8,6 @@ arrival disorder within the lateness."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import zlib
 from typing import Any
 
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 from streams.domain import CallFlow, FlowConfig, parse_event
 from streams.domain.events import CallEvent
 from streams.domain.live import BoardSnapshot
-from streams.domain.state import flow_state, restore_flow
+from streams.domain.state import freeze_flow, thaw_flow
 
 try:
     from .test_properties import FAST, SLOW, streams, within_lateness
@@ -55,17 +54,17 @@ class Pair:
         return self.board.snapshot(now_ms)
 
     def reborn(self) -> Pair:
-        """Through JSON and back, as a checkpoint stores a partition."""
+        """Saved and loaded, as a checkpoint stores a partition."""
         again = Pair(self.config)
-        again.exact = restore_flow(json.loads(json.dumps(flow_state(self.exact))), self.config, WINDOW_S)
-        again.board = restore_flow(json.loads(json.dumps(flow_state(self.board))), self.board_config, live=True)
+        again.exact = thaw_flow(freeze_flow(self.exact))
+        again.board = thaw_flow(freeze_flow(self.board))
         again.rows = self.rows
         return again
 
 
 def _merged(snapshots: list[BoardSnapshot], now_ms: int) -> BoardSnapshot:
     figures: dict[str, dict[Any, dict[str, object]]] = {}
-    queues, agents, ages = {}, {}, {}
+    queues, agents, ages, callbacks, totals = {}, {}, {}, {}, {}
     for snapshot in snapshots:
         for label, by_group in snapshot.figures.items():
             assert not set(by_group) & set(figures.get(label, {})), "a group shown by two parts"
@@ -73,7 +72,22 @@ def _merged(snapshots: list[BoardSnapshot], now_ms: int) -> BoardSnapshot:
         queues.update(snapshot.queues)
         agents.update(snapshot.agents)
         ages.update(snapshot.data_age_s)
-    return BoardSnapshot(now_ms, figures, queues, agents, ages)
+        callbacks.update(snapshot.callbacks)
+        totals.update(snapshot.totals)
+    return BoardSnapshot(now_ms, figures, queues, agents, ages, callbacks, totals)
+
+
+def _consistent(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Without events that name a call's leg in a queue but carry another site than the leg's (the
+    generator's unmatched extras may): a connector writes a leg's events with its site. The tracker
+    matches an outcome by call and queue only, so such an event would land in another site's part."""
+    leg_sites: dict[tuple[str, str], set[str]] = {}
+    for obj in objects:
+        if obj["type"] == "offered":
+            leg_sites.setdefault((obj["call_id"], obj["queue"]), set()).add(obj.get("site", "default"))
+    return [obj for obj in objects if obj["type"] in ("offered", "agent_state")
+            or obj.get("site", "default") in leg_sites.get((obj.get("call_id", ""), obj.get("queue", "")),
+                                                           {obj.get("site", "default")})]
 
 
 def _key(row: dict[str, object]) -> tuple[object, ...]:
@@ -88,6 +102,7 @@ def test_a_stream_split_by_site_gives_the_rows_counts_and_board_of_one_flow(
     disorder is within the live lateness (beyond it, an event is late on one board and not on the
     other: each judges by the newest event it has seen)."""
     config = FlowConfig(allowed_lateness_s=lateness_s, max_wait_s=600, live_lateness_s=0.5)
+    objects = _consistent(objects)
     most_ms = 400 if board_order else lateness_s * 1000
     jitters = data.draw(st.lists(st.integers(0, most_ms), min_size=len(objects), max_size=len(objects)))
     arriving = [parse_event(obj) for obj in within_lateness(objects, jitters)]
@@ -140,7 +155,7 @@ def test_a_board_copied_from_the_exact_flow_goes_on_as_one_live_from_the_start(
         live.advance()
         following.ingest(event)
         following.advance()
-    board = restore_flow(flow_state(following), board_config, live=True)
+    board = thaw_flow(freeze_flow(following), board_config, report=False)
     newest = -1
     for event in events[cut:]:
         live.ingest(event)

@@ -285,8 +285,12 @@ def test_a_simulated_day_through_connector_kafka_and_worker_gives_the_replay_rep
                         30, "the event counters", [worker])
         assert metrics[f"callwatch_events_received_total{{source=kafka:{stack.prefix}events}}"] == len(lines)
         assert metrics[f"callwatch_events_rejected_total{{source=kafka:{stack.prefix}events}}"] == 0
-        today = {k: v for k, v in metrics.items() if k.startswith("callwatch_calls_offered{") and "window=today" in k}
+        today = {k: v for k, v in metrics.items() if k.startswith("callwatch_window_calls_offered{") and "window=today" in k}
         assert today and sum(today.values()) > 0  # the board of the stream's last day
+        # The counters since the start hold every call of the stream: the report's, summed over its windows.
+        for figure in ("offered", "answered", "abandoned"):
+            counted = sum(v for k, v in metrics.items() if k.startswith(f"callwatch_calls_{figure}_total{{") and "queue=*" in k)
+            assert counted == sum(row[figure] for row in expected if row["queue"] == "*") > 0, figure
         assert 0 <= metrics["callwatch_worker_read_loop_age_seconds"] < 5  # the loop goes round, idle too
     finally:
         worker.stop()
@@ -439,13 +443,13 @@ def test_on_the_wall_clock_a_backlog_is_neither_late_nor_missing_from_the_board(
             except OSError:
                 return None
             settled = (samples.get("callwatch_events_accepted_total") == len(lines)
-                       and samples.get("callwatch_calls_answered{line=999,queue=*,site=backlog,window=15m}") == 40)
+                       and samples.get("callwatch_window_calls_answered{line=999,queue=*,site=backlog,window=15m}") == 40)
             return samples if settled else None
 
         samples = _wait(board, 120, "the backlog on the board", [worker])
         assert samples["callwatch_events_late_total"] == 0
-        assert samples["callwatch_calls_arrived{line=999,queue=*,site=backlog,window=15m}"] == 40
-        assert samples["callwatch_calls_answered{line=999,queue=*,site=backlog,window=15m}"] == 40
+        assert samples["callwatch_window_calls_arrived{line=999,queue=*,site=backlog,window=15m}"] == 40
+        assert samples["callwatch_window_calls_answered{line=999,queue=*,site=backlog,window=15m}"] == 40
     finally:
         worker.stop()
 

@@ -49,21 +49,24 @@ def test_run_serves_figures_live_figures_and_pipeline_health_then_stops_graceful
         def figures_present():
             families = scrape(port)
             return families if any(s.labels.get("window") == "15m" and s.labels["queue"] == "*"
-                                   for s in families.get("callwatch_calls_offered", [])) else None
+                                   for s in families.get("callwatch_window_calls_offered", [])) else None
 
         families = wait_for(figures_present, 60, "15-minute figures on /metrics")
         assert set(families) <= exported_names() | {n + "_created" for n in exported_names()}
-        windows = {s.labels["window"] for s in families["callwatch_calls_offered"]}
+        windows = {s.labels["window"] for s in families["callwatch_window_calls_offered"]}
         assert windows == {"15m", "60m", "today"}
-        lines = {s.labels["line"] for s in families["callwatch_calls_offered"]}
+        lines = {s.labels["line"] for s in families["callwatch_window_calls_offered"]}
         assert {"999", "101"} <= lines
         assert families["callwatch_calls_waiting"] and families["callwatch_longest_wait_seconds"]
         assert families["callwatch_agents"] and families["callwatch_data_age_seconds"]
         assert families["callwatch_events_received_total"][0].value > 0
+        # Counters since the start and the answer-time histogram, per group (line totals too).
+        assert any(s.labels["queue"] == "*" and s.value > 0 for s in families["callwatch_calls_offered_total"])
+        assert {s.labels["le"] for s in families["callwatch_answer_time_seconds_bucket"]} >= {"10.0", "30.0", "60.0", "+Inf"}
         assert all(0 <= s.value <= 1 for s in families.get("callwatch_service_level_ratio", []))
         # Stream time moves on as the process runs (600x): figures are recomputed, not frozen.
-        first = families["callwatch_stream_time_seconds"][0].value
-        wait_for(lambda: scrape(port)["callwatch_stream_time_seconds"][0].value > first + 60, 30, "stream time to advance")
+        first = families["callwatch_newest_event_timestamp_seconds"][0].value
+        wait_for(lambda: scrape(port)["callwatch_newest_event_timestamp_seconds"][0].value > first + 60, 30, "stream time to advance")
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
