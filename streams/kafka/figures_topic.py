@@ -33,9 +33,10 @@ async def _read_rows(settings: Settings, topic: str, timeout_s: float) -> list[d
     await consumer.start()
     latest: dict[bytes, bytes | None] = {}
     try:
-        if topic not in await consumer.topics():
+        numbers = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)  # noqa: SLF001
+        if not numbers:
             raise LookupError(f"topic {topic} does not exist")
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

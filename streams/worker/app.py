@@ -17,11 +17,13 @@ from streams.io.codec import encode
 from streams.kafka.figures_topic import LIVE_KEY_PREFIX
 from streams.metrics import CONSUMER_LAG, READ_LOOP_AGE, FigureCollector, PipelineStatus
 from streams.settings import Settings
+from streams.wallboard.server import LatestBoard, add_board_routes
 
 from .ingest import CallIngest, IngestOptions
 from .kafka import CHECKPOINT_MAX_BYTES, Topology, faust_broker
 
 MARKS_TABLE = "board-marks"
+NEWS_EVERY_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,19 @@ def live_rows(snapshot: BoardSnapshot) -> Iterator[tuple[bytes, bytes]]:
             row = {"window": window, "site": group[0], "line": group[1], "queue": group[2],
                    "at_ms": snapshot.now_ms, **figures}
             yield f"{LIVE_KEY_PREFIX}{window}|{'|'.join(group)}".encode(), encode(row).encode()
+
+
+class TableMarks:
+    """The board's callback marks in the worker's Faust table (they survive a restart)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def mark_done(self, site: str, line: str, call_id: str) -> None:
+        self.table[f"{site}|{line}|{call_id}"] = "done"
+
+    def is_done(self, site: str, line: str, call_id: str) -> bool:
+        return f"{site}|{line}|{call_id}" in self.table
 
 
 class WorkerCounters(Collector):
@@ -107,7 +122,12 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
     app.service(ingest)
     # Marks the wallboard's users set (a callback done), kept across restarts in a changelog-backed
     # table every worker holds whole; its changelog is created up front (streams/worker/kafka.py).
-    marks = app.GlobalTable(MARKS_TABLE, default=None, partitions=1, key_type=str, value_type=str)
+    # use_partitioner: written from the board's web handler, not from a stream.
+    marks = app.GlobalTable(MARKS_TABLE, default=None, partitions=1, key_type=str, value_type=str,
+                            use_partitioner=True)
+    board = LatestBoard(settings.flow)
+    board.marks = TableMarks(marks)
+    add_board_routes(app.web.web_app, board)
     registry = CollectorRegistry()
     collector = FigureCollector(settings.flow, registry=registry)
     registry.register(WorkerCounters(ingest))
@@ -119,21 +139,28 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
         return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     ticked = [time.monotonic()]
+    published: list[Any] = [0.0, None]  # when, and the boards' progress then
 
-    @app.timer(options.publish_every_s)
+    @app.timer(min(NEWS_EVERY_S, options.publish_every_s))
     async def publish_figures() -> None:
+        """Every publish period, and as soon as a board has news (at most ten times a second)."""
         clock = time.monotonic()
         ingest.check_pause(clock - ticked[0])
         ticked[0] = clock
+        parts = list(ingest.parts.values())
+        progress = [(part.board_flow.stream_time_ms, part.board_flow.counts.pending) for part in parts]
+        if clock - published[0] < options.publish_every_s and progress == published[1]:
+            return
+        published[:] = [clock, progress]
         ingest.check_rounds()
         ingest.check_topics()
-        parts = list(ingest.parts.values())
         clock_ms = time.time_ns() // 1_000_000
         newest = max((t for part in parts if (t := part.exact.stream_time_ms) is not None), default=None)
         now_ms = clock_ms if wall else newest
         if now_ms is None:
             return
         snapshot = side_by_side([part.board_flow.snapshot(now_ms) for part in parts], now_ms)
+        board.publish(snapshot)
         counts = [part.exact.counts for part in parts]
         collector.publish(snapshot, PipelineStatus(
             received={source: sum(part.counts.received for part in parts)},

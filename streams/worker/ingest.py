@@ -104,7 +104,7 @@ class CallIngest(Service):
         await self._app.producer.maybe_start()
         topology = self._topology
         await keep_metadata_for(self._app.producer._ensure_producer().client, [  # noqa: SLF001 - see keep_metadata_for
-            topology.figures, topology.deadletter, topology.repartition, topology.checkpoints])
+            topology.figures, topology.deadletter, topology.repartition, topology.checkpoints, topology.marks])
         self._consumer = AIOKafkaConsumer(
             **aiokafka_options(self._kafka, f"{self._group_id}-ingest"), group_id=self._group_id,
             # Range: partition p of the events and of the repartition topic go to the same worker.

@@ -53,7 +53,8 @@ class Topology:
     deadletter: str
     repartition: str
     checkpoints: str
-    partitions: int  # of the events topic, and of both internal topics
+    partitions: int  # of the events topic, and of the repartition and checkpoint topics
+    marks: str = ""  # the changelog of the board's marks table
 
 
 async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float = 15.0) -> Topology:
@@ -94,7 +95,7 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
     finally:
         await admin.close()
     return Topology(names["events"], names["figures"], names["deadletter"], internal["repartition"],
-                    internal["checkpoints"], count)
+                    internal["checkpoints"], count, internal["marks"])
 
 
 async def _create_topic(admin: Any, name: str, partitions: int, replicas: int, compacted: bool) -> None:
