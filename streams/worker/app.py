@@ -149,7 +149,9 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
         ticked[0] = clock
         parts = list(ingest.parts.values())
         progress = [(part.board_flow.stream_time_ms, part.board_flow.counts.pending) for part in parts]
-        if clock - published[0] < options.publish_every_s and progress == published[1]:
+        # News at once only from live boards: a board reading a backlog moves hours a second.
+        if clock - published[0] < options.publish_every_s and (
+                progress == published[1] or any(part.board is None for part in parts)):
             return
         published[:] = [clock, progress]
         ingest.check_rounds()

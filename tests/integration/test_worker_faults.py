@@ -63,7 +63,7 @@ def test_a_broker_gone_is_waited_for_quietly_and_sigterm_still_stops_the_worker(
 
 def test_a_worker_paused_past_the_session_timeout_says_so_and_the_report_is_the_replay_s(stack: Stack) -> None:
     path = stack.tmp_path / "paused.jsonl"
-    lines = _sites(stack, path, "2d", seed=60)
+    lines = _sites(stack, path, "1d", seed=60)
     expected = _replay(stack, path)
     stack.produce(lines[:len(lines) // 2])
     workers = [WorkerProcess(stack, f"w{n}", "--session-timeout", "6s") for n in range(2)]

@@ -89,7 +89,7 @@ def test_workers_started_at_the_same_instant_on_a_loaded_topic_publish_the_repla
 
 def test_kill_9_of_one_of_three_workers_under_load_gives_the_replay_report(stack: Stack) -> None:
     path = stack.tmp_path / "load.jsonl"
-    lines = _sites(stack, path, "6d", seed=40)
+    lines = _sites(stack, path, "4d", seed=40)
     expected = _replay(stack, path)
     producing = threading.Thread(target=stack.produce, args=(lines,))
     workers = [WorkerProcess(stack, f"w{number}") for number in range(3)]
