@@ -31,6 +31,7 @@ def _accepted(workers: list[WorkerProcess]) -> float:
 
 def trial(bootstrap: str, count: int, lines: list[bytes], expected: list[dict[str, object]], limit_s: float,
           tmp: Path) -> tuple[bool, float, str]:
+    tmp.mkdir(parents=True)
     stack = Stack(bootstrap, tmp)
     stack.create_topics()
     try:
