@@ -159,7 +159,8 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
         clock_ms = time.time_ns() // 1_000_000
         newest = max((t for part in parts if (t := part.exact.stream_time_ms) is not None), default=None)
         now_ms = clock_ms if wall else newest
-        if now_ms is None:
+        if now_ms is None:  # no partition, or none has events: an empty board, not the last one
+            board.publish(BoardSnapshot(clock_ms, {}, {}, {}, {}))
             return
         snapshot = side_by_side([part.board_flow.snapshot(now_ms) for part in parts], now_ms)
         board.publish(snapshot)

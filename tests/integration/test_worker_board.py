@@ -86,3 +86,54 @@ def test_the_worker_s_board_is_the_embedded_board_and_its_marks_survive_a_restar
         assert call_id not in json.dumps(block["callbacks"])
     finally:
         again.stop()
+
+
+def _groups(worker: WorkerProcess) -> set[tuple[str, str]] | None:
+    """The (site, line) blocks the worker's board shows now; None when it does not answer."""
+    try:
+        view = _get(worker, "/api/v1/board")
+    except OSError:
+        return None
+    return {(site["site"], block["line"]) for site in view.get("sites", []) for block in site["lines"]}
+
+
+def test_a_rebalance_while_the_board_is_watched_shows_no_group_twice_and_none_missing_for_long(
+        stack: Stack) -> None:
+    """Three workers share six sites; one is killed with SIGKILL. Watching the two others' boards
+    twice a second: no site's line is on both at once, and none is missing from both for longer than
+    the session timeout plus the time to restore a partition."""
+    session_s = 6.0
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3720))
+    lines = _sites(stack, stack.tmp_path / "watched.jsonl", "1h", start=start)
+    stack.produce(lines)
+    workers = [WorkerProcess(stack, f"w{n}", "--clock", "wall", "--session-timeout", "6s") for n in range(3)]
+    try:
+        def all_shown() -> set[tuple[str, str]] | None:
+            shown = [_groups(w) for w in workers]
+            if any(s is None for s in shown):
+                return None
+            union = set().union(*shown)  # type: ignore[arg-type]
+            return union if len(union) >= len(SITES) and sum(len(s) for s in shown) == len(union) else None
+        every = _wait(all_shown, 120, "every site on exactly one board", workers)
+        victim = max(workers, key=lambda w: len(_groups(w) or ()))
+        victim.kill9()
+        workers.remove(victim)
+        missing_since: dict[tuple[str, str], float] = {}
+        longest = 0.0
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            shown = [_groups(w) or set() for w in workers]
+            assert not shown[0] & shown[1], f"shown twice: {shown[0] & shown[1]}"
+            now = time.monotonic()
+            for group in every:
+                if any(group in s for s in shown):
+                    if group in missing_since:
+                        longest = max(longest, now - missing_since.pop(group))
+                else:
+                    missing_since.setdefault(group, now)
+            time.sleep(0.5)
+        assert not missing_since, f"still missing after 40 s: {sorted(missing_since)}"
+        assert longest < session_s + 10, f"a group was missing for {longest:.1f} s"
+    finally:
+        for worker in workers:
+            worker.stop()
