@@ -1,6 +1,6 @@
-"""The figures topic's contract for its readers (docs/worker.md): reading the worker's results back: the interval report from the compacted figures topic (the
-latest row per key, in report order, comparable line for line with `callwatch replay`), and the
-end-of-stream marker that lets a finite stream's last windows close."""
+"""The figures topic's contract for its readers (docs/worker.md): the interval report read back from
+the compacted figures topic (the latest row per key, in report order, comparable line for line with
+`callwatch replay`), and the end-of-stream marker that lets a finite stream's last windows close."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def send_end_of_stream(settings: Settings, at_ms: int, topic: str | None = None)
 async def _send_end(settings: Settings, topic: str, at_ms: int) -> int:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(**aiokafka_options(settings.kafka, "callwatch-figures-reader"), acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**aiokafka_options(settings.kafka, "callwatch-end-of-stream"), acks="all",
+                                enable_idempotence=True)
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))

@@ -107,7 +107,8 @@ def run_worker(args: argparse.Namespace) -> int:
         try:
             probe.bind((options.metrics_host, options.metrics_port))
         except OSError as error:
-            raise UsageError(f"cannot listen on {options.metrics_host}:{options.metrics_port}: {error.strerror}") from None
+            raise UsageError(f"cannot listen on {options.metrics_host}:{options.metrics_port}: "
+                             f"{error.strerror}") from None
     topology = asyncio.run(discover(settings.kafka, options.resolved_app_id(settings)))
     worker_app = create_app(settings, options, topology)
     log = logging.getLogger("callwatch.worker")

@@ -121,8 +121,11 @@ class Partition:
             offset = message.offset
             if offset < self.next_offset:
                 # Read again after a restart: applied before the checkpoint, but the forwarding
-                # of other sites' events may not have been done (a copy forwarded twice is a
-                # duplicate of the same event id there, not applied twice).
+                # of other sites' events (and of an end marker) may not have been done (a copy
+                # forwarded twice is a duplicate of the same event id there, not applied twice).
+                if message.headers and _control(message.headers) == END_OF_STREAM:
+                    self._end_marker(message, Taken(forward=taken.forward))
+                    continue
                 again = self._parse(message, [], count=False)
                 if again is not None and (site_partition(again.site) != mine or message.key != again.site.encode()):
                     taken.forward.append(Forward(offset, again.site, again.occurred_ms, message.value or b""))

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from tests.integration.test_worker import Stack, WorkerProcess, _replay, _sites
+from tests.integration.test_worker import REPO, Stack, WorkerProcess, _replay, _sites
 
 
 def _accepted(workers: list[WorkerProcess]) -> float:
@@ -39,18 +40,28 @@ def trial(bootstrap: str, count: int, lines: list[bytes], expected: list[dict[st
         stack.end_of_stream(lines)
         started = time.monotonic()
         workers = [WorkerProcess(stack, f"w{n}") for n in range(count)]
+        outcome = (False, limit_s, "timed out")
         try:
             while time.monotonic() - started < limit_s:
                 if any(w.process.poll() is not None for w in workers):
-                    return False, time.monotonic() - started, "a worker exited"
+                    outcome = (False, time.monotonic() - started, "a worker exited")
+                    break
                 rows = stack.report()
-                if len(rows) >= len(expected) and _accepted(workers) == len(lines):
-                    return rows == expected, time.monotonic() - started, "" if rows == expected else "rows differ"
+                accepted = _accepted(workers)
+                if len(rows) >= len(expected) and accepted == len(lines):
+                    outcome = (rows == expected, time.monotonic() - started, "" if rows == expected else "rows differ")
+                    break
                 time.sleep(1)
-            return False, limit_s, "timed out"
+            else:
+                outcome = (False, limit_s, f"timed out: {len(rows)} of {len(expected)} rows, {accepted:.0f} of "
+                                           f"{len(lines)} events counted")
+            return outcome
         finally:
             for worker in workers:
                 worker.stop()
+            if not outcome[0]:  # keep the workers' logs of a failed trial
+                kept = REPO / "var" / "campaign-failures" / tmp.name
+                shutil.copytree(tmp, kept, ignore=shutil.ignore_patterns("faust"), dirs_exist_ok=True)
     finally:
         stack.delete_topics()
 
