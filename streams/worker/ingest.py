@@ -271,10 +271,11 @@ class CallIngest(Service):
 
     def check_pause(self, since_s: float) -> None:
         """Called by a timer every second or so: `since_s` since its last call."""
-        if since_s > self._options.session_timeout_s:
-            log.warning("the worker did not run for %.0f s (paused, or starved of CPU), longer than the session "
-                        "timeout: its partitions may have moved to another worker; it rejoins the group and carries "
-                        "on from the checkpoints of those it gets", since_s)
+        # Half the session timeout already: the pause that ends it is usually noticed a little late.
+        if since_s > self._options.session_timeout_s / 2:
+            log.warning("the worker did not run for %.1f s (paused, or starved of CPU; session timeout %.0f s): its "
+                        "partitions may have moved to another worker; it rejoins the group if so and carries on from "
+                        "the checkpoints of those it gets", since_s, self._options.session_timeout_s)
 
     def check_topics(self) -> None:
         """Say so, once a minute, while the events topic is missing (deleted under the worker): the
