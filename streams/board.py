@@ -46,6 +46,20 @@ def board_snapshots(batches: Iterable[Batch], config: FlowConfig, instants_ms: I
         board = CallFlow(_in_order(config), live=True)
         released: deque[CallEvent] = deque()
         reading = iter(batches)
+
+        def feed(until_ms: int) -> None:
+            """The released events up to `until_ms` go to the board as they come (every later
+            one is at or after the orderer's watermark, so none is late for the board flow), and
+            the board takes their records in: memory follows the windows, not the gap between
+            two instants."""
+            due: list[CallEvent] = []
+            while released and released[0].occurred_ms <= until_ms:
+                due.append(released.popleft())
+            if due:
+                board.ingest_all(due)
+                board.finish()  # processes them all, those exactly at the instant too
+                board.snapshot(due[-1].occurred_ms)
+
         for at_ms in sorted(set(instants_ms)):
             # Read until every event at or before the instant is out of the orderer (or input ends).
             while not ended[0] and (orderer.released_before_ms is None or orderer.released_before_ms <= at_ms):
@@ -60,11 +74,8 @@ def board_snapshots(batches: Iterable[Batch], config: FlowConfig, instants_ms: I
                     on_reject(rejection)
                 orderer.offer_all(batch.events)
                 released.extend(orderer.release())
-            due: list[CallEvent] = []
-            while released and released[0].occurred_ms <= at_ms:
-                due.append(released.popleft())
-            board.ingest_all(due)
-            board.finish()  # processes them all, those exactly at the instant too
+                feed(at_ms)
+            feed(at_ms)
             board.advance(at_ms)  # legs waiting longer than max_wait before the instant are lost
             yield board.snapshot(at_ms)
 

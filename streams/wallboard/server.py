@@ -15,6 +15,7 @@ import hmac
 import html
 import json
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ TOKEN_COOKIE = "callwatch_board_token"
 # web site open in the control room cannot mark callers done behind the supervisor's back.
 MARK_HEADER = "X-Callwatch-Board"
 STATIC = resources.files(__package__) / "static"
+STREAM_SEND_BUFFER = 256 * 1024
+BOARD: web.AppKey[_Board] = web.AppKey("callwatch_board")
 _ASSET_TYPES = {"board.js": "text/javascript", "board.css": "text/css"}
 
 
@@ -118,6 +121,7 @@ class _Board:
         self._changed: asyncio.Condition | None = None
         self._task: asyncio.Task[None] | None = None
         self.closing = False
+        self.streams_open = 0
 
     def ensure_running(self) -> None:
         if self._task is None or self._task.done():
@@ -174,6 +178,7 @@ def add_board_routes(app: web.Application, source: BoardSource, options: BoardOp
     """Mount the board (page, assets, JSON, stream, marks) on `app`; the stream task starts with
     the application (or with the first request) and stops on its shutdown."""
     board = _Board(source, options)
+    app[BOARD] = board
     guard = _guard(options.token)
 
     async def start(_app: web.Application) -> None:
@@ -285,7 +290,20 @@ class _Handlers:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                "X-Accel-Buffering": "no"})
         await response.prepare(request)
+        connection = request.transport.get_extra_info("socket") if request.transport is not None else None
+        if connection is not None:
+            # What a client has not taken yet stays within this (the kernel's autotuning would let
+            # megabytes pile up for a browser that stopped reading).
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SEND_BUFFER)
         await response.write(b"retry: 1000\n\n")
+        self._board.streams_open += 1
+        try:
+            await self._send_frames(request, response)
+        finally:
+            self._board.streams_open -= 1
+        return response
+
+    async def _send_frames(self, request: web.Request, response: web.StreamResponse) -> None:
         sent = 0
         timeout_s = self._board.options.write_timeout_s
         while True:
@@ -298,8 +316,11 @@ class _Handlers:
                 # bounded, and a client that cannot take one frame in time is dropped.
                 await asyncio.wait_for(response.write(f"id: {sent}\n".encode() + body), timeout_s)
             except (ConnectionError, asyncio.TimeoutError):
+                # Dropped, with whatever it had not taken: finishing the response politely would
+                # wait on the same full socket.
+                if request.transport is not None:
+                    request.transport.abort()
                 break
-        return response
 
     async def mark_done(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get(MARK_HEADER) != "1":
@@ -361,7 +382,7 @@ class BoardServer:
     main thread). `start` returns once it listens, or raises OSError if it cannot."""
 
     def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self._app, self._host, self._port = app, host, port
+        self.app, self._host, self._port = app, host, port
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._ready = threading.Event()
@@ -386,7 +407,7 @@ class BoardServer:
         self._loop.run_forever()
 
     async def _listen(self) -> None:
-        self._runner = web.AppRunner(self._app, shutdown_timeout=2.0, access_log=None)
+        self._runner = web.AppRunner(self.app, shutdown_timeout=2.0, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self._host, self._port).start()
 

@@ -5,7 +5,6 @@ page; none is a sleep."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from decimal import ROUND_HALF_UP, Decimal
@@ -13,6 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from streams.wallboard.server import BoardOptions
+from tests.pipeline.helpers import free_port
 
 from .conftest import START_MS, FlowSource, call_event, serving
 
@@ -100,7 +100,8 @@ def test_numbers_on_the_page_equal_the_snapshot_endpoint(page):
             assert tile("waiting").get_attribute("data-status") == line["status"]["waiting"]
             agents = block.locator('.agents').inner_text()
             assert f"{line['agents']['available']} available" in agents and f"{line['agents']['busy']} busy" in agents
-            assert f"target {round(line['rules']['sl_target'] * 100)} %" in block.locator('[data-k="rule"]').inner_text()
+            assert tile("sl").locator("[data-w]").inner_text().endswith(f"({round(line['rules']['sl_target'] * 100)}\u00a0%)")
+            assert tile("ab").locator("[data-w]").inner_text().endswith(f"({round(line['rules']['abandon_target'] * 100)}\u00a0%)")
             assert line["rules"]["sl_in_words"] in block.locator('[data-k="rule"]').inner_text()
             for queue in line["queues"]:
                 row = block.locator(f'tr[data-queue="{queue["queue"]}"]')
@@ -177,12 +178,6 @@ def test_a_stale_line_greys_out_and_says_since_when(page):
         assert banner.inner_text() == "⚠ No data since Fri 1 Mar, 08:00:00: these figures are stale"
         assert "grayscale(1)" in block.locator(".line-body").evaluate("el => getComputedStyle(el).filter")
         assert "stale" not in line_block(page, "101").get_attribute("class")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_the_page_says_it_is_reconnecting_and_recovers_after_the_server_restarts(page):
@@ -315,3 +310,28 @@ def test_the_longest_wait_ticks_every_second_between_updates(page):
         assert value.inner_text() in ("10 s", "11 s")
         # No new snapshot: the page's own ticking moves it on.
         page.wait_for_function("el => parseInt(el.textContent) >= 12", arg=value.element_handle(), timeout=4000)
+
+
+def test_the_service_level_turns_red_under_target_and_amber_again_only_a_point_above_it(page):
+    source = FlowSource()
+    clock = [T]
+
+    def answer(in_time: int, late: int) -> None:
+        for waited_s in [2] * in_time + [12] * late:
+            clock[0] += 20_000
+            call = f"c{clock[0]}"
+            source.feed(call_event("offered", call, clock[0] - waited_s * 1000), call_event("answered", call, clock[0]))
+        source.publish_at(clock[0] + 1000)
+
+    with serving(source) as server:
+        answer(10, 0)
+        page.goto(f"http://127.0.0.1:{server.port}/")
+        tile = line_block(page, "999").locator('.tiles [data-k="sl"]')
+        seen = []
+        # 999: target 90 %, amber up to 92 %; back from red needs 91 %.
+        for in_time, late, shown in ((0, 0, 1.0), (0, 1, 10 / 11), (0, 1, 10 / 12), (9, 0, 19 / 21), (2, 0, 21 / 23)):
+            answer(in_time, late)
+            page.wait_for_function("([el, text]) => el.querySelector('[data-v]').textContent === text",
+                                   arg=[tile.element_handle(), pct(shown)])
+            seen.append((pct(shown), tile.get_attribute("data-status")))
+    assert seen == [("100.0 %", "green"), ("90.9 %", "amber"), ("83.3 %", "red"), ("90.5 %", "red"), ("91.3 %", "amber")]

@@ -73,19 +73,20 @@
               <div class="tiles">
                 ${tile("sl", `Service level ${windowName(first)}`, rest, "sl")}
                 ${tile("ab", `Abandoned ${windowName(first)}`, rest, "ab")}
-                ${tile("waiting", "Calls waiting", [], "")}
+                ${tile("waiting", "Waiting", [], "")}
                 ${tile("longest", "Longest wait", [], "")}
               </div>
               <div class="agents" data-k="agents"></div>
               <table class="queues"><thead><tr><th>Queue</th><th class="num">Waiting</th>
                 <th class="num">Longest wait</th><th class="num">Service level ${windowName(first)}</th>
-                <th class="num">Abandoned ${windowName(first)}</th><th class="num">Agents free / busy</th></tr></thead>
+                <th class="num">Abandoned ${windowName(first)}</th><th class="num agents-col">Agents free / busy</th></tr></thead>
                 <tbody>${line.queues.map((q) => `
                   <tr data-queue="${esc(q.queue)}"><td>${esc(q.queue)}</td><td class="num" data-k="waiting"></td>
                   <td class="num" data-k="longest"></td><td class="num" data-k="sl"></td>
-                  <td class="num" data-k="ab"></td><td class="num" data-k="agents"></td></tr>`).join("")}
+                  <td class="num" data-k="ab"></td><td class="num agents-col" data-k="agents"></td></tr>`).join("")}
                 </tbody></table>
-              <div class="callbacks"><h3 data-k="cb-head"></h3><div class="list" data-k="cb-list"></div></div>
+              <div class="callbacks"><h3><span data-k="cb-head"></span> <span class="more" data-k="cb-more"></span></h3>
+                <div class="list" data-k="cb-list"></div></div>
             </div>
           </section>`).join("")}
         </div>
@@ -138,14 +139,16 @@
         const el = board.querySelector(`.line[data-site="${CSS.escape(site.site)}"][data-line="${CSS.escape(line.line)}"]`);
         const q = (k) => el.querySelector(`[data-k="${k}"]`);
         const r = line.rules;
-        q("rule").textContent = `Service level = ${r.sl_in_words} · target ${Math.round(r.sl_target * 1000) / 10} % · `
-          + `abandoned target ${Math.round(r.abandon_target * 1000) / 10} %`;
+        q("rule").textContent = `Service level = ${r.sl_in_words}`;
         const f = line.windows[first] || {};
         const offered = f.offered || 0;
+        const target = (share) => ` (${Math.round(share * 1000) / 10}\u00a0%)`;
         fillTile(q("sl"), percentHtml(f.service_level), line.status.service_level[first] || "none", WORDS.higher,
           `${offered} calls · ${f.answered_within_sl || 0} in time`);
+        q("sl").querySelector("[data-w]").textContent += target(r.sl_target);
         fillTile(q("ab"), percentHtml(f.abandonment_rate), line.status.abandonment_rate[first] || "none", WORDS.lower,
           `${f.abandoned || 0} of ${offered} calls`);
+        q("ab").querySelector("[data-w]").textContent += target(r.abandon_target);
         for (const w of rest) {
           const fw = line.windows[w] || {};
           const sl = q(`sl-${w}`);
@@ -181,7 +184,11 @@
           c("agents").textContent = `${queue.agents.available || 0} / ${queue.agents.busy || 0}`;
           row.classList.toggle("stale", queue.stale);
         }
+        // Platforms that report agents per line, not per queue: no column of zeros.
+        const queueAgents = line.queues.some((queue) => Object.values(queue.agents).some((n) => n > 0));
+        el.querySelector(".queues").classList.toggle("no-agents", !queueAgents);
         fillCallbacks(site.site, line, q("cb-head"), q("cb-list"));
+        fitList(q("cb-list"), q("cb-more"));
       }
     }
     tick();
@@ -197,7 +204,7 @@
       list.innerHTML = '<p class="nobody">Nobody to call back.</p>';
       return;
     }
-    const shown = kiosk ? line.callbacks.slice(0, 5) : line.callbacks.slice(0, 200);
+    const shown = line.callbacks.slice(0, 200);
     const more = line.callbacks.length - shown.length;
     list.innerHTML = `<table><tbody>${shown.map((cb) => `
       <tr data-call-id="${esc(cb.call_id)}"><td>${esc(timeOf(new Date(cb.abandoned_at)))}</td><td>${esc(cb.queue)}</td>
@@ -205,6 +212,23 @@
       <td class="num"><button class="done" type="button" data-site="${esc(site)}" data-line="${esc(line.line)}"
         data-call-id="${esc(cb.call_id)}">done</button></td></tr>`).join("")}</tbody></table>`
       + (more > 0 ? `<p class="nobody">and ${more} more</p>` : "");
+  }
+
+  // The list takes the room left down to the bottom of the screen, in whole rows, and says how
+  // many callers are below it (on a kiosk nobody scrolls).
+  function fitList(list, more) {
+    const rows = list.querySelectorAll("tr");
+    if (!rows.length) {
+      list.style.maxHeight = "";
+      more.textContent = "";
+      return;
+    }
+    const rowHeight = rows[0].getBoundingClientRect().height || 1;
+    const room = window.innerHeight - list.getBoundingClientRect().top - 0.03 * window.innerHeight;
+    const fit = Math.max(3, Math.floor(room / rowHeight));
+    list.style.maxHeight = `${fit * rowHeight}px`;
+    const hidden = rows.length - Math.min(fit, rows.length);
+    more.textContent = hidden > 0 ? `${hidden} more below${kiosk ? "" : " (scroll)"}` : "";
   }
 
   board.addEventListener("click", async (event) => {
