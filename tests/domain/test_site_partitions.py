@@ -85,6 +85,10 @@ def _consistent(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for obj in objects:
         if obj["type"] == "offered":
             leg_sites.setdefault((obj["call_id"], obj["queue"]), set()).add(obj.get("site", "default"))
+    # A call offered to equally named queues of two sites: the tracker tells a call's legs apart by
+    # queue name only, so one flow may pair an outcome at one site with the leg at the other.
+    ambiguous = {call_id for (call_id, _queue), sites in leg_sites.items() if len(sites) > 1}
+    objects = [obj for obj in objects if obj.get("call_id") not in ambiguous]
     return [obj for obj in objects if obj["type"] in ("offered", "agent_state")
             or obj.get("site", "default") in leg_sites.get((obj.get("call_id", ""), obj.get("queue", "")),
                                                            {obj.get("site", "default")})]
