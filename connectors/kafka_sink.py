@@ -1,4 +1,4 @@
-"""The Kafka sink of a connector: canonical events to the events topic (key = call_id, message
+"""The Kafka sink of a connector: canonical events to the events topic (key = site, message
 timestamp = event time), rejected records to the dead-letter topic with their reason in a header.
 It never drops a message: it keeps each one until Kafka acknowledges it, sends again what fails,
 and blocks the connector (back-pressure) while its bounded buffer is full. docs/kafka.md says what
@@ -170,9 +170,9 @@ class KafkaSink:
     # --- building messages -------------------------------------------------------------------
 
     def _event_message(self, event: CallEvent) -> _Message:
-        # agent_state events belong to no call: keyed by agent, so one agent's states stay in order.
-        key = event.call_id or f"agent:{event.agent}"
-        return _Message(self._events_topic, key.encode("utf-8"), encode(event_to_dict(event)).encode("utf-8"),
+        # Keyed by site: every event a site's figures need (its calls, transfers between its queues
+        # and lines, its agents' states) is in one partition, in the order sent (docs/worker.md).
+        return _Message(self._events_topic, event.site.encode("utf-8"), encode(event_to_dict(event)).encode("utf-8"),
                         [], event.occurred_ms, event.event_id)
 
     def _dead_letter_message(self, letter: DeadLetter) -> _Message:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Final, Mapping
 
-from streams.metrics import READ_LOOP_AGE
+from streams.metrics import CONSUMER_LAG, READ_LOOP_AGE
 
 WINDOWS: Final = ("15m", "60m")
 RUN_JOB: Final = "callwatch-run"
@@ -54,6 +54,10 @@ class Policy:
     # it for seconds, never minutes.
     read_loop_limit_s: int = 120
     read_loop_timing: tuple[int, int] = (60, 0)
+    # A worker behind by this many messages of one partition for 10 minutes is not keeping up (a
+    # busy centre sends a few events a second: 10,000 is most of an hour behind).
+    consumer_lag_limit: int = 10_000
+    consumer_lag_timing: tuple[int, int] = (600, 300)
     reject_share: float = 0.01
     reject_min: int = 10
     reject_timing: tuple[int, int] = (300, 900)
@@ -261,6 +265,17 @@ def worker_not_reading(policy: Policy) -> Alert:
         value_format="humanizeDuration")
 
 
+def consumer_lag(policy: Policy) -> Alert:
+    return _platform_alert(
+        policy, "CallwatchWorkerConsumerLag", "callwatch-worker-consumer-lag",
+        f"{CONSUMER_LAG.name} > {policy.consumer_lag_limit}", policy.consumer_lag_timing, "ticket",
+        summary="callwatch worker {{ $labels.instance }} is behind on {{ $labels.topic }} partition {{ $labels.partition }}",
+        description=(f"VALUE messages of {{{{ $labels.topic }}}} partition {{{{ $labels.partition }}}} are not read "
+                     f"yet (limit {policy.consumer_lag_limit}) and have not been for 10 minutes: the worker holding "
+                     "it is not keeping up. One partition carries whole sites: a busy site needs a worker to itself."),
+        value_format='printf "%.0f"')
+
+
 def dead_letters(policy: Policy) -> Alert:
     return _platform_alert(
         policy, "CallwatchDeadLettersRising", "callwatch-dead-letters",
@@ -319,7 +334,7 @@ def groups(policy: Policy = PRODUCTION) -> tuple[Group, ...]:
         Group("callwatch-pipeline", (
             received_rate, reject_share,
             pipeline_down(policy), figures_not_published(policy), processing_lag(policy),
-            worker_not_reading(policy), dead_letters(policy), late_events(policy),
+            worker_not_reading(policy), consumer_lag(policy), dead_letters(policy), late_events(policy),
         )),
     )
 

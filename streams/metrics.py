@@ -113,7 +113,8 @@ ALL_METRICS: Final = (
 # `callwatch worker`'s own (streams/worker/health.py): how long ago its loop reading the events topic
 # last went round. Not a figure of the pipeline's: the worker exports it beside the collector.
 READ_LOOP_AGE: Final = _spec("callwatch_worker_read_loop_age_seconds", "gauge", "Seconds since the worker's loop reading the events topic last went round (under a second when all is well; growing: no events are read).", ())
-WORKER_METRICS: Final = (READ_LOOP_AGE,)
+CONSUMER_LAG: Final = _spec("callwatch_worker_consumer_lag_messages", "gauge", "Messages not read yet, per topic and partition the worker holds (the topic's end minus the worker's position).", ("topic", "partition"))
+WORKER_METRICS: Final = (READ_LOOP_AGE, CONSUMER_LAG)
 
 # A connector's own figures, which `callwatch run --source NAME` exports beside the collector
 # (connectors/ami/ami_source.py): how the AMI connector decided the exits Asterisk left open.

@@ -35,9 +35,7 @@ class TopicSpec:
 
 TOPICS = (
     TopicSpec("events", 6, {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
-              "canonical call events, key = call_id"),
-    TopicSpec("outcomes", 6, {"cleanup.policy": "delete", "retention.ms": str(7 * DAY_MS)},
-              "call-leg outcomes, key = call_id"),
+              "canonical call events, key = site"),
     # Compacted: the latest value per figure key is kept. Hourly segments so compaction can run.
     TopicSpec("figures", 6, {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)},
               "latest figures, compacted, key = figure key"),

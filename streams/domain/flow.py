@@ -62,9 +62,13 @@ class CallFlow:
         """End of a finite stream: process what is buffered and return every remaining row."""
         return [row.as_dict() for row in self.finish_rows()]
 
-    def finish_rows(self) -> list[ReportRow]:
-        """`finish`, the rows as ReportRows."""
+    def finish_rows(self, until_ms: int | None = None) -> list[ReportRow]:
+        """`finish`, the rows as ReportRows. `until_ms`: the stream's last event time when this flow
+        saw only part of the stream (one partition of it): its lost legs close up to there too, as
+        the whole stream's last event would have closed them."""
         self._process(self._orderer.drain())
+        if until_ms is not None:
+            self._move_to(until_ms)
         if self._report is not None:
             return self._report.remaining_rows()
         return []

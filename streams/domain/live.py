@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field, fields
-from typing import Final, NamedTuple, Sequence
+from typing import Final, Iterable, NamedTuple, Sequence
 
 from .call_legs import LINE_TOTAL, Arrival, CallTracker, LegClosed, Record
 from .config import FlowConfig
@@ -314,3 +314,17 @@ def _uncount(tallies: dict[Group, Tally], record: Record, config: FlowConfig) ->
 
 def _at(record: Record) -> int:
     return record.closed_ms if type(record) is LegClosed else record.occurred_ms  # type: ignore[union-attr]
+
+
+def side_by_side(snapshots: Iterable[BoardSnapshot], now_ms: int) -> BoardSnapshot:
+    """One board of several that show disjoint groups (the sites of different partitions)."""
+    board = BoardSnapshot(now_ms, {}, {}, {}, {})
+    for snapshot in snapshots:
+        for label, by_group in snapshot.figures.items():
+            board.figures.setdefault(label, {}).update(by_group)
+        board.queues.update(snapshot.queues)
+        board.agents.update(snapshot.agents)
+        board.data_age_s.update(snapshot.data_age_s)
+        board.callbacks.update(snapshot.callbacks)
+        board.totals.update(snapshot.totals)
+    return board

@@ -8,13 +8,21 @@ rather than misread."""
 
 from __future__ import annotations
 
+import copyreg
+import io
+import pickle
 from collections import deque
 from dataclasses import fields
-from typing import Any, Final
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
 
 from .call_legs import CallState, CallTracker, Leg, LineCall, TrackerCounts
+from .config import FlowConfig
 from .events import CallEvent
 from .figures import Tally
+
+if TYPE_CHECKING:
+    from .flow import CallFlow
 from .ordering import EventOrderer, OrderingCounts
 
 STATE_VERSION: Final = 2  # 2: a tracker state may leave its calls out
@@ -160,3 +168,68 @@ def restore_tally(values: list[Json]) -> Tally:
     if len(values) != len(_TALLY_FIELDS):
         raise IncompatibleState("a tally with another number of fields")
     return Tally(*values)
+
+
+# --- whole flows -----------------------------------------------------------------------------
+
+# A flow is saved whole with pickle: its live board keeps rolling windows, waiting legs, callbacks
+# and totals that share objects with each other and with the tracker, and pickle keeps that graph as
+# it is. Loading takes only the domain's own classes and a few standard ones (_FlowUnpickler), so a
+# record that is not a flow's cannot make the loader run anything else.
+_SAFE_MODULES: Final = frozenset({"collections", "zoneinfo", "datetime", "copyreg"})
+_SAFE_BUILTINS: Final = frozenset({"set", "frozenset", "dict", "list", "tuple", "int", "float", "str", "bool",
+                                   "bytes", "object", "slice", "range", "complex", "getattr"})
+
+
+class _FlowUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = (module.startswith("streams.domain.") or module in _SAFE_MODULES
+                   or (module == "builtins" and name in _SAFE_BUILTINS))
+        if not allowed:
+            raise IncompatibleState(f"a saved flow may not name {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_only(mapping: dict[Any, Any]) -> MappingProxyType[Any, Any]:
+    return MappingProxyType(mapping)
+
+
+def _reduce_read_only(proxy: MappingProxyType[Any, Any]) -> tuple[Any, tuple[dict[Any, Any]]]:
+    return _read_only, (dict(proxy),)
+
+
+def load_saved(data: bytes) -> Any:
+    """What was pickled, naming only the domain's classes and plain values (IncompatibleState if not)."""
+    try:
+        return _FlowUnpickler(io.BytesIO(data)).load()
+    except IncompatibleState:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever a foreign record makes pickle raise
+        raise IncompatibleState(f"not a saved state ({type(error).__name__})") from None
+
+
+def freeze_flow(flow: CallFlow) -> bytes:
+    """A whole CallFlow (orderer, tracker with its calls, open report windows, live board)."""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=5)
+    pickler.dispatch_table = {**copyreg.dispatch_table, MappingProxyType: _reduce_read_only}
+    pickler.dump(flow)
+    return out.getvalue()
+
+
+def thaw_flow(data: bytes, config: FlowConfig | None = None, report: bool = True, board: bool = True) -> CallFlow:
+    """The flow of `freeze_flow`; with `config`, its lateness applies from now on; without its report
+    or its board if not wanted. IncompatibleState if `data` is not a saved flow of this code."""
+    from .flow import CallFlow
+
+    flow = load_saved(data)
+    if not isinstance(flow, CallFlow):
+        raise IncompatibleState("not a saved flow")
+    if config is not None:
+        flow.config = config
+        flow._orderer._lateness_ms = config.allowed_lateness_ms
+    if not report:
+        flow._report = None
+    if not board:
+        flow._board = None
+    return flow

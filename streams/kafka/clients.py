@@ -94,3 +94,24 @@ def open_metadata_client(kafka: KafkaSettings, client_id: str, wait_s: float, **
         consumer.close()
         raise
     return consumer
+
+
+def aiokafka_options(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
+    """The same options for aiokafka (the worker's client, as Faust's): TLS as an SSL context."""
+    options = client_options(kafka, client_id)
+    del options["allow_auto_create_topics"]  # aiokafka consumers never create topics; producers have no such option
+    files = {name: options.pop(name, None) for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile")}
+    if options["security_protocol"] in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        options["ssl_context"] = create_ssl_context(cafile=files["ssl_cafile"], certfile=files["ssl_certfile"],
+                                                    keyfile=files["ssl_keyfile"])
+    return options
+
+
+def site_partition(site: str, partitions: int) -> int:
+    """The events partition of a site: the Java client's default partitioner (murmur2 of the key),
+    which kafka-python's and aiokafka's producers use for the key `site` as well."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(site.encode("utf-8")) & 0x7FFFFFFF) % partitions

@@ -1,30 +1,39 @@
-"""The Faust app of `callwatch worker`, built by `create_app` (no import-time globals): the
-`track_calls` ingest service, the `aggregate_figures` agent with its changelog-backed tables, the
-`publish_figures` timer and the Prometheus collector they publish to."""
+"""The Faust app of `callwatch worker`, built by `create_app` (no import-time globals): the ingest
+service (streams/worker/ingest.py), the timer that publishes the live board and counters, and
+Faust's web server serving them on /metrics."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
 
-from streams.metrics import READ_LOOP_AGE, FigureCollector, PipelineStatus
+from streams.domain.live import BoardSnapshot, side_by_side
+from streams.io.codec import encode
+from streams.kafka.figures_topic import LIVE_KEY_PREFIX
+from streams.metrics import CONSUMER_LAG, READ_LOOP_AGE, FigureCollector, PipelineStatus
 from streams.settings import Settings
+from streams.wallboard.server import LatestBoard, add_board_routes
 
-from . import agents
 from .ingest import CallIngest, IngestOptions
-from .kafka import CHECKPOINT_MAX_BYTES, Topology, faust_broker, read_range
-from .messages import outcomes_partition
+from .kafka import CHECKPOINT_MAX_BYTES, Topology, faust_broker
+
+MARKS_TABLE = "board-marks"
+NEWS_EVERY_S = 0.1
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    app_id: str = ""  # default: <topic prefix>worker; also the consumer groups' and changelogs' prefix
+    app_id: str = ""  # default: <topic prefix>worker; also the consumer group's and internal topics' prefix
     workdir: str = "var/worker"
     publish_every_s: float = 1.0
     session_timeout_s: float = 10.0  # a dead worker's partitions move on after this long
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9109
     live_rows_to_topic: bool = True  # the board's rows on the figures topic too, every publish
     ingest: IngestOptions = field(default_factory=IngestOptions)
 
@@ -36,73 +45,137 @@ class WorkerOptions:
 class WorkerApp:
     app: Any  # faust.App
     ingest: CallIngest
-    aggregator: agents.Aggregator
     collector: FigureCollector
+    registry: CollectorRegistry
     topology: Topology
+    marks: Any  # faust.GlobalTable
 
 
-def create_app(settings: Settings, options: WorkerOptions, topology: Topology,
-               registry: CollectorRegistry | None = None) -> WorkerApp:
+def live_rows(snapshot: BoardSnapshot) -> Iterator[tuple[bytes, bytes]]:
+    """The board as figures-topic messages: one per rolling window (and today) and group."""
+    for window, by_group in snapshot.figures.items():
+        for group, figures in by_group.items():
+            row = {"window": window, "site": group[0], "line": group[1], "queue": group[2],
+                   "at_ms": snapshot.now_ms, **figures}
+            yield f"{LIVE_KEY_PREFIX}{window}|{'|'.join(group)}".encode(), encode(row).encode()
+
+
+class TableMarks:
+    """The board's callback marks in the worker's Faust table (they survive a restart)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def mark_done(self, site: str, line: str, call_id: str) -> None:
+        self.table[f"{site}|{line}|{call_id}"] = "done"
+
+    def is_done(self, site: str, line: str, call_id: str) -> bool:
+        return f"{site}|{line}|{call_id}" in self.table
+
+
+class WorkerCounters(Collector):
+    """Every counter the worker keeps, and its consumer lag, on /metrics."""
+
+    def __init__(self, ingest: CallIngest) -> None:
+        self.ingest = ingest
+
+    def collect(self) -> Iterator[Any]:
+        ingest = self.ingest
+        totals = {"forwarded": 0, "deleted_unread": 0}
+        for part in list(ingest.parts.values()):
+            totals["forwarded"] += part.counts.forwarded
+            totals["deleted_unread"] += part.counts.deleted_unread
+        for name, value, text in (
+                ("callwatch_worker_dead_lettered", ingest.dead_lettered, "Messages sent to the dead-letter topic."),
+                ("callwatch_worker_forwarded", totals["forwarded"],
+                 "Events of another partition's site forwarded to the repartition topic."),
+                ("callwatch_worker_deleted_unread", totals["deleted_unread"],
+                 "Events the topic's retention deleted before they were read."),
+                ("callwatch_worker_checkpoints", ingest.checkpoints, "Partition checkpoints written."),
+                ("callwatch_worker_rows", ingest.rows, "Interval rows published to the figures topic.")):
+            family = CounterMetricFamily(name, text)
+            family.add_metric([], value)
+            yield family
+        lag = GaugeMetricFamily(CONSUMER_LAG.name, CONSUMER_LAG.help, labels=list(CONSUMER_LAG.labels))
+        for (topic, number), behind in sorted(ingest.lag().items()):
+            lag.add_metric([topic, str(number)], behind)
+        yield lag
+        age = GaugeMetricFamily(READ_LOOP_AGE.name, READ_LOOP_AGE.help)
+        age.add_metric([], ingest.rounds.age(time.monotonic()))
+        yield age
+        held = GaugeMetricFamily("callwatch_worker_partitions", "Events partitions this worker holds.")
+        held.add_metric([], len(ingest.parts))
+        yield held
+
+
+def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -> WorkerApp:
     import faust
 
     app_id = options.resolved_app_id(settings)
     brokers, credentials = faust_broker(settings.kafka)
     app = faust.App(
         app_id, broker=brokers, broker_credentials=credentials, datadir=options.workdir,
-        web_enabled=False, topic_disable_leader=True, topic_partitions=topology.outcomes_partitions,
-        consumer_auto_offset_reset="earliest", producer_max_request_size=CHECKPOINT_MAX_BYTES,
-        stream_buffer_maxsize=4096, broker_session_timeout=options.session_timeout_s,
-        broker_heartbeat_interval=options.session_timeout_s / 4)
-    outcomes = app.topic(topology.outcomes, key_serializer="raw", value_serializer="raw")
-
-    async def send_figure(key: bytes, value: bytes) -> Any:
-        """Queue a row; returns what to await for its delivery. Straight to the producer: a Faust
-        topic's send costs more than the row it carries."""
-        return await app.producer.send(topology.figures, key, value, None, None, None)
-
-    table_options: dict[str, Any] = {"default": None, "partitions": topology.outcomes_partitions,
-                                     "schema": faust.Schema(key_serializer="json", value_serializer="json")}
-    aggregator = agents.Aggregator(settings.flow, app.Table("window-parts", **table_options),
-                                   app.Table("progress", **table_options), send_figure)
+        web_enabled=True, web_bind=options.metrics_host, web_host=options.metrics_host,
+        web_port=options.metrics_port, topic_disable_leader=True, producer_max_request_size=CHECKPOINT_MAX_BYTES,
+        broker_session_timeout=options.session_timeout_s, broker_heartbeat_interval=options.session_timeout_s / 4)
     ingest = CallIngest(app, settings.kafka, settings.flow, topology, f"{app_id}-events", options.ingest)
     app.service(ingest)
+    # Marks the wallboard's users set (a callback done), kept across restarts in a changelog-backed
+    # table every worker holds whole; its changelog is created up front (streams/worker/kafka.py).
+    # use_partitioner: written from the board's web handler, not from a stream.
+    marks = app.GlobalTable(MARKS_TABLE, default=None, partitions=1, key_type=str, value_type=str,
+                            use_partitioner=True)
+    board = LatestBoard(settings.flow)
+    board.marks = TableMarks(marks)
+    add_board_routes(app.web.web_app, board)
+    registry = CollectorRegistry()
     collector = FigureCollector(settings.flow, registry=registry)
-    wall = options.ingest.wall_clock
+    registry.register(WorkerCounters(ingest))
     source = f"kafka:{topology.events}"
+    wall = options.ingest.wall_clock
 
-    if registry is not None:
-        from prometheus_client import Gauge
+    @app.page("/metrics")
+    async def metrics(view: Any, _request: Any) -> Any:
+        return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-        Gauge(READ_LOOP_AGE.name, READ_LOOP_AGE.help,
-              registry=registry).set_function(lambda: ingest.rounds.age(time.monotonic()))
+    ticked = [time.monotonic()]
+    published: list[Any] = [0.0, None]  # when, and the boards' progress then
 
-    async def publish(to_topic: bool) -> None:
-        """The merged board to the Prometheus collector (and, with `to_topic`, to the figures topic)."""
-        ingest.check_rounds()
-        aggregator.live_changed = False
-        held = {tp.partition for tp in app.consumer.assignment() if tp.topic == topology.outcomes}
-        aggregator.live.forget(lambda group: outcomes_partition(group, topology.outcomes_partitions) in held)
-        clock_ms = agents.wall_ms()
-        now_ms = clock_ms if wall else aggregator.status.stream_time_ms
-        if now_ms is None:
+    @app.timer(min(NEWS_EVERY_S, options.publish_every_s))
+    async def publish_figures() -> None:
+        """Every publish period, and as soon as a board has news (at most ten times a second)."""
+        clock = time.monotonic()
+        ingest.check_pause(clock - ticked[0])
+        ticked[0] = clock
+        parts = list(ingest.parts.values())
+        progress = [(part.board_flow.stream_time_ms, part.board_flow.counts.pending) for part in parts]
+        # News at once only from live boards: a board reading a backlog moves hours a second.
+        if clock - published[0] < options.publish_every_s and (
+                progress == published[1] or any(part.board is None for part in parts)):
             return
-        snapshot = aggregator.live.snapshot(now_ms)
-        status = ingest.status
-        newest = status.stream_time_ms
+        published[:] = [clock, progress]
+        ingest.check_rounds()
+        ingest.check_topics()
+        clock_ms = time.time_ns() // 1_000_000
+        newest = max((t for part in parts if (t := part.exact.stream_time_ms) is not None), default=None)
+        now_ms = clock_ms if wall else newest
+        if now_ms is None:  # no partition, or none has events: an empty board, not the last one
+            board.publish(BoardSnapshot(clock_ms, {}, {}, {}, {}))
+            return
+        snapshot = side_by_side([part.board_flow.snapshot(now_ms) for part in parts], now_ms)
+        board.publish(snapshot)
+        counts = [part.exact.counts for part in parts]
         collector.publish(snapshot, PipelineStatus(
-            received={source: status.received}, rejected={source: status.rejected},
-            accepted=status.accepted, duplicates=status.duplicates, late=status.late,
-            conflicts=status.conflicts, unmatched=status.unmatched, pending=status.pending,
+            received={source: sum(part.counts.received for part in parts)},
+            rejected={source: sum(part.counts.rejected for part in parts)},
+            accepted=sum(c.accepted for c in counts), duplicates=sum(c.duplicates for c in counts),
+            late=sum(c.late for c in counts), conflicts=sum(c.conflicts for c in counts),
+            unmatched=sum(c.unmatched for c in counts), pending=sum(c.pending for c in counts),
             stream_time_s=None if newest is None else newest / 1000,
             processing_lag_s=None if newest is None else max(0.0, (clock_ms - newest) / 1000),
             published_at_s=time.time()))
-        if to_topic and options.live_rows_to_topic:
-            for key, value in agents.live_rows(snapshot):
-                await send_figure(key, value)
+        if options.live_rows_to_topic:
+            for key, value in live_rows(snapshot):
+                await app.producer.send(topology.figures, key, value, None, None, None)
 
-    async def read_missed(partition: int, start: int, end: int) -> list[bytes | None]:
-        return await read_range(settings.kafka, topology.outcomes, partition, start, end)
-
-    agents.register(app, aggregator, outcomes, publish, options.publish_every_s, read_missed)
-
-    return WorkerApp(app, ingest, aggregator, collector, topology)
+    return WorkerApp(app, ingest, collector, registry, topology, marks)

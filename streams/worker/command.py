@@ -8,7 +8,9 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
+import threading
 from typing import Any
 
 from streams.domain.config import InvalidConfig
@@ -62,37 +64,37 @@ def _options(args: argparse.Namespace) -> Any:
         raise UsageError(f"--window: {error}") from None
     if args.clock not in ("stream", "wall"):
         raise UsageError(f"--clock must be stream or wall, not {args.clock!r}")
-    try:
-        checkpoint_s = parse_duration_s(args.checkpoint_every)
-    except InvalidConfig as error:
-        raise UsageError(f"--checkpoint-every: {error}") from None
-    try:
-        publish_s = parse_duration_s(args.publish_every)
-    except InvalidConfig as error:
-        raise UsageError(f"--publish-every: {error}") from None
-    if not 0.05 <= publish_s <= 60:
+    durations = {}
+    for name in ("checkpoint_every", "publish_every", "session_timeout"):
+        try:
+            durations[name] = parse_duration_s(getattr(args, name))
+        except InvalidConfig as error:
+            raise UsageError(f"--{name.replace('_', '-')}: {error}") from None
+    if not 0.05 <= durations["publish_every"] <= 60:
         raise UsageError(f"--publish-every must be between 50ms and 60s, not {args.publish_every!r}")
-    try:
-        session_s = parse_duration_s(args.session_timeout)
-    except InvalidConfig as error:
-        raise UsageError(f"--session-timeout: {error}") from None
+    session_s = durations["session_timeout"]
     if not 6 <= session_s <= 300:
         raise UsageError(f"--session-timeout must be between 6s and 300s, not {args.session_timeout!r}")
     if args.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise UsageError(f"--log-level must be debug, info, warning or error, not {args.log_level!r}")
     return WorkerOptions(app_id=args.app_id or "", workdir=args.workdir, session_timeout_s=session_s,
-                         publish_every_s=publish_s,
+                         publish_every_s=durations["publish_every"], metrics_host=args.metrics_host,
+                         metrics_port=number(args.metrics_port, "--metrics-port", int, 1),
                          ingest=IngestOptions(window_s=window_s, wall_clock=args.clock == "wall",
-                                              checkpoint_every_s=checkpoint_s, session_timeout_s=session_s,
-                                              # wallboard parts at least twice per publication
-                                              live_every_s=min(0.1, publish_s / 2)))
+                                              checkpoint_every_s=durations["checkpoint_every"],
+                                              session_timeout_s=session_s))
+
+
+STOP_GRACE_S = 5.0  # after Ctrl-C or SIGTERM: then the process ends anyway (nothing is lost, see below)
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    import socket
+
     from faust import Worker
-    from prometheus_client import CollectorRegistry, start_http_server
 
     from .app import create_app
+    from .health import quiet_repeats
     from .kafka import discover
 
     try:
@@ -100,22 +102,39 @@ def run_worker(args: argparse.Namespace) -> int:
     except SettingsError as error:
         raise UsageError(str(error)) from None
     options = _options(args)
-    port = number(args.metrics_port, "--metrics-port", int, 1)
+    with socket.socket() as probe:  # a busy port is a usage error now, not a crash of Faust's web server later
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((options.metrics_host, options.metrics_port))
+        except OSError as error:
+            raise UsageError(f"cannot listen on {options.metrics_host}:{options.metrics_port}: "
+                             f"{error.strerror}") from None
     topology = asyncio.run(discover(settings.kafka, options.resolved_app_id(settings)))
-    registry = CollectorRegistry()
-    worker_app = create_app(settings, options, topology, registry)
-    try:
-        server, _thread = start_http_server(port, addr=args.metrics_host, registry=registry)
-    except OSError as error:
-        raise UsageError(f"cannot listen on {args.metrics_host}:{port}: {error.strerror}") from None
+    worker_app = create_app(settings, options, topology)
     log = logging.getLogger("callwatch.worker")
     sys.stderr.write(f"callwatch worker: {options.resolved_app_id(settings)} on {topology.events} "
-                     f"({topology.events_partitions} partitions); metrics at "
-                     f"http://{args.metrics_host}:{port}/metrics\n")
-    worker = Worker(worker_app.app, loglevel=args.log_level.lower(), quiet=True, redirect_stdouts=False)
+                     f"({topology.partitions} partitions); metrics at "
+                     f"http://{options.metrics_host}:{options.metrics_port}/metrics\n")
+
+    class StoppingWorker(Worker):  # type: ignore[misc]
+        """Stops within STOP_GRACE_S whatever the broker does: a worker that cannot flush or commit
+        (broker gone) would otherwise wait for it. Ending without a last checkpoint loses nothing:
+        the next owner reads again from the previous one."""
+
+        def _schedule_shutdown(self, signal: Any) -> None:
+            if not self._signal_stop_time:
+                timer = threading.Timer(STOP_GRACE_S, _exit_now, args=(log,))
+                timer.daemon = True
+                timer.start()
+            super()._schedule_shutdown(signal)
+
+        def on_setup_root_logger(self, logger: Any, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            quiet_repeats(logger)
+
+    worker = StoppingWorker(worker_app.app, loglevel=args.log_level.lower(), quiet=True, redirect_stdouts=False)
     # Faust's terminal spinner turns the root logger down to DEBUG so that it can spin on every log
-    # record: every debug line of aiokafka and Faust (one per message sent) was then built and
-    # handed to it, about 4 % of the worker's time, and its escape codes went into the log.
+    # record: every debug line of aiokafka and Faust was then built and handed to it.
     worker.spinner = None
     _collect_rarely()
     _release_freed_memory()
@@ -125,17 +144,21 @@ def run_worker(args: argparse.Namespace) -> int:
         code = done.code if isinstance(done.code, int) else EXIT_FAILED
     else:
         code = EXIT_OK
-    finally:
-        server.shutdown()
     ingest = worker_app.ingest
     if ingest.fatal is not None:
         sys.stderr.write(f"callwatch worker: error: {ingest.fatal}: the state saved by app id "
                          f"{options.resolved_app_id(settings)} cannot be used; start with another --app-id\n")
         return EXIT_USAGE
-    log.warning("stopped: %d events received, %d dead-lettered; %d outcomes messages, %d rows",
-                ingest.status.received, ingest.status.dead_lettered, worker_app.aggregator.status.messages,
-                worker_app.aggregator.status.rows)
+    log.warning("stopped: %d partitions held, %d dead-lettered, %d rows, %d checkpoints", len(ingest.parts),
+                ingest.dead_lettered, ingest.rows, ingest.checkpoints)
     return code
+
+
+def _exit_now(log: logging.Logger) -> None:
+    log.warning("not stopped %.0f s after the signal (is the broker gone?): ending now; the next start "
+                "reads again from the last checkpoint", STOP_GRACE_S)
+    logging.shutdown()
+    os._exit(EXIT_OK)
 
 
 def _collect_rarely() -> None:

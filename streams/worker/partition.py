@@ -1,19 +1,17 @@
-"""One partition of the call-events topic as the worker tracks it, with the domain code: decode and
-validate each message, order, track call legs, and tally windows. Two flows run side by side as in
-the embedded pipeline: the exact flow waits the full allowed lateness and yields interval-window
-parts; the board flow waits only the live lateness and feeds the wallboard's parts.
+"""One partition of the events as the worker holds it, all of its state in one object: the exact and
+board CallFlows of `callwatch run` over the events of the sites keyed to it, its counters, and its
+read positions. No Kafka here: the ingest service hands it messages and publishes what it returns.
 
-Until a partition has read everything the topic held (a worker starting, or catching up after
-downtime), its board follows the exact flow instead: the wallboard's parts are tallied from the
-exact flow's records, the allowed lateness behind. Reading history, the board moves hours a second
-and nobody watches it, and a second orderer and tracker would do every event's work twice (a fifth
-of the worker's time). `go_live` then gives the board its own orderer and tracker, copied from the
-exact flow's, and from there on it runs the live lateness behind.
+A message is the partition's own when it is keyed by its site and that key puts it here (the
+default partitioner, `site_partition`); any other (a producer keying by call, or not at all) is
+handed back to be forwarded to the partition of its site on the repartition topic, which this
+object reads too.
 
-No Kafka here: the ingest service hands it messages and publishes what it returns. Its state is
-saved in two parts (streams/worker/call_table.py): the calls, one record per call in the call table
-(`call_changes`), and the rest with the offset of the next message in a checkpoint (`snapshot`);
-`restore` puts them back together."""
+While the partition reads a backlog, one flow feeds both the report and the board (at the full
+lateness: nobody watches a board that moves hours a second, and a second flow would double the
+work); `go_live`, once everything is read, copies it into a board flow of its own that runs the
+live lateness behind (tests/domain/test_site_partitions.py shows the copy goes on as one live from
+the start)."""
 
 from __future__ import annotations
 
@@ -21,22 +19,26 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
-from streams.domain.call_legs import CallTracker, Record
 from streams.domain.config import FlowConfig
 from streams.domain.events import CallEvent, InvalidEvent, parse_event, parse_ts
-from streams.domain.ordering import EventOrderer
-from streams.domain.records import GroupNow, LiveTallies, WindowPart, WindowTallies
-from streams.domain.state import (call_state, check_schema, orderer_state, restore_call, restore_orderer,
-                                  restore_tracker, schema, tracker_state)
+from streams.domain.flow import CallFlow
+from streams.domain.interval_report import ReportRow
+from streams.domain.state import IncompatibleState, check_schema, freeze_flow, schema, thaw_flow
 from streams.io.codec import decode
+from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
 
-from .call_table import CallTable, encode_pair
+BOARD_IDLE_MS = 1000  # on the wall clock, a quiet board releases its last events this long after them
 
-CONTROL_HEADER = "callwatch-control"
-BOARD_IDLE_MS = 1000
-END_OF_STREAM = b"end-of-stream"
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint written under other settings (window, lateness, lines, clock, partitions)."""
+
+
+def fingerprint(config: FlowConfig, window_s: int, wall_clock: bool, partitions: int) -> str:
+    text = repr((dataclasses.asdict(config), window_s, wall_clock, partitions))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class Message:
     offset: int
     value: bytes | None
     headers: Sequence[tuple[str, bytes]] = ()
+    key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,291 +58,213 @@ class Rejected:
     raw: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A message of another partition's site, for the repartition topic."""
+
+    offset: int
+    site: str
+    occurred_ms: int
+    value: bytes
+    end_of_stream: bool = False
+
+
 @dataclass(slots=True)
-class PartitionCounts:
+class Counts:
+    """Every counter the partition keeps (exported on /metrics, restored with the checkpoint)."""
+
     received: int = 0
     rejected: int = 0
-    late: int = 0
-    duplicates: int = 0
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint written under other settings (window, lateness, lines, clock) or code."""
-
-
-def fingerprint(config: FlowConfig, window_s: int, wall_clock: bool) -> str:
-    """What a checkpoint's meaning depends on besides the code's schema."""
-    text = repr((dataclasses.asdict(config), window_s, wall_clock))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    forwarded: int = 0  # messages of another partition's site, sent on to it
+    deleted_unread: int = 0  # events the topic's retention deleted before they were read
 
 
 @dataclass
-class Advance:
-    """What a partition has to publish after `advance`."""
-
-    parts: list[WindowPart] = field(default_factory=list)
-    watermark_ms: int | None = None  # every later record of this partition is at or after this time
-    stream_time_ms: int | None = None
+class Taken:
+    rejected: list[Rejected] = field(default_factory=list)
+    forward: list[Forward] = field(default_factory=list)
 
 
-class PartitionFlow:
-    def __init__(self, partition: int, config: FlowConfig, window_s: int, wall_clock: bool) -> None:
-        self.partition = partition
-        self.next_offset = 0
-        self._config = config
-        self._wall = wall_clock
-        self._fingerprint = fingerprint(config, window_s, wall_clock)
-        self._lateness_ms = config.allowed_lateness_ms
-        self._live_lateness_ms = min(round(config.live_lateness_s * 1000), self._lateness_ms)
-        self._exact = EventOrderer(self._lateness_ms)
-        self._exact_tracker = CallTracker(config.max_wait_ms)
-        self._exact_tracker.track_changes()
-        self._windows = WindowTallies(window_s, config)
-        self._board_follows_exact = True  # until go_live: no board orderer or tracker of its own
-        self._board = EventOrderer(self._live_lateness_ms)
-        self._board_tracker = CallTracker(config.max_wait_ms)
-        self._board_tracker.track_changes()
-        self._live = LiveTallies(config)
-        self.table = CallTable()
-        self._processed_until_ms: int | None = None  # the exact flow has applied everything before
-        self._board_until_ms: int | None = None
-        self._floor_ms: int | None = None  # an end-of-stream marker finished every window before this
-        self._parts: list[WindowPart] = []
-        self.counts = PartitionCounts()
+class Partition:
+    def __init__(self, number: int, partitions: int, config: FlowConfig, window_s: int, wall_clock: bool,
+                 site_partition: Callable[[str], int]) -> None:
+        self.number = number
+        self.config = config
+        self.board_config = dataclasses.replace(
+            config, allowed_lateness_s=min(config.live_lateness_s, config.allowed_lateness_s))
+        self.window_s = window_s
+        self.wall = wall_clock
+        self.partitions = partitions
+        self.site_partition = site_partition
+        self.fingerprint = fingerprint(config, window_s, wall_clock, partitions)
+        self.exact = CallFlow(config, interval_s=window_s, live=True)
+        self.board: CallFlow | None = None  # its own board flow once live; until then, exact's board
+        self.counts = Counts()
+        self.next_offset = 0  # of the events partition: the next message to read
+        self.forward_from = 0  # the oldest events message whose forwarding is not known to be done
+        self.next_repartitioned = 0  # of the repartition partition
+        self.ends_seen: set[int] = set()  # sources whose end-of-stream came through the repartition topic
+        self.end_at_ms: int | None = None  # the stream's end, from this partition's own marker
+        self.finished = False
+        self.read_ms = -1  # the newest event time read from the events partition, its own sites or not
 
-    # --- input -------------------------------------------------------------------------------
+    # --- input ---------------------------------------------------------------------------------
 
-    def take(self, messages: Sequence[Message]) -> list[Rejected]:
-        """Offer each message not taken yet (a re-read after a restart skips what the checkpoint has)."""
-        rejected: list[Rejected] = []
-        events: list[CallEvent] = []  # valid events not offered yet: offered together, in order
-        counts = self.counts
+    def take(self, messages: Sequence[Message]) -> Taken:
+        """Messages of the events partition: this partition's sites go to the flows, others back to
+        be forwarded, malformed ones back with a reason."""
+        taken = Taken()
+        events: list[CallEvent] = []
+        counts, mine = self.counts, self.number
+        site_partition = self.site_partition
         for message in messages:
-            if message.offset < self.next_offset:
+            offset = message.offset
+            if offset < self.next_offset:
+                # Read again after a restart: applied before the checkpoint, but the forwarding
+                # of other sites' events (and of an end marker) may not have been done (a copy
+                # forwarded twice is a duplicate of the same event id there, not applied twice).
+                if message.headers and _control(message.headers) == END_OF_STREAM:
+                    self._end_marker(message, Taken(forward=taken.forward))
+                    continue
+                again = self._parse(message, [], count=False)
+                if again is not None and (site_partition(again.site) != mine or message.key != again.site.encode()):
+                    taken.forward.append(Forward(offset, again.site, again.occurred_ms, message.value or b""))
                 continue
-            self.next_offset = message.offset + 1
+            self.next_offset = offset + 1
             if message.headers and _control(message.headers) == END_OF_STREAM:
                 self._offer(events)
                 events = []
-                problem = self._end_of_stream(message.value)
-                if problem:
-                    rejected.append(Rejected(message.offset, problem, message.value or b""))
+                self._end_marker(message, taken)
                 continue
             counts.received += 1
-            try:
-                # text first: the decoder would otherwise sniff the encoding of every message
-                events.append(parse_event(decode(message.value.decode("utf-8"))))  # type: ignore[union-attr]
-            except InvalidEvent as error:
-                counts.rejected += 1
-                rejected.append(Rejected(message.offset, f"invalid {error}", message.value or b""))
-            except (ValueError, AttributeError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-                counts.rejected += 1
-                reason = "empty message" if message.value is None else f"not JSON: {str(error).splitlines()[0]}"
-                rejected.append(Rejected(message.offset, reason, message.value or b""))
+            event = self._parse(message, taken.rejected)
+            if event is None:
+                continue
+            if event.occurred_ms > self.read_ms:
+                self.read_ms = event.occurred_ms
+            # Ours only when keyed as our producers key (by site): a foreign producer's events of
+            # this partition's sites go the way of all its others (forwarded), or they would
+            # overtake those and make them late.
+            if site_partition(event.site) == mine and message.key == event.site.encode():
+                events.append(event)
+            else:
+                counts.forwarded += 1
+                taken.forward.append(Forward(offset, event.site, event.occurred_ms, message.value or b""))
+        self._offer(events)
+        return taken
+
+    def take_repartitioned(self, messages: Sequence[Message]) -> list[Rejected]:
+        """Messages other partitions forwarded here (already counted as received there)."""
+        rejected: list[Rejected] = []
+        events: list[CallEvent] = []
+        for message in messages:
+            if message.offset < self.next_repartitioned:
+                continue
+            self.next_repartitioned = message.offset + 1
+            if message.headers and _control(message.headers) == END_OF_STREAM:
+                self._offer(events)
+                events = []
+                source = json.loads(message.value or b"{}").get("source")
+                self.ends_seen.add(int(source))
+                continue
+            event = self._parse(message, rejected)
+            if event is not None:
+                events.append(event)
         self._offer(events)
         return rejected
 
-    def _offer(self, events: list[CallEvent]) -> None:
-        """Both flows take the events (the orderers' batch loop: no method call per event); late and
-        duplicate ones are those the exact flow turned away."""
-        if not events:
-            return
-        ordering = self._exact.counts
-        late, duplicates = ordering.late, ordering.duplicates
-        self._exact.offer_all(events)
-        if not self._board_follows_exact:
-            self._board.offer_all(events)
-        self.counts.late += ordering.late - late
-        self.counts.duplicates += ordering.duplicates - duplicates
-
-    def _end_of_stream(self, value: bytes | None) -> str | None:
-        """Everything before the marker is final: process it all, close lost legs up to `at` (the
-        last event time of the whole stream, as a replay's last event would) and emit every window."""
+    def _parse(self, message: Message, rejected: list[Rejected], count: bool = True) -> CallEvent | None:
         try:
-            at_ms = parse_ts(json.loads(value or b"{}").get("at"))
-        except (ValueError, AttributeError) as error:
-            return f"bad end-of-stream marker: {error}"
-        records: list[Record] = []
-        drained = self._exact.drain()
-        for event in drained:
-            self._exact_tracker.apply(event, records)
-        self._exact_tracker.expire(at_ms, records)
-        self._windows.add(records)
-        self._parts.extend(self._windows.take_until(None))
-        floor = self._windows.window_of(at_ms)[1]
-        self._floor_ms = floor if self._floor_ms is None else max(self._floor_ms, floor)
-        if self._processed_until_ms is None or at_ms > self._processed_until_ms:
-            self._processed_until_ms = at_ms
-        if self._board_follows_exact:
-            self._follow_exact(drained, records)
-        else:
-            self._advance_board(None, drain=True)
+            # text first: the decoder would otherwise sniff the encoding of every message
+            return parse_event(decode(message.value.decode("utf-8")))  # type: ignore[union-attr]
+        except InvalidEvent as error:
+            reason = f"invalid {error}"
+        except (ValueError, AttributeError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+            reason = "empty message" if message.value is None else f"not JSON: {str(error).splitlines()[0]}"
+        if count:
+            self.counts.rejected += 1
+        rejected.append(Rejected(message.offset, reason, message.value or b""))
         return None
 
-    # --- progress ----------------------------------------------------------------------------
+    def _offer(self, events: list[CallEvent]) -> None:
+        if events:
+            self.exact.ingest_all(events)
+            if self.board is not None:
+                self.board.ingest_all(events)
 
-    def advance(self, now_ms: int | None = None) -> Advance:
-        """Apply what the orderers release (pushed by `now_ms` on the wall clock) and say what to
-        publish: the window parts that became final and this partition's watermark."""
-        now = now_ms if self._wall else None
-        released = self._exact.release(now)
-        records: list[Record] = []
-        if released:
-            apply = self._exact_tracker.apply
-            for event in released:
-                apply(event, records)
-            self._processed_until_ms = released[-1].occurred_ms
-        if now is not None:
-            until = now - self._lateness_ms
-            if self._processed_until_ms is None or until > self._processed_until_ms:
-                self._exact_tracker.expire(until, records)
-                self._processed_until_ms = until
-        if records:
-            self._windows.add(records)
-        parts, self._parts = self._parts, []
-        if self._processed_until_ms is not None:
-            parts.extend(self._windows.take_until(self._processed_until_ms))
-        if self._board_follows_exact:
-            self._follow_exact(released, records)
-        else:
-            self._advance_board(now, drain=False)
-        return Advance(parts, self.watermark_ms, self.stream_time_ms)
+    def _end_marker(self, message: Message, taken: Taken) -> None:
+        """The stream ends at `at` (its last event): once every source's marker has come through the
+        repartition topic too, everything held is final (see `advance`)."""
+        try:
+            at_ms = parse_ts(json.loads(message.value or b"{}").get("at"))
+        except (ValueError, AttributeError) as error:
+            taken.rejected.append(Rejected(message.offset, f"bad end-of-stream marker: {error}", message.value or b""))
+            return
+        self.end_at_ms = at_ms
+        # To every partition of the repartition topic, behind what this one forwarded before it:
+        # a site's repartitioned stream has ended when every source's marker has come through.
+        value = json.dumps({"at": json.loads(message.value or b"{}")["at"], "source": self.number}).encode()
+        taken.forward.append(Forward(message.offset, "", at_ms, value, end_of_stream=True))
+
+    # --- progress ------------------------------------------------------------------------------
+
+    def advance(self, now_ms: int | None, caught_up: bool) -> list[ReportRow]:
+        """Apply what the lateness releases (on the wall clock, only once everything is read: a
+        backlog is applied in event order, not turned away as late) and return the final rows."""
+        if self.finished:
+            return []
+        if self.end_at_ms is not None and len(self.ends_seen) >= self.partitions and caught_up:
+            self.finished = True
+            rows = self.exact.finish_rows(until_ms=self.end_at_ms)
+            if self.board is not None:
+                self.board.finish_rows(until_ms=self.end_at_ms)
+            return rows
+        clock = now_ms if self.wall and caught_up else None
+        rows = self.exact.advance_rows(clock)
+        if caught_up and self.board is None:
+            self.go_live()
+        if self.board is not None:
+            # While events flow the board follows them (newest - live lateness); only when none
+            # comes does the wall clock move it, a second behind, so the last ones show.
+            self.board.advance_rows(None if clock is None else clock - BOARD_IDLE_MS)
+        return rows
 
     def go_live(self) -> None:
-        """The partition has read everything the topic holds: from now on the board runs on its own,
-        the live lateness behind, starting from copies of the exact flow's orderer and tracker (the
-        events the exact flow still holds are the board's to release)."""
-        if not self._board_follows_exact:
-            return
-        self._board_follows_exact = False
-        self._board = EventOrderer.continuing(self._live_lateness_ms, self._exact.released_before_ms)
-        self._board.offer_all(self._exact.waiting_events())
-        self._board_tracker = restore_tracker(tracker_state(self._exact_tracker))
-        self._board_tracker.track_changes(all_changed=True)  # none of its calls is in the call table yet
-        self._board_until_ms = self._processed_until_ms
+        saved = freeze_flow(self.exact)
+        self.board = thaw_flow(saved, self.board_config, report=False)
+        self.exact = thaw_flow(saved, board=False)
 
     @property
-    def board_is_live(self) -> bool:
-        return not self._board_follows_exact
+    def board_flow(self) -> CallFlow:
+        return self.exact if self.board is None else self.board
 
-    def _follow_exact(self, events: list[CallEvent], records: list[Record]) -> None:
-        """The board, following the exact flow: what it applied, as the board flow would have."""
-        self._live.observe_all(events)
-        if records:
-            self._live.add(records)
+    # --- checkpoint ----------------------------------------------------------------------------
 
-    def _advance_board(self, now: int | None, drain: bool) -> None:
-        if now is not None:
-            # While events flow, the board's watermark follows them (newest - live lateness): a
-            # pause of this worker (a checkpoint, a rebalance) then makes no event late. Only when
-            # none comes does the wall clock move it, max(live lateness, BOARD_IDLE_MS) behind, so
-            # the last ones show.
-            now -= max(0, BOARD_IDLE_MS - self._live_lateness_ms)
-        released = self._board.drain() if drain else self._board.release(now)
-        records: list[Record] = []
-        if released:
-            apply = self._board_tracker.apply
-            for event in released:
-                apply(event, records)
-            self._live.observe_all(released)
-            self._board_until_ms = released[-1].occurred_ms
-        if now is not None:
-            until = now - self._live_lateness_ms
-            if self._board_until_ms is None or until > self._board_until_ms:
-                self._board_tracker.expire(until, records)
-                self._board_until_ms = until
-        if records:
-            self._live.add(records)
+    def snapshot(self) -> dict[str, Any]:
+        return {"schema": schema(), "fingerprint": self.fingerprint, "partition": self.number,
+                "offsets": [self.next_offset, self.forward_from, self.next_repartitioned],
+                "ends_seen": sorted(self.ends_seen), "end_at_ms": self.end_at_ms, "finished": self.finished,
+                "exact": freeze_flow(self.exact), "board": None if self.board is None else freeze_flow(self.board),
+                "counts": dataclasses.astuple(self.counts)}
 
-    def live_updates(self, now_ms: int, full: bool = False) -> list[GroupNow]:
-        return self._live.updates(now_ms, full)
-
-    def window_of(self, instant_ms: int) -> tuple[int, int]:
-        return self._windows.window_of(instant_ms)
-
-    @property
-    def watermark_ms(self) -> int | None:
-        until = self._processed_until_ms
-        if self._floor_ms is not None and (until is None or self._floor_ms > until):
-            return self._floor_ms
-        return until
-
-    @property
-    def stream_time_ms(self) -> int | None:
-        """The newest event time seen (the exact orderer sees every valid event)."""
-        return self._exact.newest_ms
-
-    @property
-    def pending(self) -> int:
-        return self._exact.pending
-
-    @property
-    def exact_counts(self) -> tuple[int, int, int, int, int, int]:
-        """accepted, duplicates, late, conflicts, unmatched, lost of the exact flow."""
-        ordering, tracking = self._exact.counts, self._exact_tracker.counts
-        return (ordering.accepted, ordering.duplicates, ordering.late, tracking.conflicts,
-                tracking.unmatched, tracking.lost)
-
-    # --- checkpoint --------------------------------------------------------------------------
-
-    def call_changes(self) -> dict[str, str | None]:
-        """Each call changed since the last time, as its encoded [exact, board] pair (None when
-        both flows have forgotten it): the call records of the next checkpoint round."""
-        exact, board = self._exact_tracker, self._board_tracker
-        changes: dict[str, str | None] = {}
-        for call_id in sorted(exact.take_changed() | board.take_changed()):
-            in_exact, in_board = exact.calls.get(call_id), board.calls.get(call_id)
-            if in_exact is None and in_board is None:
-                changes[call_id] = None
-            else:
-                changes[call_id] = encode_pair([None if in_exact is None else call_state(in_exact),
-                                                None if in_board is None else call_state(in_board)])
-        return changes
-
-    def snapshot(self, epoch: int) -> dict[str, Any]:
-        """Everything but the calls (they are in the call table, up to the round of `epoch`)."""
-        return {
-            "schema": schema(), "fingerprint": self._fingerprint, "partition": self.partition,
-            "next_offset": self.next_offset, "epoch": epoch,
-            "exact": {"orderer": orderer_state(self._exact),
-                      "tracker": tracker_state(self._exact_tracker, with_calls=False),
-                      "windows": self._windows.state(), "processed_until_ms": self._processed_until_ms,
-                      "floor_ms": self._floor_ms},
-            "board": {"follows_exact": self._board_follows_exact, "orderer": orderer_state(self._board),
-                      "tracker": tracker_state(self._board_tracker, with_calls=False),
-                      "live": self._live.state(), "until_ms": self._board_until_ms},
-            "counts": dataclasses.astuple(self.counts),
-        }
-
-    def restore(self, state: dict[str, Any] | None, calls: Iterable[tuple[str, bytes | None]]) -> None:
-        """Continue from a checkpoint (None: there is none yet) and the latest call-table record of
-        each call. Raises CheckpointMismatch if the checkpoint was taken under other settings."""
-        epoch = 0
-        if state is not None:
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint. Raises CheckpointMismatch (other settings) or
+        IncompatibleState (another version, or not a checkpoint at all)."""
+        try:
             check_schema(state.get("schema"))
-            if state.get("fingerprint") != self._fingerprint:
-                raise CheckpointMismatch("checkpoint taken with other settings (window, lateness, lines or clock)")
-            epoch = int(state["epoch"])
-        pairs = self.table.restore(calls, epoch)
-        if state is None:
-            return  # stale records of a first round that never completed: rewritten in the next round
-        exact_calls = {call_id: restore_call(pair[0]) for call_id, pair in pairs.items() if pair[0] is not None}
-        board_calls = {call_id: restore_call(pair[1]) for call_id, pair in pairs.items() if pair[1] is not None}
-        exact, board = state["exact"], state["board"]
-        self.next_offset = int(state["next_offset"])
-        self._exact = restore_orderer(exact["orderer"])
-        self._exact_tracker = restore_tracker(exact["tracker"], exact_calls)
-        self._exact_tracker.track_changes()
-        self._windows.restore(exact["windows"])
-        self._processed_until_ms = exact["processed_until_ms"]
-        self._floor_ms = exact["floor_ms"]
-        self._board_follows_exact = bool(board.get("follows_exact", False))
-        self._board = restore_orderer(board["orderer"])
-        self._board_tracker = restore_tracker(board["tracker"], board_calls)
-        self._board_tracker.track_changes()
-        self._live.restore(board["live"])
-        self._board_until_ms = board["until_ms"]
-        self.counts = PartitionCounts(*state["counts"])
+            if state.get("fingerprint") != self.fingerprint:
+                raise CheckpointMismatch("checkpoint taken with other settings (window, lateness, lines, clock "
+                                         "or number of partitions)")
+            self.next_offset, self.forward_from, self.next_repartitioned = (int(n) for n in state["offsets"])
+            self.ends_seen = {int(n) for n in state["ends_seen"]}
+            self.end_at_ms, self.finished = state["end_at_ms"], bool(state["finished"])
+            self.exact = thaw_flow(state["exact"])
+            self.board = None if state["board"] is None else thaw_flow(state["board"])
+            self.counts = Counts(*state["counts"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            if isinstance(error, (CheckpointMismatch, IncompatibleState)):
+                raise
+            raise IncompatibleState(f"corrupt checkpoint ({type(error).__name__}: {error})") from None
 
 
 def _control(headers: Sequence[tuple[str, bytes]]) -> bytes | None:

@@ -204,8 +204,8 @@ def _check_every_query(url: str, metrics_port: int, elapsed_s: float) -> tuple[l
         for rule in group["rules"]:
             if rule["health"] != "ok":
                 problems.append(f"rule {rule['name']}: {rule['health']} {rule.get('lastError')}")
-    if sum(len(g["rules"]) for g in rules) != 16:
-        problems.append(f"Prometheus loaded {sum(len(g['rules']) for g in rules)} rules, not 16")
+    if sum(len(g["rules"]) for g in rules) != 17:
+        problems.append(f"Prometheus loaded {sum(len(g['rules']) for g in rules)} rules, not 17")
     summary = (f"query check at {elapsed_s:.0f} s: {checked} panel queries (one per line where the panel has "
                f"$line), every template variable, every rule and rule selector: {len(problems)} problem(s)")
     return problems, summary

@@ -70,7 +70,7 @@ def test_dashboard_uids_are_stable_and_match_their_files():
         "callwatch-sl-below-15m", "callwatch-sl-below-60m", "callwatch-abandon-above-15m",
         "callwatch-abandon-above-60m", "callwatch-longest-wait", "callwatch-calls-waiting", "callwatch-data-stale",
         "callwatch-pipeline-down", "callwatch-not-published", "callwatch-processing-lag", "callwatch-worker-not-reading",
-        "callwatch-dead-letters", "callwatch-events-late"}
+        "callwatch-worker-consumer-lag", "callwatch-dead-letters", "callwatch-events-late"}
 
 
 def test_every_metric_a_panel_variable_or_rule_names_is_declared():

@@ -59,10 +59,11 @@ def _broker() -> str:
     return os.environ.get("CALLWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 
 
-def _create_topics(bootstrap: str, prefix: str) -> None:
+def _create_topics(bootstrap: str, prefix: str, repo: Path = REPO) -> None:
+    """The topics `repo`'s deploy/kafka/topics.py declares (an earlier worker may need others)."""
     from kafka import KafkaAdminClient
 
-    spec = importlib.util.spec_from_file_location("callwatch_deploy_topics", KAFKA_DIR / "topics.py")
+    spec = importlib.util.spec_from_file_location("callwatch_deploy_topics", repo / "deploy" / "kafka" / "topics.py")
     assert spec is not None and spec.loader is not None
     topics = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = topics
@@ -114,7 +115,7 @@ async def _produce_file(bootstrap: str, topic: str, path: Path) -> tuple[int, in
         with path.open("rb") as lines:
             for line in lines:
                 obj = json.loads(line)
-                await producer.send(topic, line.rstrip(b"\n"), key=(obj.get("call_id") or f"agent:{obj.get('agent')}").encode())
+                await producer.send(topic, line.rstrip(b"\n"), key=(obj.get("site") or "default").encode())
                 count += 1
                 if not count % 1000:
                     last = max(last, parse_ts(obj["ts"]))
@@ -155,14 +156,15 @@ def _memory_mib(pid: int) -> tuple[float, float]:
 
 
 class Worker:
-    def __init__(self, bootstrap: str, prefix: str, workdir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, bootstrap: str, prefix: str, workdir: Path, *args: str, env: dict[str, str] | None = None,
+                 cwd: Path = REPO) -> None:
         self.port = _free_port()
         self.log = workdir / f"worker-{self.port}.log"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("CALLWATCH_")}
         environment.update(CALLWATCH_KAFKA_BOOTSTRAP=bootstrap, CALLWATCH_KAFKA_TOPIC_PREFIX=prefix, **(env or {}))
         self.process = subprocess.Popen(CALLWATCH + ["worker", "--workdir", str(workdir / "faust"),
                                                      "--metrics-port", str(self.port), *args],
-                                        env=environment, cwd=REPO, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+                                        env=environment, cwd=cwd, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
 
     def received(self) -> float:
         try:
@@ -206,10 +208,10 @@ def _figure_rows(bootstrap: str, topic: str) -> tuple[int, float]:
 # --- throughput --------------------------------------------------------------------------------
 
 def _throughput_worker(bootstrap: str, prefix: str, events: int, expected_rows: int, workdir: Path,
-                       timeout_s: float, processes: int = 1) -> dict[str, float]:
+                       timeout_s: float, processes: int = 1, cwd: Path = REPO) -> dict[str, float]:
     """`processes` workers started together share the partitions (they join one consumer group;
     the time the group takes to settle counts). Memory: the largest of them."""
-    workers = [Worker(bootstrap, prefix, workdir) for _ in range(processes)]
+    workers = [Worker(bootstrap, prefix, workdir, cwd=cwd) for _ in range(processes)]
     try:
         first = None
         deadline = time.monotonic() + timeout_s
@@ -419,7 +421,7 @@ class Paced:
                          "ts": format_ts(int(now * 1000)), "line": "999", "queue": "999-police", "site": self.site}
                 if kind == "answered":
                     event["agent"] = "agent-1"
-                await producer.send(self.topic, json.dumps(event).encode(), key=event["call_id"].encode())
+                await producer.send(self.topic, json.dumps(event).encode(), key=self.site.encode())
                 if kind == "offered" and number < measured:
                     self.offers.append((event["event_id"], now))
             await producer.flush()
@@ -628,6 +630,8 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["raw", "worker", "workers", "textbook", "latency"],
                         help="workers: the run of two worker processes sharing the partitions")
     parser.add_argument("--cache", default=str(REPO / "var" / "bench"))
+    parser.add_argument("--baseline", help="a copy of an earlier callwatch (git archive <commit> | tar -x -C DIR) "
+                                           "whose worker is measured side by side in the same run")
     args = parser.parse_args()
     if args.child:
         kind, *rest = args.child
@@ -650,13 +654,13 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _filled_topics(bootstrap: str, path: Path) -> tuple[str, int]:
+def _filled_topics(bootstrap: str, path: Path, repo: Path = REPO) -> tuple[str, int]:
     """Fresh topics (their prefix) whose events topic holds the file, then an end-of-stream marker."""
     from streams.settings import KafkaSettings, Settings
-    from streams.worker.figures_topic import send_end_of_stream
+    from streams.kafka.figures_topic import send_end_of_stream
 
     prefix = f"bench.tp.{uuid.uuid4().hex[:8]}."
-    _create_topics(bootstrap, prefix)
+    _create_topics(bootstrap, prefix, repo)
     started = time.time()
     total, last_ms = asyncio.run(_produce_file(bootstrap, prefix + "events", path))
     print(f"wrote {total:,} events to {prefix}events in {time.time() - started:.0f} s", file=sys.stderr)
@@ -683,6 +687,12 @@ def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
         if "worker" not in args.skip:
             results["callwatch worker"] = _throughput_worker(bootstrap, prefix, total, expected_rows, workdir, 1800)
             _check_report(bootstrap, prefix, replay.stdout)
+        if args.baseline:
+            third, _total = _filled_topics(bootstrap, path, Path(args.baseline).resolve())
+            prefixes.append(third)
+            results[f"callwatch worker of {Path(args.baseline).name}"] = _throughput_worker(
+                bootstrap, third, total, expected_rows, workdir, 1800, cwd=Path(args.baseline).resolve())
+            _check_report(bootstrap, third, replay.stdout)
         if "textbook" not in args.skip:
             results["textbook Faust (windowed tables)"] = _throughput_textbook(bootstrap, prefix, total, workdir,
                                                                                args.textbook_timeout)
@@ -742,7 +752,7 @@ def _run(args: argparse.Namespace, cache: Path, workdir: Path) -> None:
 
 def _check_report(bootstrap: str, prefix: str, replay_output: str) -> None:
     from streams.settings import KafkaSettings, Settings
-    from streams.worker.figures_topic import read_interval_report
+    from streams.kafka.figures_topic import read_interval_report
 
     rows = read_interval_report(Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)))
     expected = [json.loads(line) for line in replay_output.splitlines()]

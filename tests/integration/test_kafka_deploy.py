@@ -84,22 +84,22 @@ def test_topics_script_is_idempotent(kafka_bootstrap: str) -> None:
                PYTHON=sys.executable)
     env.pop("CALLWATCH_KAFKA_TOPIC_PREFIX", None)
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="test-kafka-deploy")
-    names = [prefix + name for name in ("events", "outcomes", "figures", "deadletter")]
+    names = [prefix + name for name in ("events", "figures", "deadletter")]
     try:
         first = subprocess.run([str(KAFKA_DIR / "topics.sh")], env=env, capture_output=True, text=True, timeout=120)
         assert first.returncode == 0, first.stderr
-        assert first.stdout.count("created") == 4
+        assert first.stdout.count("created") == 3
         again = subprocess.run([str(KAFKA_DIR / "topics.sh"), "--check"], env=env, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stdout + again.stderr
-        assert again.stdout.count("ok") == 4
+        assert again.stdout.count("ok") == 3
 
         described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics(names)}
-        assert described == {names[0]: 6, names[1]: 6, names[2]: 6, names[3]: 1}
+        assert described == {names[0]: 6, names[1]: 6, names[2]: 1}
         configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names],
                                          config_filter="all")["topic"]
         assert configs[names[0]]["retention.ms"]["value"] == str(7 * 24 * 3600 * 1000)
-        assert configs[names[2]]["cleanup.policy"]["value"] == "compact"
-        assert configs[names[3]]["retention.ms"]["value"] == str(30 * 24 * 3600 * 1000)
+        assert configs[names[1]]["cleanup.policy"]["value"] == "compact"
+        assert configs[names[2]]["retention.ms"]["value"] == str(30 * 24 * 3600 * 1000)
     finally:
         admin.delete_topics([n for n in names if n in set(admin.list_topics())], timeout_ms=30000)
         admin.close()

@@ -92,20 +92,19 @@ class Stack:
                               env=self.env, cwd=REPO)
 
     def produce(self, lines: list[bytes]) -> None:
-        """Events keyed as connectors.kafka_sink writes them (call_id, or agent:<id> for agent
-        states); lines that are not events go out as they are. Message time is the time of sending,
+        """Events keyed as connectors.kafka_sink writes them (by site); lines that are not events go out as they are. Message time is the time of sending,
         not the event time: the simulated events are from 2024, and the broker would delete them at
         its next retention check (retention.ms is 7 days, measured on message time)."""
         asyncio.run(_produce(self.bootstrap, self.prefix + "events", lines))
 
     def end_of_stream(self, lines: list[bytes]) -> None:
-        from streams.worker.figures_topic import send_end_of_stream
+        from streams.kafka.figures_topic import send_end_of_stream
 
         last = max(parse_ts(json.loads(line)["ts"]) for line in lines if _is_event(line))
         assert send_end_of_stream(self.settings, last) == 6
 
     def report(self) -> list[dict[str, Any]]:
-        from streams.worker.figures_topic import read_interval_report
+        from streams.kafka.figures_topic import read_interval_report
 
         return read_interval_report(self.settings)
 
@@ -127,7 +126,7 @@ async def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
         for line in lines:
             try:
                 obj = json.loads(line)
-                key = (obj.get("call_id") or f"agent:{obj.get('agent')}").encode()
+                key = (obj.get("site") or "default").encode()
             except (ValueError, AttributeError):
                 key = b"garbage"
             await producer.send(topic, line, key=key)
@@ -237,6 +236,24 @@ def _simulate(stack: Stack, path: Path, duration: str, seed: int = 7, start: str
     done = stack.callwatch("simulate", "--seed", str(seed), "--start", start, "--duration", duration, "--out", str(path))
     assert done.returncode == 0, done.stderr
     return path.read_bytes().splitlines()
+
+
+SITES = ("north", "south", "east", "west", "metro", "coast")
+
+
+def _sites(stack: Stack, path: Path, duration: str, seed: int = 3, start: str = "2024-03-01T00:00:00Z",
+           sites: tuple[str, ...] = SITES) -> list[bytes]:
+    """Simulated control rooms, one per site, merged in event time into one file."""
+    lines: list[bytes] = []
+    for number, site in enumerate(sites):
+        out = path.with_suffix(f".{site}.jsonl")
+        done = stack.callwatch("simulate", "--seed", str(seed + number), "--start", start, "--duration", duration,
+                               "--site", site, "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        lines.extend(out.read_bytes().splitlines())
+    lines.sort(key=lambda line: parse_ts(json.loads(line)["ts"]))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return lines
 
 
 def _complete(stack: Stack, expected: int) -> Callable[[], list[dict[str, Any]] | None]:
@@ -375,7 +392,7 @@ def test_two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies
     """Two workers with the same app id split the partitions; the first is killed midway and the
     second carries on with all of them: still exactly the replay's report."""
     path = stack.tmp_path / "shared.jsonl"
-    lines = _simulate(stack, path, "10d", seed=5, start="2024-03-01T00:00:00Z")
+    lines = _sites(stack, path, "3d", seed=5)  # sites spread over the partitions, so both workers have some
     expected = _replay(stack, path)
     first, second = WorkerProcess(stack, "first"), WorkerProcess(stack, "second")
     workers = [first, second]

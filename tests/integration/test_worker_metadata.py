@@ -16,7 +16,7 @@ async def _leaders_after_a_send_to_a_newer_topic(bootstrap: str, prefix: str, ke
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    older, newer = prefix + "outcomes", prefix + "newer"
+    older, newer = prefix + "figures", prefix + "newer"
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await producer.start()
@@ -27,7 +27,7 @@ async def _leaders_after_a_send_to_a_newer_topic(bootstrap: str, prefix: str, ke
     try:
         if kept:
             await keep_metadata_for(producer.client, [older])
-        await (await producer.send(older, b"x", partition=2))
+        await (await producer.send(older, b"x", key=b"k", partition=2))  # compacted: keyed
         await admin.create_topics([NewTopic(newer, 1, 1)])  # as Faust creates its changelogs
         for _attempt in range(100):  # the new topic's leader may take a moment
             try:

@@ -64,7 +64,7 @@ def test_the_worker_logs_a_stalled_loop_once_with_where_it_waits(caplog: pytest.
     from streams.worker.ingest import CallIngest, IngestOptions
     from streams.worker.kafka import Topology
 
-    topology = Topology("t.events", "t.outcomes", "t.figures", "t.deadletter", "t.checkpoints", "t.calls", 6, 6)
+    topology = Topology("t.events", "t.figures", "t.deadletter", "t.repartition", "t.checkpoints", 6)
 
     async def scenario() -> None:
         ingest = CallIngest(None, None, FlowConfig(), topology, "t.worker-events", IngestOptions())
@@ -91,10 +91,32 @@ def test_the_worker_logs_a_loop_that_never_started(caplog: pytest.LogCaptureFixt
     from streams.worker.ingest import CallIngest, IngestOptions
     from streams.worker.kafka import Topology
 
-    topology = Topology("t.events", "t.outcomes", "t.figures", "t.deadletter", "t.checkpoints", "t.calls", 6, 6)
+    topology = Topology("t.events", "t.figures", "t.deadletter", "t.repartition", "t.checkpoints", 6)
     ingest = CallIngest(None, None, FlowConfig(), topology, "t.worker-events", IngestOptions())
     ingest.rounds.started -= 150
     with caplog.at_level(logging.ERROR, logger="callwatch.worker"):
         ingest.check_rounds()
     assert [record.getMessage() for record in caplog.records] == [
         "the loop reading t.events has not started 150 s after the worker did: no events are read"]
+
+
+def test_a_library_line_repeating_is_let_through_once_a_minute_and_says_how_many_were_held() -> None:
+    from streams.worker.health import OncePerMinute
+
+    now = [0.0]
+    quiet = OncePerMinute(clock=lambda: now[0])
+
+    def line(name: str, msg: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (), None)
+
+    passed = []
+    for second in range(130):
+        now[0] = float(second)
+        for _ in range(20):  # 20 a second, as aiokafka wrote them with the broker gone
+            record = line("aiokafka.conn", "Unable connect to %s")
+            if quiet.filter(record):
+                passed.append((second, record.msg))
+        assert quiet.filter(line("callwatch.worker", "our own line"))  # never held back
+    assert passed == [(0, "Unable connect to %s"),
+                      (60, "Unable connect to %s (1199 like it in the last minute not shown)"),
+                      (120, "Unable connect to %s (1199 like it in the last minute not shown)")]

@@ -1,6 +1,6 @@
-"""Reading the worker's results back: the interval report from the compacted figures topic (the
-latest row per key, in report order, comparable line for line with `callwatch replay`), and the
-end-of-stream marker that lets a finite stream's last windows close."""
+"""The figures topic's contract for its readers (docs/worker.md): the interval report read back from
+the compacted figures topic (the latest row per key, in report order, comparable line for line with
+`callwatch replay`), and the end-of-stream marker that lets a finite stream's last windows close."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Any
 from streams.domain.events import format_ts, parse_ts
 from streams.settings import Settings
 
-from .kafka import client_options, topic_partitions
-from .messages import LIVE_KEY_PREFIX
-from .partition import CONTROL_HEADER, END_OF_STREAM
+from .clients import aiokafka_options
+
+LIVE_KEY_PREFIX = "live|"  # live rows' keys on the figures topic (docs/worker.md)
+CONTROL_HEADER = "callwatch-control"  # a control message on the events topic, not an event
+END_OF_STREAM = b"end-of-stream"
 
 
 def read_interval_report(settings: Settings, topic: str | None = None, timeout_s: float = 60.0
@@ -26,12 +28,15 @@ def read_interval_report(settings: Settings, topic: str | None = None, timeout_s
 async def _read_rows(settings: Settings, topic: str, timeout_s: float) -> list[dict[str, Any]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    partitions = [TopicPartition(topic, p) for p in await topic_partitions(settings.kafka, topic)]
-    consumer = AIOKafkaConsumer(**client_options(settings.kafka), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings.kafka, "callwatch-figures-reader"), group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     latest: dict[bytes, bytes | None] = {}
     try:
+        numbers = (await consumer._client.fetch_all_metadata()).partitions_for_topic(topic)  # noqa: SLF001
+        if not numbers:
+            raise LookupError(f"topic {topic} does not exist")
+        partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -58,7 +63,8 @@ def send_end_of_stream(settings: Settings, at_ms: int, topic: str | None = None)
 async def _send_end(settings: Settings, topic: str, at_ms: int) -> int:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(**client_options(settings.kafka), acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**aiokafka_options(settings.kafka, "callwatch-end-of-stream"), acks="all",
+                                enable_idempotence=True)
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topic))

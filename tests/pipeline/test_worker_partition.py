@@ -1,0 +1,47 @@
+"""One events partition as the worker holds it (streams/worker/partition.py), without Kafka: what it
+forwards, and what it forwards again when a restart reads messages before its checkpoint's offset."""
+
+from __future__ import annotations
+
+import json
+
+from streams.domain import FlowConfig
+from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
+from streams.worker.partition import Message, Partition
+
+EVENT = {"v": 1, "event_id": "e1", "call_id": "c1", "type": "offered", "ts": "2024-03-01T08:00:00Z",
+         "line": "999", "queue": "999-police", "site": "north"}
+
+
+def _partition() -> Partition:
+    # Site "north" belongs to partition 0, every other site to partition 1.
+    return Partition(0, 2, FlowConfig(), 900, False, lambda site: 0 if site == "north" else 1)
+
+
+def _messages() -> list[Message]:
+    south = dict(EVENT, event_id="e2", site="south")
+    marker = json.dumps({"at": "2024-03-01T08:00:00Z"}).encode()
+    return [Message(0, json.dumps(EVENT).encode(), (), b"north"),   # ours: read in place
+            Message(1, json.dumps(EVENT | {"event_id": "e3"}).encode(), (), b"c1"),  # keyed by call: forwarded
+            Message(2, json.dumps(south).encode(), (), b"south"),  # another partition's site: forwarded
+            Message(3, marker, ((CONTROL_HEADER, END_OF_STREAM),), b"callwatch-control")]
+
+
+def test_messages_not_keyed_by_their_site_here_are_forwarded_and_the_end_marker_to_every_partition() -> None:
+    taken = _partition().take(_messages())
+    assert [(f.offset, f.site, f.end_of_stream) for f in taken.forward] == [
+        (1, "north", False), (2, "south", False), (3, "", True)]
+    assert json.loads(taken.forward[-1].value) == {"at": "2024-03-01T08:00:00Z", "source": 0}
+    assert not taken.rejected
+
+
+def test_a_restart_forwards_again_what_may_not_have_gone_and_applies_nothing_twice() -> None:
+    first = _partition()
+    first.take(_messages())
+    again = _partition()
+    again.restore(first.snapshot())
+    taken = again.take(_messages())  # read again from before the checkpoint's offset (forward_from)
+    assert [(f.offset, f.end_of_stream) for f in taken.forward] == [(1, False), (2, False), (3, True)]
+    assert again.counts == first.counts  # nothing counted twice
+    assert again.exact.counts.accepted == first.exact.counts.accepted == 1  # once, not twice
+    assert again.exact.counts.pending == 1
