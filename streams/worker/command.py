@@ -13,9 +13,7 @@ import sys
 import threading
 from typing import Any
 
-from streams.domain.config import InvalidConfig
-from streams.domain.windows import interval_s
-from streams.options import EXIT_OK, EXIT_USAGE, UsageError, env_option, formatter, number
+from streams.options import EXIT_OK, EXIT_USAGE, UsageError, duration, env_option, formatter, number, window
 from streams.settings import SettingsError, load_settings
 
 EXIT_FAILED = 1
@@ -53,23 +51,14 @@ def register(commands: Any) -> None:
 
 
 def _options(args: argparse.Namespace) -> Any:
-    from streams.domain.windows import parse_duration_s
-
     from .app import WorkerOptions
     from .ingest import IngestOptions
 
-    try:
-        window_s = interval_s(args.window)
-    except InvalidConfig as error:
-        raise UsageError(f"--window: {error}") from None
+    window_s = window(args.window)
     if args.clock not in ("stream", "wall"):
         raise UsageError(f"--clock must be stream or wall, not {args.clock!r}")
-    durations = {}
-    for name in ("checkpoint_every", "publish_every", "session_timeout"):
-        try:
-            durations[name] = parse_duration_s(getattr(args, name))
-        except InvalidConfig as error:
-            raise UsageError(f"--{name.replace('_', '-')}: {error}") from None
+    durations = {name: duration(getattr(args, name), f"--{name.replace('_', '-')}")
+                 for name in ("checkpoint_every", "publish_every", "session_timeout")}
     if not 0.05 <= durations["publish_every"] <= 60:
         raise UsageError(f"--publish-every must be between 50ms and 60s, not {args.publish_every!r}")
     session_s = durations["session_timeout"]
