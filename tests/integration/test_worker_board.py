@@ -1,6 +1,7 @@
 """The wallboard on the worker's web server (streams/wallboard, mounted by streams/worker/app.py), on a
-real broker: its JSON equals the board of one embedded flow over the same events at the worker's
-instant, and a callback marked done stays done after the worker restarts (a changelog-backed table)."""
+real broker: on the stream clock its JSON equals the board of embedded flows (one per partition) over
+the same events at instants 10 s of stream time apart, a callback marked done stays done after the
+worker restarts (a changelog-backed table), and a rebalance shows every site once."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from streams.domain import CallFlow, FlowConfig, parse_event
+from streams.domain.events import parse_ts
 
 from .test_worker import SITES, Stack, WorkerProcess, _sites, _wait, stack  # noqa: F401 - fixture
 
@@ -52,35 +54,77 @@ def _settled(worker: WorkerProcess, count: int) -> dict[str, Any] | None:
     return view if view.get("sites") else None
 
 
-def test_the_worker_s_board_is_the_embedded_board_and_its_marks_survive_a_restart(stack: Stack) -> None:
+def _surge(stack: Stack, sites: tuple[str, ...]) -> list[bytes]:
+    """Forty minutes of a major incident at each site (calls wait, some are transferred), merged."""
+    lines: list[bytes] = []
+    for number, site in enumerate(sites):
+        out = stack.tmp_path / f"surge.{site}.jsonl"
+        done = stack.callwatch("simulate", "--seed", str(3 + number), "--start", "2024-03-01T00:00:00Z",
+                               "--duration", "40m", "--scenario", "surge", "--site", site, "--out", str(out))
+        assert done.returncode == 0, done.stderr
+        lines.extend(out.read_bytes().splitlines())
+    return sorted(lines, key=lambda line: parse_ts(json.loads(line)["ts"]))
+
+
+def _at(worker: WorkerProcess, count: int, now_ms: int) -> dict[str, Any] | None:
+    """The worker's board once it has taken `count` events and shows the instant `now_ms`."""
+    view = _settled(worker, count)
+    return view if view is not None and view["now_ms"] == now_ms else None
+
+
+def test_the_worker_s_board_is_the_embedded_board_every_10_s_and_its_marks_survive_a_restart(
+        stack: Stack) -> None:
+    """On the stream clock, the events go to Kafka in chunks ending at instants 10 s of stream time
+    apart, from the first transfer and abandonment on; at each, once the worker has taken the chunk, its board is
+    the board of embedded flows over the same events at the same instant: one flow per events
+    partition, as the worker holds them. (Not one flow for all: on the stream clock each partition's
+    board releases its events by its own newest event less the live lateness, so a quiet site's last
+    half-second of events waits for that site's next event, see docs/worker.md.)"""
+    from streams.domain.live import side_by_side
+    from streams.kafka.clients import site_partition
     from streams.wallboard.server import BoardOptions
     from streams.wallboard.status import StatusMemory
     from streams.wallboard.view import board_view
 
-    # The last hour, ending two minutes ago: on the wall clock every event is released on both boards.
-    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3720))
-    lines = _sites(stack, stack.tmp_path / "board.jsonl", "1h", start=start, sites=SITES[:3])
-    stack.produce(lines)
-    worker = WorkerProcess(stack, "first", "--clock", "wall")
+    lines = _surge(stack, SITES[:3])
+    times = [parse_ts(json.loads(line)["ts"]) for line in lines]
+    # From the first instant on, a call has been transferred (line totals count its waits on both
+    # queues as one) and one abandoned (a callback to mark).
+    start = max(min(t for t, line in zip(times, lines) if f'"{kind}"'.encode() in line)
+                for kind in ("transferred", "abandoned"))
+    instants = [start + 10_000 * k for k in range(8)]
+    config = FlowConfig()
+    board_config = dataclasses.replace(config, allowed_lateness_s=config.live_lateness_s)
+    embedded = {number: CallFlow(board_config, live=True) for number in {site_partition(s, 6) for s in SITES[:3]}}
+    worker = WorkerProcess(stack, "first", "--clock", "stream")
+    sent, waits = 0, 0
     try:
-        view = _wait(lambda: _settled(worker, len(lines)), 120, "the board", [worker])
-        config = FlowConfig()
-        embedded = CallFlow(dataclasses.replace(config, allowed_lateness_s=config.live_lateness_s), live=True)
-        for line in lines:
-            embedded.ingest(parse_event(json.loads(line)))
-        embedded.advance(view["now_ms"])
-        expected = board_view(embedded.snapshot(view["now_ms"]), config, lambda *_: False, StatusMemory(),
-                              BoardOptions().stale_after_s)
-        assert _without_status(view) == _without_status(json.loads(json.dumps(expected)))
+        for instant in instants:
+            chunk = [line for t, line in zip(times[sent:], lines[sent:]) if t <= instant]
+            stack.produce(chunk)
+            sent += len(chunk)
+            for line in chunk:
+                event = parse_event(json.loads(line))
+                embedded[site_partition(event.site, 6)].ingest(event)
+            for flow in embedded.values():
+                flow.advance()
+            newest = max(times[:sent])
+            view = _wait(lambda: _at(worker, sent, newest), 120, f"the board at {newest}", [worker])
+            snapshot = side_by_side([flow.snapshot(newest) for flow in embedded.values()], newest)
+            expected = board_view(snapshot, config, lambda *_: False, StatusMemory(), BoardOptions().stale_after_s)
+            assert _without_status(view) == _without_status(json.loads(json.dumps(expected))), \
+                f"the boards differ at {view['at']}"
+            waits += sum(block["waiting"] for site in view["sites"] for block in site["lines"])
+        assert waits > 0, "no call was waiting at any instant: the comparison missed the waits"
         line = next(block for site in view["sites"] for block in site["lines"] if block["callbacks"])
         site = next(site["site"] for site in view["sites"] if line in site["lines"])
         call_id, before = line["callbacks"][0]["call_id"], line["callbacks_done"]
         assert _post(worker, f"/api/v1/callbacks/{site}/{line['line']}/{call_id}/done")["done"] is True
     finally:
         worker.stop()
-    again = WorkerProcess(stack, "second", "--clock", "wall")
+    again = WorkerProcess(stack, "second", "--clock", "stream")
     try:
-        view = _wait(lambda: _settled(again, len(lines)), 120, "the board after the restart", [again])
+        view = _wait(lambda: _settled(again, sent), 120, "the board after the restart", [again])
         block = next(b for s in view["sites"] if s["site"] == site for b in s["lines"] if b["line"] == line["line"])
         assert block["callbacks_done"] == before + 1
         assert call_id not in json.dumps(block["callbacks"])
