@@ -23,8 +23,8 @@ def register(commands: Any) -> None:
     worker = commands.add_parser(
         "worker", help="the Faust worker of the distributed pipeline", formatter_class=formatter,
         description=("Read canonical events from Kafka, track call legs and compute the figures with the same "
-                     "domain code as `callwatch run`; interval rows go to the figures topic, live figures to "
-                     "http://127.0.0.1:9109/metrics. Run several with the same --app-id to share the work.\n\n"
+                     "domain code as `callwatch run`; interval rows go to the figures topic, the live board to "
+                     "the wallboard at http://127.0.0.1:9109/ and to /metrics there. Run several with the same --app-id to share the work.\n\n"
                      "  deploy/kafka/start.sh && deploy/kafka/topics.sh\n"
                      "  callwatch worker --window 15m\n"
                      "  callwatch connect simulate --speed 60"))
