@@ -100,20 +100,21 @@ def sink_with(producer: ScriptedProducer, limits: SinkLimits = FAST) -> KafkaSin
     return KafkaSink(lambda: producer, "cw.events", "cw.deadletter", "test", "127.0.0.1:1", limits)
 
 
-def test_events_are_keyed_by_call_stamped_with_event_time_and_canonical() -> None:
+def test_events_are_keyed_by_site_stamped_with_event_time_and_canonical() -> None:
     producer = ScriptedProducer()
     sink = sink_with(producer)
     sink.send(offered(5, call="call-A"))
     sink.send({"v": 1, "event_id": "a1", "type": "agent_state", "ts": "2024-03-01T09:00:00Z",
-               "agent": "agent-7", "state": "available"})
+               "agent": "agent-7", "state": "available", "site": "north"})
     sink.close()
     first, agent = producer.written
-    assert first["topic"] == "cw.events" and first["key"] == b"call-A"
+    # Keyed by site (docs/kafka.md): every event a site's figures need lands in one partition.
+    assert first["topic"] == "cw.events" and first["key"] == b"default"
     assert first["timestamp_ms"] == 1709283605250
     # Canonical: compact JSON, UTC with milliseconds.
     assert first["value"] == (b'{"v":1,"event_id":"e5","call_id":"call-A","type":"offered",'
                               b'"ts":"2024-03-01T09:00:05.250Z","line":"999","queue":"q","site":"default"}')
-    assert agent["key"] == b"agent:agent-7"
+    assert agent["key"] == b"north"
     assert sink.counts.sent == 2 and sink.counts.dead_lettered == 0
     assert producer.closed
 

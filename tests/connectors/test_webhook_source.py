@@ -549,14 +549,17 @@ def command_environment() -> dict[str, str]:
     return env
 
 
-def wait_for_listening(process: subprocess.Popen[bytes], lines: list[str]) -> None:
-    """Readiness: the connector logs 'webhook listening' once its server takes requests."""
+def wait_for_listening(process: subprocess.Popen[bytes], lines: list[str], *also: str) -> None:
+    """Readiness: the connector logs 'webhook listening' once its server takes requests (and each of
+    `also`, e.g. the wallboard's address, which `callwatch run` prints once its server listens)."""
     assert process.stderr is not None
+    awaited = {"webhook listening on", *also}
     for raw in process.stderr:
         lines.append(raw.decode())
-        if "webhook listening on" in lines[-1]:
+        awaited = {text for text in awaited if text not in lines[-1]}
+        if not awaited:
             return
-    raise AssertionError("the webhook never said it was listening:\n" + "".join(lines))
+    raise AssertionError(f"the command never said {sorted(awaited)}:\n" + "".join(lines))
 
 
 def test_callwatch_connect_webhook_writes_posted_events_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
@@ -596,7 +599,7 @@ def test_callwatch_run_with_the_webhook_source_shows_posted_calls_on_the_metrics
         cwd=REPO, env=command_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: list[str] = []
     try:
-        wait_for_listening(process, lines)
+        wait_for_listening(process, lines, "callwatch wallboard: http://")
         from streams.domain.events import format_ts
         now_ms = time.time_ns() // 1_000_000
         event = {**OFFERED, "event_id": "live-1", "call_id": "live-call", "ts": format_ts(now_ms)}
