@@ -135,6 +135,10 @@ class _Board:
                 self._changed.notify_all()
         if self._task is not None:
             self._task.cancel()
+            # Awaited, so the task has ended before the loop stops: a task left pending is reported
+            # ("Task was destroyed but it is pending") when the collector finds it. `wait` does not
+            # raise the task's cancellation, and still lets this coroutine itself be cancelled.
+            await asyncio.wait({self._task})
 
     def refresh(self, force: bool = False) -> bool:
         snapshot = self.source.latest()

@@ -72,6 +72,7 @@ def test_run_serves_figures_live_figures_and_pipeline_health_then_stops_graceful
         _, stderr = process.communicate(timeout=30)
     assert process.returncode == 0, stderr.decode()
     assert b"SIGTERM received: stopping" in stderr and b"stopped:" in stderr
+    assert b"Task was destroyed" not in stderr, stderr.decode()  # the wallboard's tasks end before its loop
     assert report.read_text().count("\n") > 0  # open windows were flushed on the way out
 
 
@@ -89,5 +90,7 @@ def test_run_from_a_file_source_reports_exactly_what_replay_reports(tmp_path):
     done = callwatch("run", "--source", "file", "--file-path", str(events), "--port", str(free_port()),
                      "--report", str(report), "--window", "15m")
     assert done.returncode == 0, done.stderr.decode()
+    # The wallboard's server stops cleanly: its board task is awaited, not left pending for the GC.
+    assert b"Task was destroyed" not in done.stderr and b"Traceback" not in done.stderr, done.stderr.decode()
     replayed = callwatch("replay", str(events), "--window", "15m")
     assert report.read_bytes() == replayed.stdout and replayed.stdout
