@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from streams.options import EXIT_OK, EXIT_REJECTED, Parser, UsageError, env_option, formatter
+from streams.options import EXIT_OK, EXIT_REJECTED, Parser, UsageError, env_option, formatter, secret_file
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -81,13 +81,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> str:
     if args.token_file:
-        try:
-            token = Path(args.token_file).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise UsageError(f"--token-file: cannot read {args.token_file}: {error.strerror}") from None
-        if not token:
-            raise UsageError(f"--token-file: {args.token_file} is empty")
-        return token
+        return secret_file(args.token_file, "--token-file")
     token = os.environ.get("CALLWATCH_GRAFANA_TOKEN", "").strip()
     if not token:
         raise UsageError("no Grafana token: set CALLWATCH_GRAFANA_TOKEN or CALLWATCH_GRAFANA_TOKEN_FILE")

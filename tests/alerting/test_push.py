@@ -138,9 +138,15 @@ def test_a_refusal_is_one_line_with_exit_status_1_and_no_token(grafana):
     ("http://admin:pw@127.0.0.1:3000", {"CALLWATCH_GRAFANA_TOKEN": TOKEN},
      "--url must not carry a password: use CALLWATCH_GRAFANA_TOKEN"),
     ("http://127.0.0.1:3000", {"CALLWATCH_GRAFANA_TOKEN_FILE": "/nonexistent/token"},
-     "--token-file: cannot read /nonexistent/token: No such file or directory"),
+     "cannot read --token-file /nonexistent/token: No such file or directory"),
+    ("http://127.0.0.1:3000", {"CALLWATCH_GRAFANA_TOKEN_FILE": "{empty}"}, "--token-file {empty} is empty"),
 ])
-def test_bad_settings_get_one_line_and_exit_status_2(url, env, message):
+def test_bad_settings_get_one_line_and_exit_status_2(url, env, message, tmp_path):
+    # The token file is read by the helper every secret file goes through (streams.options.secret_file).
+    empty = tmp_path / "empty-token"
+    empty.write_text(" \n")
+    env = {name: value.replace("{empty}", str(empty)) for name, value in env.items()}
+    message = message.replace("{empty}", str(empty))
     done = push(url, **env)
     assert done.returncode == 2
     assert done.stderr.strip() == f"callwatch dashboards: error: {message}"
