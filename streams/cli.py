@@ -14,24 +14,13 @@ from datetime import datetime, timezone
 from typing import Callable, Sequence, TextIO
 
 from streams.domain.config import InvalidConfig
-from streams.domain.events import InvalidEvent, parse_ts
 from streams.options import (EXIT_INTERRUPTED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE, Parser,
-                             UsageError, duration, env_option, formatter, number, secret_file, window)
+                             UsageError, duration, env_option, formatter, instant_ms, number, secret_file, window)
 from streams.settings import Settings, SettingsError, load_settings
 
 _Parser = Parser
 _option = env_option
 _formatter = formatter
-
-
-def _instant_ms(text: str, name: str) -> int:
-    candidate = text if "T" in text else text + "T00:00:00Z"
-    if len(candidate) == 19:
-        candidate += "Z"
-    try:
-        return parse_ts(candidate)
-    except InvalidEvent:
-        raise UsageError(f"{name}: not an RFC 3339 time with offset: {text!r}") from None
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -62,7 +51,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         seed = int(args.seed)
     except ValueError:
         raise UsageError(f"--seed must be a whole number, not {args.seed!r}") from None
-    start_ms = _instant_ms(args.start, "--start") if args.start else _midnight_utc_today_ms()
+    start_ms = instant_ms(args.start, "--start") if args.start else _midnight_utc_today_ms()
     duration_s = duration(args.duration, "--duration")
     out = _open_output(args.out)
     try:
@@ -146,7 +135,7 @@ def _cmd_board(args: argparse.Namespace) -> int:
     texts = args.at or os.environ.get(BOARD_AT_ENV, "").replace(",", " ").split()
     if not texts:
         raise UsageError(f"give at least one --at instant (RFC 3339), or {BOARD_AT_ENV}")
-    instants = [_instant_ms(text, "--at") for text in texts]
+    instants = [instant_ms(text, "--at") for text in texts]
     if args.format not in ("jsonl", "table"):
         raise UsageError(f"--format must be jsonl or table, not {args.format!r}")
     flow_config = settings.flow
@@ -189,7 +178,7 @@ def _kafka_events(args: argparse.Namespace, settings: Settings):  # type: ignore
         raise UsageError("give either FILE arguments or --from-kafka, not both")
     if not args.start or not args.end:
         raise UsageError("--from-kafka needs --start and --end (RFC 3339)")
-    start_ms, end_ms = _instant_ms(args.start, "--start"), _instant_ms(args.end, "--end")
+    start_ms, end_ms = instant_ms(args.start, "--start"), instant_ms(args.end, "--end")
     if end_ms <= start_ms:
         raise UsageError("--end must be after --start")
     from streams.kafka.topic_replay import read_topic_events
@@ -220,7 +209,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         stream=sys.stderr)
     registry = CollectorRegistry()
     if args.source == "simulate":
-        sources, clock, stop_connector, failures = _simulated_source(args)
+        sources, clock, stop_connector, failures = _simulated_source(args, settings)
     else:
         sources, clock, stop_connector, failures = _connector_source(args, settings, registry)
     collector = FigureCollector(settings.flow, registry=registry)
@@ -293,20 +282,17 @@ def _board_token(args: argparse.Namespace) -> str | None:
     return os.environ.get("CALLWATCH_BOARD_TOKEN", "").strip() or None
 
 
-def _simulated_source(args: argparse.Namespace) -> tuple[list, object, Callable[[], None], list[BaseException]]:
+def _simulated_source(args: argparse.Namespace,
+                      settings: Settings) -> tuple[list, object, Callable[[], None], list[BaseException]]:
+    """The simulator's events paced by the pipeline's accelerated clock (no thread of their own)."""
+    from connectors.simulate_source import SPEC as SIMULATE
     from streams.embedded.sources import AcceleratedClock, PacedEvents
-    from streams.simulator import SCENARIOS, simulate
 
-    if args.scenario not in SCENARIOS:
-        raise UsageError(f"--scenario must be one of {', '.join(SCENARIOS)}, not {args.scenario!r}")
     speed = number(args.speed, "--speed", float)
-    if speed <= 0:
+    if speed <= 0:  # `connect simulate` takes 0 (as fast as the sink takes them); a clock cannot
         raise UsageError(f"--speed must be positive, not {speed}")
-    start_ms = _instant_ms(args.start, "--start") if args.start else int(datetime.now(timezone.utc).timestamp() * 1000)
-    duration_s = duration(args.duration, "--duration") if args.duration else float("inf")
-    source = PacedEvents("simulate", simulate(seed=number(args.seed, "--seed", int), start_ms=start_ms,
-                                              duration_s=duration_s, scenario=args.scenario, site=args.site))
-    return [source], AcceleratedClock(start_ms, speed), lambda: None, []
+    simulation = SIMULATE.build(args, settings)  # the options read as `callwatch connect simulate` reads them
+    return [PacedEvents("simulate", simulation.events())], AcceleratedClock(simulation.start_ms, speed), lambda: None, []
 
 
 def _connector_source(args: argparse.Namespace, settings: Settings,

@@ -57,6 +57,20 @@ def number(value: object, name: str, kind: type = float, minimum: float | None =
     return result
 
 
+def instant_ms(text: str, name: str) -> int:
+    """An instant option in epoch milliseconds: RFC 3339, a date (its midnight UTC) or a time without
+    an offset (taken as UTC); UsageError naming the option otherwise."""
+    from streams.domain.events import InvalidEvent, parse_ts
+
+    candidate = text if "T" in text else text + "T00:00:00Z"
+    if len(candidate) == 19:
+        candidate += "Z"
+    try:
+        return parse_ts(candidate)
+    except InvalidEvent:
+        raise UsageError(f"{name}: not an RFC 3339 time with offset: {text!r}") from None
+
+
 def duration(value: object, name: str, minimum_s: float = 0.0) -> float:
     """A time option in seconds, by the one duration grammar ('20s', '5m', '1h', '1d'; a bare number
     is seconds), or UsageError naming the option."""

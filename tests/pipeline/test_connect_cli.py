@@ -92,3 +92,23 @@ def test_the_report_window_is_a_duration_of_the_same_grammar(tmp_path):
         assert bad.returncode == 2 and b"--window: not a duration: 'soon'" in bad.stderr, bad.stderr
     bad = callwatch("run", "--window", "420")
     assert bad.returncode == 2 and b"--window: window must be one of 1m, 5m, 15m, 30m, 1h, 1d, not '420'" in bad.stderr
+
+
+def test_run_and_connect_read_the_simulators_options_alike(tmp_path):
+    """`run --source simulate` builds its simulation with `connect simulate`'s own builder: the same
+    events for the same options (a date is a --start for both), the same one-line refusals."""
+    options = ["--seed", "5", "--start", "2024-03-01", "--duration", "30m"]
+    connected = callwatch("connect", "simulate", *options, "--out", "-")
+    assert connected.returncode == 0, connected.stderr.decode()
+    recorded = tmp_path / "recorded.jsonl"
+    ran = callwatch("run", *options, "--speed", "100000", "--port", "0", "--record", str(recorded))
+    assert ran.returncode == 0, ran.stderr.decode()
+    # The record is the events as accepted (normalised: an agent event gets an empty call_id).
+    identity = lambda text: [(e["event_id"], e["type"], e["ts"]) for e in map(json.loads, text.splitlines())]  # noqa: E731
+    assert identity(recorded.read_text()) == identity(connected.stdout.decode()) and connected.stdout
+    assert connected.stdout == callwatch("simulate", *options).stdout
+    for command in (["connect", "simulate", "--out", "-"], ["run", "--port", "0"]):
+        for option, wrong in ((["--start", "March"], b"--start: not an RFC 3339 time with offset: 'March'"),
+                              (["--scenario", "zombies"], b"--scenario must be one of normal, surge, not 'zombies'")):
+            bad = callwatch(*command, *option)
+            assert bad.returncode == 2 and bad.stderr.count(b"\n") == 1 and wrong in bad.stderr, (command, bad.stderr)
