@@ -4,6 +4,7 @@
 # With CALLWATCH_KAFKA_BOOTSTRAP set, starts nothing: only checks that the existing Kafka answers.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$CALLWATCH_REPO/deploy/local/lifetime.sh"
 
 [[ "$CALLWATCH_KAFKA_WAIT_S" =~ ^[0-9]+$ ]] || die "CALLWATCH_KAFKA_WAIT_S must be a whole number of seconds, not '$CALLWATCH_KAFKA_WAIT_S'"
 
@@ -148,22 +149,10 @@ if (( rc != 0 )); then
     die "broker did not answer on $BOOTSTRAP within ${CALLWATCH_KAFKA_WAIT_S} s (stopped it); see $KAFKA_SERVER_LOG"
 fi
 
-if [[ -n "$lifetime" && "$lifetime" -gt 0 ]]; then
-    # Watchdog: a forgotten broker stops by itself after CALLWATCH_KAFKA_MAX_LIFETIME_S seconds.
-    setsid nohup bash -c '
-        pid_file=$1 pid=$2 lifetime=$3 console=$4 own_pid_file=$5
-        trap '\''rm -f "$own_pid_file"'\'' EXIT
-        sleep "$lifetime"
-        [[ "$(cat "$pid_file" 2>/dev/null)" == "$pid" ]] || exit 0
-        echo "[$(date "+%F %T")] callwatch watchdog: CALLWATCH_KAFKA_MAX_LIFETIME_S=$lifetime reached, stopping pid $pid" >>"$console"
-        kill -TERM "$pid" 2>/dev/null || exit 0
-        for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        [[ "$(cat "$pid_file" 2>/dev/null)" == "$pid" ]] && rm -f "$pid_file"
-    ' callwatch-kafka-watchdog "$KAFKA_PID_FILE" "$pid" "$lifetime" "$KAFKA_CONSOLE_LOG" "$KAFKA_WATCHDOG_PID_FILE" \
-        >/dev/null 2>&1 </dev/null 9>&- &
-    echo "$!" >"$KAFKA_WATCHDOG_PID_FILE"
-    disown -a
-fi
+# A forgotten broker stops by itself after CALLWATCH_KAFKA_MAX_LIFETIME_S seconds (30 s to stop, as
+# stop.sh gives it; status.sh knows the watchdog by its name). 9>&-: the watchdog does not hold the
+# state lock.
+watch_lifetime "$KAFKA_PID_FILE" "$pid" "${lifetime:-0}" "$KAFKA_CONSOLE_LOG" "$KAFKA_WATCHDOG_PID_FILE" 30 \
+    callwatch-kafka-watchdog 9>&-
 
 echo "kafka ready at $BOOTSTRAP (pid $pid, started in $((SECONDS - started)) s${lifetime:+, stops by itself after $lifetime s})"

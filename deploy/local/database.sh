@@ -5,7 +5,8 @@
 #   <NAME>_PORT (required: the caller picks a free one), CALLWATCH_DB_PASSWORD (the callwatch
 #   user's password; required), CALLWATCH_DB_WAIT_S (60), CALLWATCH_DB_MAX_LIFETIME_S (3600).
 # shellcheck shell=bash
-# die, whole_number, running_pid, watch_lifetime and stop_daemon are the Prometheus scripts' helpers.
+# die, whole_number, running_pid and stop_daemon are the Prometheus scripts' helpers; watch_lifetime is
+# deploy/local/lifetime.sh's, which they source.
 source "$(dirname "${BASH_SOURCE[0]}")/../prometheus/service.sh"
 
 db_wait_s="${CALLWATCH_DB_WAIT_S:-60}"

@@ -5,6 +5,8 @@
 
 CALLWATCH_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CALLWATCH_STATE="${CALLWATCH_STATE:-$CALLWATCH_REPO/var}"
+# watch_lifetime: the watchdog every service shares (its pid in PID_FILE.watchdog).
+source "$CALLWATCH_REPO/deploy/local/lifetime.sh"
 
 die() {
     echo "${SERVICE_NAME:-service}: error: $*" >&2
@@ -67,26 +69,6 @@ start_daemon() {
     done
     watch_lifetime "$pid_file" "$pid" "$lifetime" "$log"
     echo "$pid"
-}
-
-# watch_lifetime PID_FILE PID LIFETIME_S LOG_FILE: a watchdog that stops PID after LIFETIME_S seconds
-# (0: none), if the pid file still names it; stop_daemon stops the watchdog too.
-watch_lifetime() {
-    local pid_file="$1" pid="$2" lifetime="$3" log="$4"
-    (( lifetime > 0 )) || return 0
-    # A forgotten daemon stops by itself.
-    setsid nohup bash -c '
-        pid_file=$1 pid=$2 lifetime=$3 log=$4
-        sleep "$lifetime"
-        [[ "$(cat "$pid_file" 2>/dev/null)" == "$pid" ]] || exit 0
-        echo "[$(date "+%F %T")] callwatch watchdog: maximum lifetime of $lifetime s reached, stopping pid $pid" >>"$log"
-        kill -TERM "$pid" 2>/dev/null || exit 0
-        for ((i = 0; i < 100; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        rm -f "$pid_file"
-    ' callwatch-watchdog "$pid_file" "$pid" "$lifetime" "$log" >/dev/null 2>&1 </dev/null &
-    echo "$!" >"$pid_file.watchdog"
-    disown -a
 }
 
 # stop_daemon PID_FILE: SIGTERM, then SIGKILL after 10 s; stops its watchdog too.

@@ -103,3 +103,32 @@ def test_topics_script_is_idempotent(kafka_bootstrap: str) -> None:
     finally:
         admin.delete_topics([n for n in names if n in set(admin.list_topics())], timeout_ms=30000)
         admin.close()
+
+
+@pytest.mark.kafka
+def test_a_broker_stops_by_itself_after_its_maximum_lifetime(tmp_path) -> None:
+    """CALLWATCH_KAFKA_MAX_LIFETIME_S: the watchdog (deploy/local/lifetime.sh, shared with the other
+    services) stops a broker of its own ports and state, and status.sh knows it by its name."""
+    from .kafka_helpers import PrivateBroker
+
+    broker = PrivateBroker(tmp_path / "kafka-short-lived")
+    lifetime_s = 4
+    broker.env["CALLWATCH_KAFKA_MAX_LIFETIME_S"] = str(lifetime_s)
+    try:
+        ready = broker.start()
+        assert f"stops by itself after {lifetime_s} s" in ready, ready
+        pid = int((broker.state / "kafka" / "kafka.pid").read_text())
+        status = subprocess.run([str(KAFKA_DIR / "status.sh")], env=broker.env, capture_output=True, text=True)
+        assert status.returncode == 0 and "lifetime watchdog: none" not in status.stdout, status.stdout
+        deadline = time.monotonic() + lifetime_s + 60  # the lifetime, then up to 30 s to stop
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not os.path.exists(f"/proc/{pid}"), "the broker outlived its maximum lifetime"
+        console = (broker.state / "kafka" / "logs" / "console.out").read_text()
+        assert f"maximum lifetime of {lifetime_s} s reached, stopping pid {pid}" in console
+        assert not (broker.state / "kafka" / "kafka.pid").exists()
+        assert not (broker.state / "kafka" / "watchdog.pid").exists()
+        status = subprocess.run([str(KAFKA_DIR / "status.sh")], env=broker.env, capture_output=True, text=True)
+        assert status.returncode == 3, status.stdout
+    finally:
+        broker.remove()
