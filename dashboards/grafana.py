@@ -164,6 +164,16 @@ def query_variable(name: str, label: str, query: str, *, multi: bool = False, in
             "refresh": 2, "regex": "", "skipUrlSync": False, "sort": 3 if name == "line" else 1}
 
 
+def site_and_line_variables() -> list[Json]:
+    """The variables of the dashboards shown per line: the data source, one site, its lines."""
+    return [
+        datasource_variable(),
+        query_variable("site", "Site", "label_values(callwatch_service_level_target_ratio, site)"),
+        query_variable("line", "Line", 'label_values(callwatch_service_level_target_ratio{site="$site"}, line)',
+                       multi=True, include_all=True),
+    ]
+
+
 @dataclass(frozen=True)
 class Cell:
     panel: Json

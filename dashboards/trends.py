@@ -6,7 +6,7 @@ the rolling windows' gauges read at the end of each interval."""
 
 from __future__ import annotations
 
-from .grafana import Cell, Json, bargauge, dashboard, datasource_variable, layout, query_variable, row, stat, steps, table, target, timeseries
+from .grafana import Cell, Json, bargauge, dashboard, layout, row, site_and_line_variables, stat, steps, table, target, timeseries
 
 UID = "callwatch-trends"
 LINES = 'site="$site", line=~"$line"'
@@ -176,12 +176,7 @@ def build() -> Json:
         row("police.uk bands"), hourly_bands(),
         row("Month to date"), month_to_date(),
     ])
-    variables = [
-        datasource_variable(),
-        query_variable("site", "Site", "label_values(callwatch_service_level_target_ratio, site)"),
-        query_variable("line", "Line", 'label_values(callwatch_service_level_target_ratio{site="$site"}, line)',
-                       multi=True, include_all=True),
-    ]
+    variables = site_and_line_variables()
     return dashboard(
         UID, "callwatch · Manager's trends",
         "Service level, abandonment and answer times per 15-minute interval, today, police.uk answer-time bands "

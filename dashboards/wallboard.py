@@ -6,7 +6,7 @@ line's formula) named on the panel, and the data age so a frozen board is visibl
 from __future__ import annotations
 
 from .alerts import PRODUCTION
-from .grafana import Cell, Json, bargauge, dashboard, datasource_variable, layout, query_variable, row, stat, steps, target, threshold_from
+from .grafana import Cell, Json, bargauge, dashboard, layout, row, site_and_line_variables, stat, steps, target, threshold_from
 
 UID = "callwatch-wallboard"
 LINE = 'site="$site", line="$line"'
@@ -147,12 +147,7 @@ def build() -> Json:
         [Cell(threshold(), 4, 5), Cell(data_age(), 4, 5), Cell(by_queue_waiting(), 5, 5),
          Cell(by_queue_longest_wait(), 5, 5), Cell(by_queue_service_level(), 6, 5)],
     ])
-    variables = [
-        datasource_variable(),
-        query_variable("site", "Site", "label_values(callwatch_service_level_target_ratio, site)"),
-        query_variable("line", "Line", 'label_values(callwatch_service_level_target_ratio{site="$site"}, line)',
-                       multi=True, include_all=True),
-    ]
+    variables = site_and_line_variables()
     return dashboard(
         UID, "callwatch · Control-room wallboard",
         "Live figures per line for the control room: service level and abandonment over the rolling 15 and 60 "
