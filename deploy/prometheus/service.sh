@@ -71,6 +71,41 @@ start_daemon() {
     echo "$pid"
 }
 
+# service_settings VAR DEFAULT_PORT DEFAULT_CONFIG: the settings of the daemon named SERVICE_NAME
+# from VAR_PORT, VAR_CONFIG, CALLWATCH_VAR_WAIT_S (60) and CALLWATCH_VAR_MAX_LIFETIME_S (0: none),
+# checked, into port, config, wait_s, lifetime; its data, log and pid file under state. Exits (0)
+# saying so when it is already running.
+service_settings() {
+    local var="$1" running
+    local port_var="${var}_PORT" config_var="${var}_CONFIG" wait_var="CALLWATCH_${var}_WAIT_S"
+    local lifetime_var="CALLWATCH_${var}_MAX_LIFETIME_S"
+    port="${!port_var:-$2}"
+    config="${!config_var:-$3}"
+    wait_s="${!wait_var:-60}"
+    lifetime="${!lifetime_var:-0}"
+    whole_number "${var}_PORT" "$port"
+    whole_number "CALLWATCH_${var}_WAIT_S" "$wait_s"
+    whole_number "CALLWATCH_${var}_MAX_LIFETIME_S" "$lifetime"
+    [[ -f "$config" ]] || die "no configuration file at $config (${var}_CONFIG)"
+    state="$CALLWATCH_STATE/$SERVICE_NAME"
+    mkdir -p "$state/data"
+    running="$(running_pid "$state/$SERVICE_NAME.pid")"
+    if [[ -n "$running" ]]; then
+        echo "$SERVICE_NAME ready at http://127.0.0.1:$port (already running, pid $running)"
+        exit 0
+    fi
+}
+
+# start_service COMMAND...: start_daemon with service_settings' values (ready at GET /-/ready), then
+# the one line saying where it listens.
+start_service() {
+    local pid note=""
+    pid="$(start_daemon "$state/$SERVICE_NAME.pid" "$state/$SERVICE_NAME.log" "$port" /-/ready "$wait_s" \
+        "$lifetime" "$@")"
+    if (( lifetime > 0 )); then note=", stops by itself after $lifetime s"; fi
+    echo "$SERVICE_NAME ready at http://127.0.0.1:$port (pid $pid, config $config$note)"
+}
+
 # stop_daemon PID_FILE: SIGTERM, then SIGKILL after 10 s; stops its watchdog too.
 stop_daemon() {
     local pid_file="$1" pid watchdog
