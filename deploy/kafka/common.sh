@@ -88,28 +88,28 @@ process_args() {
     fi
 }
 
-# The pid of our running broker (pid file + live process that is kafka.Kafka on our config), or nothing.
-broker_pid() {
-    local pid
-    [[ -f "$KAFKA_PID_FILE" ]] || return 0
-    pid="$(cat "$KAFKA_PID_FILE" 2>/dev/null || true)"
+# live_pid PID_FILE TEXT...: the pid in PID_FILE when that process lives and its command line
+# holds the TEXTs in this order (a pid reused by another program is not ours), or nothing.
+live_pid() {
+    local pid_file="$1" pid args part
+    shift
+    [[ -f "$pid_file" ]] || return 0
+    pid="$(cat "$pid_file" 2>/dev/null || true)"
     [[ "$pid" =~ ^[0-9]+$ ]] || return 0
     kill -0 "$pid" 2>/dev/null || return 0
-    case "$(process_args "$pid")" in
-        *kafka.Kafka*"$KAFKA_CONFIG"*) echo "$pid" ;;
-    esac
+    args="$(process_args "$pid")"
+    for part in "$@"; do
+        [[ "$args" == *"$part"* ]] || return 0
+        args="${args#*"$part"}"
+    done
+    echo "$pid"
 }
 
-watchdog_pid() {
-    local pid
-    [[ -f "$KAFKA_WATCHDOG_PID_FILE" ]] || return 0
-    pid="$(cat "$KAFKA_WATCHDOG_PID_FILE" 2>/dev/null || true)"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    case "$(process_args "$pid")" in
-        *callwatch-kafka-watchdog*"$KAFKA_PID_FILE"*) echo "$pid" ;;
-    esac
-}
+# The pid of our running broker (kafka.Kafka on our config), or nothing.
+broker_pid() { live_pid "$KAFKA_PID_FILE" kafka.Kafka "$KAFKA_CONFIG"; }
+
+# The pid of its lifetime watchdog (deploy/local/lifetime.sh, named by start.sh), or nothing.
+watchdog_pid() { live_pid "$KAFKA_WATCHDOG_PID_FILE" callwatch-kafka-watchdog "$KAFKA_PID_FILE"; }
 
 # True when something accepts TCP connections on host:port (within about a second).
 port_open() {
