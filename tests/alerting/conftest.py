@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -21,15 +20,11 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "deploy" / "prometheus" / "install.sh"
 MAX_LIFETIME_S = "900"  # a service forgotten by a killed test run stops by itself
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -28,8 +28,9 @@ from dashboards.build import dashboards
 from dashboards.prometheus_rules import rule_file
 from dashboards.queries import panel_queries, rule_queries, selectors, substitute, variable_queries
 from streams.metrics import WORKER_METRICS
+from tests.ports import free_port
 
-from .conftest import REPO, WebhookReceiver, free_port, http_json, start_service
+from .conftest import REPO, WebhookReceiver, http_json, start_service
 
 pytestmark = pytest.mark.prometheus
 

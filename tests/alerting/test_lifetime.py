@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, free_port
+from tests.ports import free_port
+
+from .conftest import REPO
 
 pytestmark = pytest.mark.prometheus
 PROMETHEUS = REPO / "deploy" / "prometheus"

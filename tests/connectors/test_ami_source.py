@@ -31,6 +31,7 @@ from connectors.backoff import Backoff
 from connectors.privacy import pseudonymiser
 from connectors.queue_lines import parse_queue_lines
 from connectors.sink import JsonLinesSink
+from tests.ports import free_port
 from tests.real_data import excerpt, whole_file
 
 try:
@@ -124,12 +125,6 @@ class Run:
         else:
             assert isinstance(self.error, raised), f"expected {raised.__name__}, got {self.error!r}"
         return self
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def identity(events: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -14,7 +14,6 @@ import os
 import secrets
 import signal
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from connectors.queue_log.queue_log_parser import ParserConfig, QueueLogParser
 from connectors.queue_log.queue_log_source import QueueLogConnector
 from tests.connectors.following import Following
 from tests.connectors.sinks import CollectingSink
+from tests.ports import free_port
 
 pytestmark = pytest.mark.database
 
@@ -55,12 +55,6 @@ SCHEMA = {
 }
 COLUMNS = ("callid VARCHAR(80), queuename VARCHAR(128), agent VARCHAR(80), event VARCHAR(32), "
            "data1 VARCHAR(100), data2 VARCHAR(100), data3 VARCHAR(100), data4 VARCHAR(100), data5 VARCHAR(100)")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Server:

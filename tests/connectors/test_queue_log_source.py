@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from streams.domain.windows import zone
 from streams.settings import Settings
 from tests.connectors.sinks import CollectingSink
 from tests.connectors.following import Following as FollowingHarness
+from tests.ports import free_port
 from tests.real_data import SHARED, excerpt, whole_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "queue_log"
@@ -572,12 +572,6 @@ def test_connect_queue_log_writes_events_and_refuses_to_start_without_a_key(tmp_
     refused = callwatch(*argv)
     assert refused.returncode == 2
     assert refused.stderr.count(b"\n") == 1 and b"CALLWATCH_PSEUDONYMISATION_KEY" in refused.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_run_with_the_queue_log_source_reports_the_real_export(tmp_path: Path) -> None:

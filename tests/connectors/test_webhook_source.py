@@ -51,6 +51,7 @@ from connectors.webhook.webhook_source import (
     OPENAPI_PATH, SPEC, Credentials, WebhookConnector, WebhookOptions, bind, create_app)
 from streams.options import Parser, UsageError
 from streams.settings import Settings
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "webhook"
@@ -535,11 +536,6 @@ def test_twilio_behind_a_proxy_is_checked_against_the_public_url() -> None:
 
 
 # --- the command line ------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def command_environment() -> dict[str, str]:

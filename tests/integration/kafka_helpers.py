@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DIR = REPO / "deploy" / "kafka"
@@ -86,12 +87,6 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list[Record
         return records
     finally:
         consumer.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PrivateBroker:

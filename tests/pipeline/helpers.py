@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -40,9 +39,3 @@ def shuffled_within(lines: list[str], lateness_s: float, seed: int) -> list[str]
         return parse_ts(ts) / 1000 + rng.uniform(0, lateness_s * 0.999)
 
     return sorted(lines, key=key)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

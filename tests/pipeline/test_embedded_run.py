@@ -9,8 +9,9 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.metrics import exported_names
+from tests.ports import free_port
 
-from .helpers import CALLWATCH, free_port
+from .helpers import CALLWATCH
 
 
 def scrape(port: int) -> dict[str, list]:

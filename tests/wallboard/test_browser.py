@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import pytest
 
 from streams.wallboard.server import BoardOptions
-from tests.pipeline.helpers import free_port
+from tests.ports import free_port
 
 from .conftest import START_MS, FlowSource, call_event, serving
 
