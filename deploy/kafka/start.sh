@@ -2,9 +2,11 @@
 # Start a single-node Kafka (KRaft, broker+controller) on 127.0.0.1 in the background and wait until it
 # serves requests. Prints one line "kafka ready at HOST:PORT ...". Does nothing if it is already running.
 # With CALLWATCH_KAFKA_BOOTSTRAP set, starts nothing: only checks that the existing Kafka answers.
+# Installs Debian's Java and Maven first when missing (as root).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 source "$CALLWATCH_REPO/deploy/local/lifetime.sh"
+source "$CALLWATCH_REPO/deploy/local/packages.sh"
 
 [[ "$CALLWATCH_KAFKA_WAIT_S" =~ ^[0-9]+$ ]] || die "CALLWATCH_KAFKA_WAIT_S must be a whole number of seconds, not '$CALLWATCH_KAFKA_WAIT_S'"
 
@@ -37,6 +39,11 @@ lifetime="${CALLWATCH_KAFKA_MAX_LIFETIME_S:-}"
 [[ -z "$lifetime" || "$lifetime" =~ ^[0-9]+$ ]] || die "CALLWATCH_KAFKA_MAX_LIFETIME_S must be a whole number of seconds, not '$lifetime'"
 
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+# A fresh Debian machine lacks Java (the broker) and Maven (assembling its jars once): its packages.
+missing=()
+[[ -n "${JAVA_HOME:-}" ]] || command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+[[ -n "${KAFKA_HOME:-}" || -f "$KAFKA_LIBS/.complete" ]] || command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if (( ${#missing[@]} > 0 )); then SERVICE_NAME=kafka install_packages "${missing[@]}"; fi
 find_java
 lock_state
 mkdir -p "$KAFKA_DATA_DIR" "$KAFKA_LOG_DIR"

@@ -8,31 +8,13 @@
 # die, whole_number, running_pid and stop_daemon are the Prometheus scripts' helpers; watch_lifetime is
 # deploy/local/lifetime.sh's, which they source.
 source "$(dirname "${BASH_SOURCE[0]}")/../prometheus/service.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/packages.sh"  # install_packages
 
 db_wait_s="${CALLWATCH_DB_WAIT_S:-60}"
 db_lifetime="${CALLWATCH_DB_MAX_LIFETIME_S:-3600}"
 whole_number CALLWATCH_DB_WAIT_S "$db_wait_s"
 whole_number CALLWATCH_DB_MAX_LIFETIME_S "$db_lifetime"
 [[ -n "${CALLWATCH_DB_PASSWORD:-}" ]] || die "CALLWATCH_DB_PASSWORD is not set (the callwatch user's password)"
-
-install_packages() {  # PACKAGE...: apt-get install them (root only); their services are not started
-    if [[ "$(id -u)" -ne 0 ]]; then
-        die "$* missing and not root (run: sudo apt-get install $*)"
-    fi
-    command -v apt-get >/dev/null 2>&1 || die "$* missing and no apt-get here"
-    local policy=/usr/sbin/policy-rc.d own=""
-    if [[ ! -e "$policy" ]]; then
-        printf '#!/bin/sh\n# written by callwatch deploy/local/database.sh for the duration of an install\nexit 101\n' >"$policy"
-        chmod 755 "$policy"
-        own=1
-    fi
-    echo "${SERVICE_NAME}: apt-get install $*" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-    local status=$?
-    [[ -n "$own" ]] && rm -f "$policy"
-    (( status == 0 )) || die "apt-get install $* failed"
-}
 
 as_user() {  # USER COMMAND...: run as USER when root (the servers refuse to run as root)
     local user="$1"

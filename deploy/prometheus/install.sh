@@ -17,27 +17,10 @@ if [[ "$(id -u)" -ne 0 ]]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
         exec sudo -n -E "$0" "$@"
     fi
-    echo "prometheus install: error: ${need[*]} missing and not root (run: sudo apt-get install prometheus prometheus-alertmanager)" >&2
-    exit 1
 fi
-command -v apt-get >/dev/null 2>&1 || { echo "prometheus install: error: ${need[*]} missing and no apt-get here" >&2; exit 1; }
-
-# policy-rc.d answering 101 stops the packages' postinst from starting their daemons; only ours
-# is removed afterwards (an existing one is left alone).
-policy=/usr/sbin/policy-rc.d
-own_policy=""
-if [[ ! -e "$policy" ]]; then
-    printf '#!/bin/sh\n# written by callwatch deploy/prometheus/install.sh for the duration of an install\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    own_policy=1
-fi
-cleanup() { [[ -n "$own_policy" ]] && rm -f "$policy"; return 0; }
-trap cleanup EXIT
-
-export DEBIAN_FRONTEND=noninteractive
-echo "prometheus install: apt-get install ${need[*]}" >&2
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+SERVICE_NAME="prometheus install"
+source "$(dirname "${BASH_SOURCE[0]}")/../local/packages.sh"
+install_packages "${need[@]}"
 
 # Whatever policy was in force: make sure no packaged service keeps running.
 for service in prometheus prometheus-alertmanager prometheus-node-exporter; do
