@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .flow import CallFlow
 from .ordering import EventOrderer, OrderingCounts
 
-STATE_VERSION: Final = 3  # 2: a tracker state may leave its calls out; 3: CallEvent a msgspec Struct
+STATE_VERSION: Final = 3  # 2: a tracker state may leave its calls out; 3: events, legs and calls msgspec Structs
 
 Json = Any  # JSON-able: dicts with string keys, lists, strings, numbers, booleans, None
 
@@ -37,7 +37,8 @@ class IncompatibleState(ValueError):
 
 
 def _names(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]
+    struct_fields: tuple[str, ...] | None = getattr(cls, "__struct_fields__", None)  # a msgspec Struct
+    return list(struct_fields) if struct_fields is not None else [f.name for f in fields(cls)]
 
 
 def schema() -> dict[str, Json]:
