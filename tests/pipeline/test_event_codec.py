@@ -379,3 +379,24 @@ def test_decode_json_is_json_loads(text: str) -> None:
         except (ValueError, RecursionError) as error:
             return ("error", type(error).__name__, str(error))
     assert outcome(decode_json) == outcome(json.loads)
+
+
+VALID_LINES = [line(base).encode() for base in BASES] + [line(OFFERED, type=kind).encode() for kind in EVENT_TYPES[:-1]]
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(VALID_LINES), event_lines()), min_size=1, max_size=8))
+def test_a_block_of_lines_is_judged_as_each_line_alone(lines: list[bytes]) -> None:
+    """A block is decoded in one go when every line is valid and line by line otherwise: either
+    way its events and rejections are those of its lines judged one at a time as before msgspec."""
+    block = decode_block(b"\n".join(lines) + b"\n")
+    events, rejected = [], []
+    for index, one in enumerate(lines):
+        outcome = reference((one + b"\n").decode("utf-8", "replace"))  # json.loads, then parse_event
+        if type(outcome) is CallEvent:
+            events.append(outcome)
+        elif outcome is not None:
+            rejected.append((index, outcome))
+    assert block.events == events
+    assert [event.extra for event in block.events] == [event.extra for event in events]
+    assert [(index, reason) for index, reason, _raw in block.rejected] == rejected
