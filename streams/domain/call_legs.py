@@ -207,18 +207,24 @@ class CallTracker:
             close(call_id, call, leg, OUTCOME_OF_EVENT[event_type], now_ms, out)
 
     def _offer(self, event: CallEvent, out: list[Record]) -> None:
-        call_id, queue = event.call_id, event.queue
+        call_id, queue, site, line, now_ms = event.call_id, event.queue, event.site, event.line, event.occurred_ms
         call = self.calls.get(call_id)
         if call is None:
-            call = self.calls[call_id] = CallState([], {})
-        elif call.open_leg(queue) is not None:
+            # A call's first offer (most offers): its leg, its line-call and both arrivals at once.
+            self.calls[call_id] = CallState([Leg(site, line, queue, now_ms)], {(site, line): LineCall(now_ms)},
+                                            now_ms, 1)
+            if self._changed is not None:
+                self._changed.add(call_id)
+            self._deadlines.append((now_ms + self._max_wait_ms, call_id, 0))
+            out.append(_new_record(Arrival, (site, line, queue, now_ms, call_id)))
+            out.append(_new_record(Arrival, (site, line, LINE_TOTAL, now_ms, call_id)))
+            return
+        if call.open_leg(queue) is not None:
             self.counts.conflicts += 1  # offered again to a queue it is already waiting in
             return
-        now_ms = event.occurred_ms
         call.last_ms = now_ms
         if self._changed is not None:
             self._changed.add(call_id)
-        site, line = event.site, event.line
         key = (site, line)
         line_call = call.line_calls.get(key)
         # Decided before the new leg joins the call: it is the call's past on the line that counts.
