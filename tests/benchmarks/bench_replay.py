@@ -115,8 +115,7 @@ def _parts(path: str) -> dict[str, float]:
 
     def track(ordered: list[CallEvent]) -> list[Record]:
         tracker, records = CallTracker(config.max_wait_ms), []
-        for event in ordered:
-            tracker.apply(event, records)
+        tracker.apply_all(ordered, records)  # as a flow without a board does
         return records
 
     def tally(records: list[Record]) -> IntervalReport:
@@ -132,7 +131,7 @@ def _parts(path: str) -> dict[str, float]:
         seconds["decode and validate (decode_block)"], decoded = timed(
             lambda: [decode_block(data).events for data in blocks])
         seconds["order (offer_all, release)"], ordered = timed(lambda: order(decoded))
-        seconds["track legs (CallTracker.apply)"], records = timed(lambda: track(ordered))
+        seconds["track legs (CallTracker.apply_all)"], records = timed(lambda: track(ordered))
         seconds["tally windows (IntervalReport.add)"], report = timed(lambda: tally(records))
         seconds["report rows (figures)"], rows = timed(report.remaining_rows)
         seconds["encode rows"], _ = timed(lambda: [encode_report_row(row) for row in rows])
@@ -244,31 +243,20 @@ def _print_parts(inputs: list[tuple[str, Path]], baseline: Path | None, rounds: 
         mine = figures[(label, "this")]
         print(f"\n{label}, {mine['events']:,} events: CPU us per event, fastest of {rounds} round(s)\n")
         parts = [part for part in mine if part != "events"]
-        # Parts are named the same in both checkouts where they mean the same; others show as "-".
-        other = figures.get((label, "baseline"), {})
-        if baseline is not None:
-            print("| part | baseline | this checkout | this / baseline |")
-            print("|---|---:|---:|---:|")
+        # The baseline's parts in the same order (named by its own script, possibly otherwise).
+        other = [value for part, value in figures.get((label, "baseline"), {}).items() if part != "events"]
+        if other:
+            print("| part | baseline | this checkout | this / baseline |\n|---|---:|---:|---:|")
+            for part, base_value in zip(parts, other):
+                print(f"| {part} | {base_value:.2f} | {mine[part]:.2f} | {mine[part] / base_value:.2f}x |")
+            total_mine, total_base = sum(mine[part] for part in parts[1:]), sum(other[1:])
+            print(f"| the replay (every part but the typed decode alone) | {total_base:.2f} | {total_mine:.2f} | "
+                  f"{total_mine / total_base:.2f}x |")
         else:
-            print("| part | us per event |")
-            print("|---|---:|")
-        for part in parts + [part for part in other if part not in mine and part != "events"]:
-            this_value = mine.get(part)
-            shown = "-" if this_value is None else f"{this_value:.2f}"
-            if baseline is None:
-                print(f"| {part} | {shown} |")
-                continue
-            base_value = other.get(part)
-            ratio = f"{this_value / base_value:.2f}x" if this_value is not None and base_value else "-"
-            print(f"| {part} | {'-' if base_value is None else f'{base_value:.2f}'} | {shown} | {ratio} |")
-        total_mine = sum(mine[part] for part in parts[1:])
-        line = f"| the replay (every part but the typed decode alone) |"
-        if baseline is not None:
-            base_parts = [part for part in other if part != "events"]
-            total_base = sum(other[part] for part in base_parts[1:])
-            print(f"{line} {total_base:.2f} | {total_mine:.2f} | {total_mine / total_base:.2f}x |")
-        else:
-            print(f"{line} {total_mine:.2f} |")
+            print("| part | us per event |\n|---|---:|")
+            for part in parts:
+                print(f"| {part} | {mine[part]:.2f} |")
+            print(f"| the replay (every part but the typed decode alone) | {sum(mine[part] for part in parts[1:]):.2f} |")
 
 
 if __name__ == "__main__":
