@@ -11,9 +11,11 @@ every figure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections import deque
-from typing import Final, NamedTuple
+from dataclasses import dataclass
+from typing import Final, Iterable, NamedTuple
+
+import msgspec
 
 from .events import ABANDONED, AGENT_STATE, ANSWERED, ENDED, OFFERED, TIMEOUT, TRANSFERRED, CallEvent
 
@@ -51,8 +53,10 @@ class LegClosed(NamedTuple):
         return self.closed_ms - self.offered_ms
 
 
-@dataclass(slots=True)
-class Leg:
+# Legs, line-calls and calls are msgspec Structs: mutable and slotted like the dataclasses they
+# were, and built by C code (a dataclass's generated __init__ is a Python call: three of them for
+# most offers). Legs and line-calls hold no containers, so the cyclic collector can skip them.
+class Leg(msgspec.Struct, gc=False):
     site: str
     line: str
     queue: str
@@ -62,17 +66,15 @@ class Leg:
     ended_ms: int | None = None
 
 
-@dataclass(slots=True)
-class LineCall:
+class LineCall(msgspec.Struct, gc=False):
     first_offered_ms: int
     closed: bool = False
     left_ms: int | None = None  # when its last leg on the line was transferred away
 
 
-@dataclass(slots=True)
-class CallState:
-    legs: list[Leg] = field(default_factory=list)
-    line_calls: dict[tuple[str, str], LineCall] = field(default_factory=dict)
+class CallState(msgspec.Struct):
+    legs: list[Leg] = msgspec.field(default_factory=list)
+    line_calls: dict[tuple[str, str], LineCall] = msgspec.field(default_factory=dict)
     last_ms: int = 0
     open_count: int = 0  # legs without an outcome yet
     caller: str | None = None  # the caller's hash, noted by a live board (callbacks) only
@@ -152,61 +154,77 @@ class CallTracker:
             self._next_housekeeping_ms = now_ms + 60_000
 
     def apply(self, event: CallEvent, out: list[Record]) -> None:
-        now_ms = event.occurred_ms
-        deadlines = self._deadlines
-        if (deadlines and deadlines[0][0] < now_ms) or now_ms >= self._next_housekeeping_ms:
-            self.expire(now_ms, out)
-        event_type = event.type
-        if event_type == OFFERED:
-            self._offer(event, out)
-            return
-        if event_type == AGENT_STATE:
-            return  # moves stream time (above) but belongs to no leg, even when it names a call
-        call_id = event.call_id
-        call = self.calls.get(call_id)
-        if call is None:
-            self.counts.unmatched += 1
-            return
-        call.last_ms = now_ms
-        if self._changed is not None:
-            self._changed.add(call_id)
-        queue = event.queue
-        # The call's latest leg in the queue (calls have a leg or two: a loop beats a method call).
-        for leg in reversed(call.legs):
-            if leg.queue == queue:
-                break
-        else:
-            self.counts.unmatched += 1
-            return
-        if event_type == ENDED:
-            if leg.outcome != "answered" or leg.ended_ms is not None:
-                self.counts.conflicts += 1
+        """Apply one event (see `apply_all`)."""
+        self.apply_all((event,), out)
+
+    def apply_all(self, events: Iterable[CallEvent], out: list[Record]) -> None:
+        """Apply events in event-time order, appending the records they make to `out`. One loop
+        with its lookups made once: it runs for every event of a replay."""
+        calls, deadlines, counts, changed = self.calls, self._deadlines, self.counts, self._changed
+        offer, close = self._offer, self._close
+        housekeeping_ms = self._next_housekeeping_ms
+        for event in events:
+            now_ms = event.occurred_ms
+            if (deadlines and deadlines[0][0] < now_ms) or now_ms >= housekeeping_ms:
+                self.expire(now_ms, out)
+                housekeeping_ms = self._next_housekeeping_ms
+            event_type = event.type
+            if event_type == OFFERED:
+                offer(event, out)
+                continue
+            if event_type == AGENT_STATE:
+                continue  # moves stream time (above) but belongs to no leg, even when it names a call
+            call_id = event.call_id
+            call = calls.get(call_id)
+            if call is None:
+                counts.unmatched += 1
+                continue
+            call.last_ms = now_ms
+            if changed is not None:
+                changed.add(call_id)
+            queue = event.queue
+            # The call's latest leg in the queue (calls have a leg or two: a loop beats a method call).
+            for leg in reversed(call.legs):
+                if leg.queue == queue:
+                    break
             else:
-                leg.ended_ms = now_ms
-            return
-        if leg.outcome is not None:
-            # The queue's latest leg has its outcome: a conflict, unless an earlier leg there is
-            # still open (which offers never make: a queue with an open leg takes no new one).
-            open_leg = call.open_leg(queue)
-            if open_leg is None:
-                self.counts.conflicts += 1
-                return
-            leg = open_leg
-        self._close(call_id, call, leg, OUTCOME_OF_EVENT[event_type], now_ms, out)
+                counts.unmatched += 1
+                continue
+            if event_type == ENDED:
+                if leg.outcome != "answered" or leg.ended_ms is not None:
+                    counts.conflicts += 1
+                else:
+                    leg.ended_ms = now_ms
+                continue
+            if leg.outcome is not None:
+                # The queue's latest leg has its outcome: a conflict, unless an earlier leg there is
+                # still open (which offers never make: a queue with an open leg takes no new one).
+                open_leg = call.open_leg(queue)
+                if open_leg is None:
+                    counts.conflicts += 1
+                    continue
+                leg = open_leg
+            close(call_id, call, leg, OUTCOME_OF_EVENT[event_type], now_ms, out)
 
     def _offer(self, event: CallEvent, out: list[Record]) -> None:
-        call_id, queue = event.call_id, event.queue
+        call_id, queue, site, line, now_ms = event.call_id, event.queue, event.site, event.line, event.occurred_ms
         call = self.calls.get(call_id)
         if call is None:
-            call = self.calls[call_id] = CallState([], {})
-        elif call.open_leg(queue) is not None:
+            # A call's first offer (most offers): its leg, its line-call and both arrivals at once.
+            self.calls[call_id] = CallState([Leg(site, line, queue, now_ms)], {(site, line): LineCall(now_ms)},
+                                            now_ms, 1)
+            if self._changed is not None:
+                self._changed.add(call_id)
+            self._deadlines.append((now_ms + self._max_wait_ms, call_id, 0))
+            out.append(_new_record(Arrival, (site, line, queue, now_ms, call_id)))
+            out.append(_new_record(Arrival, (site, line, LINE_TOTAL, now_ms, call_id)))
+            return
+        if call.open_leg(queue) is not None:
             self.counts.conflicts += 1  # offered again to a queue it is already waiting in
             return
-        now_ms = event.occurred_ms
         call.last_ms = now_ms
         if self._changed is not None:
             self._changed.add(call_id)
-        site, line = event.site, event.line
         key = (site, line)
         line_call = call.line_calls.get(key)
         # Decided before the new leg joins the call: it is the call's past on the line that counts.

@@ -1,12 +1,13 @@
-"""The canonical call event (SPEC section 2, version 1): its typed wire shape (`EventFields`),
-validation from that shape or from any decoded JSON value, and conversion back to a JSON object.
-Event time is kept as integer UTC epoch milliseconds (`occurred_ms`)."""
+"""The canonical call event (SPEC section 2, version 1): `CallEvent`, the typed shape a line is
+decoded into and validated as (`validate_decoded`), the validation of any decoded JSON value
+(`parse_event`), and the conversion back to a JSON object. Event time is kept as integer UTC epoch
+milliseconds (`occurred_ms`)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
-from typing import Annotated, Any, Final, Literal, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Mapping, cast
 
 import msgspec
 
@@ -46,47 +47,54 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
-_NO_EXTRA: Final[Mapping[str, Any]] = MappingProxyType({})
+NO_EXTRA: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
-class EventFields(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """What a typed decoder (streams/io/codec.py) makes of a line that has a canonical event's
-    shape: the known fields only, each of a type `parse_event` accepts for it. A value outside
-    these types (an unknown field, an unknown type or agent state, a number where text belongs)
-    fails the typed decode, and the line is then decoded to plain JSON values and judged by the
-    same checks as any object: the reason for a rejection is the same either way."""
+# The types msgspec checks as it decodes a line into a CallEvent (streams/io/codec.py); mypy sees
+# what a validated event holds. The wire's `ts` is decoded as text into `occurred_ms` and
+# `validate_decoded` turns it into epoch milliseconds before the event leaves the codec.
+# `extra` cannot be decoded from a line at all (no object is both empty and not), so a line that
+# has a field of that name is judged as any object with unknown fields is.
+if TYPE_CHECKING:
+    _EventType = str
+    _Time = int
+    _NonEmpty = str
+    _AgentState = str | None
+    _Version = int
+    _Extra = Mapping[str, Any]
+else:
+    _EventType = Literal["offered", "answered", "abandoned", "timeout", "transferred", "ended", "agent_state"]
+    _Time = str
+    _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+    _AgentState = Literal["available", "busy", "wrapup", "away", "logged_out"] | None
+    _Version = Literal[1]
+    _Extra = Annotated[dict[str, Any], msgspec.Meta(min_length=1, max_length=0)]
 
-    v: Literal[1]
-    event_id: Annotated[str, msgspec.Meta(min_length=1)]
-    type: Literal["offered", "answered", "abandoned", "timeout", "transferred", "ended", "agent_state"]
-    ts: str
-    call_id: str | None = None
-    line: str | None = None
-    queue: str | None = None
-    site: Annotated[str, msgspec.Meta(min_length=1)] | None = None
-    agent: str | None = None
-    caller: str | None = None
-    state: Literal["available", "busy", "wrapup", "away", "logged_out"] | None = None
-    source: str | None = None
 
+class CallEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """One validated event, and what the typed decoder makes of a line: the known fields, each of a
+    type the contract allows for it. A line outside those types (an unknown field, an unknown type
+    or agent state, a number where text belongs) fails the typed decode and is decoded to plain JSON
+    values and judged by `parse_event`, so the reason for a rejection is the same either way.
+    A msgspec Struct rather than a NamedTuple: decoded straight from the line, no object between.
+    The defaults of `type` and `v` are no valid value: an event built in code says its type, and
+    `v` only marks a decoded line that carried it (`event_to_dict` always writes version 1), so an
+    event built in code equals the same event decoded only when given v=1."""
 
-class CallEvent(NamedTuple):
-    """One validated event. A NamedTuple rather than a frozen dataclass: it is just as immutable,
-    and four times cheaper to build, which matters at millions of events per replay."""
-
-    event_id: str
-    call_id: str
-    type: str
-    occurred_ms: int
+    event_id: _NonEmpty
+    call_id: str = ""
+    type: _EventType = ""
+    occurred_ms: _Time = msgspec.field(default=cast(int, ""), name="ts")
     line: str = ""
     queue: str = ""
-    site: str = DEFAULT_SITE
+    site: _NonEmpty = DEFAULT_SITE
     agent: str | None = None
     caller: str | None = None
-    state: str | None = None
+    state: _AgentState = None
     source: str | None = None
     # Unknown fields are preserved for re-encoding (SPEC: "preserved and ignored").
-    extra: Mapping[str, Any] = _NO_EXTRA
+    extra: _Extra = NO_EXTRA
+    v: _Version = 0
 
     @property
     def occurred_at(self) -> datetime:
@@ -97,7 +105,8 @@ class CallEvent(NamedTuple):
         return (self.occurred_ms, TYPE_RANK[self.type], self.event_id)
 
 
-_new_event: Final = tuple.__new__
+_set_field: Final = msgspec.structs.force_setattr
+
 
 # Epoch ms of each hour seen in the canonical shape "YYYY-MM-DDTHH:MM:SS.sssZ", so the common
 # case costs three dict lookups: a pure memo, bounded, filled only by fully checked parses. (Of
@@ -180,10 +189,10 @@ def _optional_text(obj: Mapping[str, Any], name: str) -> str | None:
 
 
 def parse_event(obj: object) -> CallEvent:
-    """Validate one decoded JSON object (or the `EventFields` of one) as a canonical v1 event.
-    Written as straight-line checks because it runs once per event on every path."""
-    if type(obj) is EventFields:
-        return parse_fields(obj)
+    """Validate one decoded JSON object as a canonical v1 event (a CallEvent is returned as it is:
+    the codec hands out only validated ones). Straight-line checks: this runs on every path."""
+    if type(obj) is CallEvent:
+        return obj
     if type(obj) is not dict:
         raise InvalidEvent("event", "must be a JSON object")
     get = obj.get
@@ -235,52 +244,42 @@ def parse_event(obj: object) -> CallEvent:
         line, queue = line_value, queue_value
         if queue == "*":
             raise InvalidEvent("queue", "'*' is reserved for line totals")
-    extra = _NO_EXTRA if _KNOWN_FIELDS.issuperset(obj) else {
+    extra = NO_EXTRA if _KNOWN_FIELDS.issuperset(obj) else {
         k: v for k, v in obj.items() if k not in _KNOWN_FIELDS}
-    # tuple.__new__ is what CallEvent._make does; the generated __new__ would cost a Python call.
-    return _new_event(CallEvent, (event_id, call_id, event_type, occurred_ms, line, queue, site, agent,
-                                  caller, state, source, extra))
+    return CallEvent(event_id, call_id, event_type, occurred_ms, line, queue, site, agent, caller, state, source,
+                     extra, SCHEMA_VERSION)
 
 
-def parse_fields(fields: EventFields) -> CallEvent:
-    """`parse_event` for the fields a typed decoder made (their types, the version, a non-empty id
-    and site are checked already): the other checks, in the same order, so the same reason for
-    the same line (property-tested)."""
-    event_type, event_id, call_id = fields.type, fields.event_id, fields.call_id
-    if not call_id:
-        if event_type != AGENT_STATE:
-            raise _text_error("call_id", call_id)
-        call_id = ""
-    ts = fields.ts
-    # parse_ts's memo of hours, inline: its call would cost a third of what it does.
-    hour_ms = _HOUR_MS.get(ts[:13]) if len(ts) == 24 else None
-    if hour_ms is not None and (minute_second_ms := _MINUTE_SECOND_MS.get(ts[13:19])) is not None \
-            and (millis := _MILLISECOND.get(ts[19:])) is not None:
-        occurred_ms = hour_ms + minute_second_ms + millis
-    else:
-        occurred_ms = parse_ts(ts)
-    site = fields.site or DEFAULT_SITE
-    agent, caller = fields.agent, fields.caller
-    if caller is not None and not caller.startswith("h:"):
-        raise InvalidEvent("caller", "must be a keyed hash ('h:' + hex), never a raw number")
-    state: str | None = None
-    line, queue = fields.line, fields.queue
-    if event_type == AGENT_STATE:
-        line, queue = line or "", queue or ""
-        if not agent:
-            raise InvalidEvent("agent", "is required on agent_state")
-        state = fields.state
-        if state is None:
-            raise InvalidEvent("state", "unknown agent state None")
-    else:
-        if not line:
-            raise _text_error("line", line)
-        if not queue:
-            raise _text_error("queue", queue)
-        if queue == "*":
-            raise InvalidEvent("queue", "'*' is reserved for line totals")
-    return _new_event(CallEvent, (event_id, call_id, event_type, occurred_ms, line, queue, site, agent,
-                                  caller, state, fields.source, _NO_EXTRA))
+def validate_decoded(events: list[CallEvent]) -> None:
+    """Finish, in place, the validation the typed decoder began (its types, the non-empty id and
+    site are checked already): the wire's time text becomes epoch milliseconds and the rules types
+    cannot say are checked, so that each event is exactly what `parse_event` makes of the same line
+    as plain JSON values (property-tested). Raises InvalidEvent at the first event that breaks one;
+    its reason is not the one to report: the caller judges that line again with `parse_event`.
+    One loop over many events: its cost is most of what validating an event costs."""
+    hour_of, minute_second_of, millis_of, set_field = _HOUR_MS, _MINUTE_SECOND_MS, _MILLISECOND, _set_field
+    for event in events:
+        ts: str = event.occurred_ms  # type: ignore[assignment]  # still the wire's text (a cast would cost a call)
+        # parse_ts's memo of hours, inline, by subscripts (a try costs nothing until it raises):
+        # the three keys are 13, 6 and 5 characters long, so a text they all match has 24.
+        try:
+            occurred_ms = hour_of[ts[:13]] + minute_second_of[ts[13:19]] + millis_of[ts[19:]]
+        except KeyError:
+            occurred_ms = parse_ts(ts)
+        set_field(event, "occurred_ms", occurred_ms)
+        if event.type == AGENT_STATE:
+            if not event.agent or event.state is None:
+                raise InvalidEvent("event", "an agent_state needs its agent and state")
+        else:
+            if not (event.type and event.call_id and event.line and event.queue) or event.queue == "*":
+                raise InvalidEvent("event", "a call's event needs its type, call, line and queue")
+            if event.state is not None:
+                set_field(event, "state", None)  # an agent state means nothing on a call's event
+        caller = event.caller
+        if caller is not None and caller[:2] != "h:":
+            raise InvalidEvent("caller", "must be a keyed hash")
+        if event.v != SCHEMA_VERSION:
+            raise InvalidEvent("v", "is required")
 
 
 def event_to_dict(event: CallEvent) -> dict[str, Any]:

@@ -93,11 +93,10 @@ class CallFlow:
             return
         tracker, report, board = self.tracker, self._report, self._board
         records: list[Record] = []
-        apply = tracker.apply
         if board is None:
-            for event in events:
-                apply(event, records)
+            tracker.apply_all(events, records)
         else:
+            apply = tracker.apply
             for event in events:
                 apply(event, records)
                 board.observe(event)

@@ -4,10 +4,11 @@ time reaches its end."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from functools import lru_cache
-from typing import Iterator, NamedTuple
+from typing import Any, Final, Iterator, NamedTuple
 
-from .call_legs import Arrival, LegClosed, Record
+from .call_legs import LOST, LegClosed, Record
 from .config import FlowConfig, LineConfig
 from .events import format_ts
 from .figures import Figures, Tally, tally_figures
@@ -43,6 +44,26 @@ class ReportRow(NamedTuple):
         return row
 
 
+# What a window keeps of a group until its row is due: [arrivals, answer times, abandon waits,
+# timed out, transferred, lost]. Appending a wait is all a closed leg costs; the counts a Tally
+# holds (thresholds, bands) are taken from the sorted waits when the row is made (`_tally_of`).
+_ARRIVALS, _ANSWERS, _ABANDONS = 0, 1, 2
+_COUNTED_AT: Final = {"timed_out": 3, "transferred": 4, LOST: 5}
+Outcomes = list[Any]
+
+
+def _tally_of(outcomes: Outcomes, line: LineConfig) -> Tally:
+    """The Tally that `Tally.add_outcome` would have made of the same legs."""
+    arrivals, answers, abandons, timed_out, transferred, lost = outcomes
+    answers.sort()
+    abandons.sort()
+    sl_ms, short_ms = line.sl_threshold_s * 1000, line.short_abandon_s * 1000
+    under_10, under_60 = bisect_left(answers, 10_000), bisect_left(answers, 60_000)
+    return Tally(arrivals, len(answers), len(abandons), bisect_left(abandons, short_ms), timed_out, transferred,
+                 lost, bisect_left(answers, sl_ms), bisect_left(abandons, sl_ms), sum(abandons), under_10,
+                 under_60 - under_10, len(answers) - under_60, answers)
+
+
 class IntervalReport:
     """Accumulates records into open windows; `rows_until(now_ms)` yields the finished ones in
     report order (window_start, site, line, queue)."""
@@ -50,18 +71,17 @@ class IntervalReport:
     def __init__(self, size_s: int, config: FlowConfig) -> None:
         self._config = config
         self._windows = IntervalWindows(size_s, zone(config.tz))
-        # window (start, end) -> group -> tally
-        self._open: dict[tuple[int, int], dict[Group, Tally]] = {}
+        # window (start, end) -> group -> outcomes
+        self._open: dict[tuple[int, int], dict[Group, Outcomes]] = {}
         self._earliest_end: int | None = None
         self._last_bound: tuple[int | None, str] = (None, "")  # the last bound formatted, and its text
 
     def add(self, records: list[Record]) -> None:
         window_of = self._windows.window_of
         open_windows = self._open
-        line_config = self._config.line
-        lines: dict[str, LineConfig] = {}
+        counted_at = _COUNTED_AT
         start = end = 0
-        groups: dict[Group, Tally] = {}
+        groups: dict[Group, Outcomes] = {}
         for record in records:
             closed = type(record) is LegClosed
             at_ms = record.closed_ms if closed else record.occurred_ms  # type: ignore[union-attr]
@@ -75,17 +95,19 @@ class IntervalReport:
                         self._earliest_end = end
                 groups = groups_or_none
             group = record[:3]  # (site, line, queue): both kinds of record start with them
-            tally = groups.get(group)
-            if tally is None:
-                tally = groups[group] = Tally()
+            outcomes = groups.get(group)
+            if outcomes is None:
+                outcomes = groups[group] = [0, [], [], 0, 0, 0]
             if closed:
-                line = lines.get(record.line)
-                if line is None:
-                    line = lines[record.line] = line_config(record.line)
-                tally.add_outcome(record.outcome, record.closed_ms - record.offered_ms,  # type: ignore[union-attr]
-                                  line)
+                outcome = record.outcome  # type: ignore[union-attr]
+                if outcome == "answered":
+                    outcomes[_ANSWERS].append(at_ms - record.offered_ms)  # type: ignore[union-attr]
+                elif outcome == "abandoned":
+                    outcomes[_ABANDONS].append(at_ms - record.offered_ms)  # type: ignore[union-attr]
+                else:
+                    outcomes[counted_at[outcome]] += 1
             else:
-                tally.arrivals += 1
+                outcomes[_ARRIVALS] += 1
 
     def rows_until(self, now_ms: int) -> list[ReportRow]:
         """Rows of every window that ended at or before `now_ms`, removing them."""
@@ -101,15 +123,16 @@ class IntervalReport:
         """Rows of the windows still open (end of a finite stream): partial, but nothing is lost."""
         return self.rows_until(max((w[1] for w in self._open), default=0))
 
-    def _rows_of(self, window: tuple[int, int], groups: dict[Group, Tally]) -> Iterator[ReportRow]:
+    def _rows_of(self, window: tuple[int, int], groups: dict[Group, Outcomes]) -> Iterator[ReportRow]:
         start, end = self._bound_text(window[0]), self._bound_text(window[1])
         line_config = self._config.line
         for group in sorted(groups):
-            tally = groups[group]
+            site, line, queue = group
+            rules = line_config(line)
+            tally = _tally_of(groups[group], rules)
             if tally.is_empty:
                 continue
-            site, line, queue = group
-            yield _new_row(ReportRow, (start, end, site, line, queue, tally_figures(tally, line_config(line))))
+            yield _new_row(ReportRow, (start, end, site, line, queue, tally_figures(tally, rules, presorted=True)))
 
     def _bound_text(self, instant_ms: int) -> str:
         # A window's end is the next one's start: each bound is formatted once, not twice.

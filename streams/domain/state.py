@@ -16,16 +16,18 @@ from dataclasses import fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from msgspec.structs import astuple
+
 from .call_legs import CallState, CallTracker, Leg, LineCall, TrackerCounts
 from .config import FlowConfig
-from .events import CallEvent
+from .events import NO_EXTRA, CallEvent
 from .figures import Tally
 
 if TYPE_CHECKING:
     from .flow import CallFlow
 from .ordering import EventOrderer, OrderingCounts
 
-STATE_VERSION: Final = 2  # 2: a tracker state may leave its calls out
+STATE_VERSION: Final = 3  # 2: a tracker state may leave its calls out; 3: events, legs and calls msgspec Structs
 
 Json = Any  # JSON-able: dicts with string keys, lists, strings, numbers, booleans, None
 
@@ -35,14 +37,15 @@ class IncompatibleState(ValueError):
 
 
 def _names(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]
+    struct_fields: tuple[str, ...] | None = getattr(cls, "__struct_fields__", None)  # a msgspec Struct
+    return list(struct_fields) if struct_fields is not None else [f.name for f in fields(cls)]
 
 
 def schema() -> dict[str, Json]:
     """What a snapshot's layout depends on; stored with it and compared on restore."""
     return {"version": STATE_VERSION, "leg": _names(Leg), "line_call": _names(LineCall),
             "tracker_counts": _names(TrackerCounts), "ordering_counts": _names(OrderingCounts),
-            "tally": _names(Tally), "event": list(CallEvent._fields)}
+            "tally": _names(Tally), "event": list(CallEvent.__struct_fields__)}
 
 
 def check_schema(stored: Json) -> None:
@@ -50,19 +53,22 @@ def check_schema(stored: Json) -> None:
         raise IncompatibleState("the snapshot was written by another version of the domain")
 
 
+_EXTRA_AT: Final = CallEvent.__struct_fields__.index("extra")
+
+
 # --- events ----------------------------------------------------------------------------------
 
 def event_state(event: CallEvent) -> list[Json]:
     """An event as a list in CallEvent field order (`extra` as a dict, or None when empty)."""
-    values: list[Json] = list(event[:-1])
-    values.append(dict(event.extra) if event.extra else None)
+    values: list[Json] = list(astuple(event))
+    values[_EXTRA_AT] = dict(event.extra) if event.extra else None
     return values
 
 
 def restore_event(values: list[Json]) -> CallEvent:
-    if values[-1]:
-        return CallEvent(*values)
-    return CallEvent(*values[:-1])  # the shared empty mapping, as parse_event gives
+    values = list(values)
+    values[_EXTRA_AT] = values[_EXTRA_AT] or NO_EXTRA  # the shared empty mapping, as parse_event gives
+    return CallEvent(*values)
 
 
 # --- ordering --------------------------------------------------------------------------------

@@ -1,38 +1,52 @@
 """The JSON codec used for every event and report line, chosen in one place so the benchmark's
 decode-only floor uses exactly what the pipeline uses.
 
-Events are decoded by msgspec straight into their typed shape (`EventFields`: the known fields,
-each of the type the contract allows), several times faster than `json.loads` and a dict. A text
-that does not fit that shape (unknown fields, wrong types, not JSON at all) is decoded again by the
-standard library's `json`, so that what becomes of it, an event with its unknown fields preserved
-or a rejection with its reason, is exactly what it always was (property-tested)."""
+Events are decoded by msgspec straight into `CallEvent` (the known fields, each of the type the
+contract allows), several times faster than `json.loads` and a dict, and finished by the domain's
+`validate_decoded`. A text that does not fit (unknown fields, wrong types, not JSON at all) is
+decoded again by the standard library's `json`, so that what becomes of it, an event with its
+unknown fields preserved or a rejection with its reason, is exactly what it always was
+(property-tested)."""
 
 from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring
 from math import isfinite
-from typing import Any, Final
+from typing import Any, Final, Iterable
 
 import msgspec
 
-from streams.domain.events import EventFields
+from streams.domain.events import CallEvent, validate_decoded
 from streams.domain.figures import REPORT_FIELDS
 from streams.domain.interval_report import ReportRow
 
-decode_fields: Final = msgspec.json.Decoder(EventFields).decode
+# The typed decode alone (msgspec's own checks; the time still text): what the benchmarks' floor
+# measures. Every reader goes through `decode` or `decode_lines`, which finish the validation.
+decode_fields: Final = msgspec.json.Decoder(CallEvent).decode
 _decode_any: Final = msgspec.json.Decoder().decode
 
 
 def decode(text: str | bytes) -> Any:
-    """A JSON text (bytes: UTF-8, undecodable bytes replaced, as text mode reads files) as the
-    `EventFields` of an event when it fits them, else as `json.loads` decodes it (raising its
-    ValueError, or RecursionError, when it is not JSON). `parse_event` takes either."""
+    """A JSON text (bytes: UTF-8, undecodable bytes replaced, as text mode reads files) as its
+    validated `CallEvent` when it fits one, else as `json.loads` decodes it (raising its ValueError,
+    or RecursionError, when it is not JSON). `parse_event` takes either."""
     try:
-        return decode_fields(text)
-    except (ValueError, RecursionError):  # msgspec's errors are ValueErrors
+        event = decode_fields(text)
+        validate_decoded([event])
+        return event
+    except (ValueError, RecursionError):  # msgspec's errors and InvalidEvent are ValueErrors
         pass
     return json.loads(text.decode("utf-8", "replace") if type(text) is bytes else text)
+
+
+def decode_lines(lines: Iterable[bytes | str]) -> list[CallEvent]:
+    """Every line as its validated CallEvent, decoded without a Python-level call per line; raises
+    ValueError (or RecursionError) when any line is not a well-typed, valid event: the caller then
+    judges the lines one by one (`decode` and `parse_event`), which give each line's reason."""
+    events: list[CallEvent] = list(map(decode_fields, lines))
+    validate_decoded(events)
+    return events
 
 
 def decode_json(text: str) -> Any:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Final, Iterable, Iterator, TextIO, cast
 
-from streams.domain.events import CallEvent, InvalidEvent, parse_event, parse_fields
+from streams.domain.events import CallEvent, InvalidEvent, parse_event
 
-from .codec import decode, decode_fields
+from .codec import decode, decode_lines
 
 BLOCK_BYTES: Final = 512 * 1024
 
@@ -94,7 +94,8 @@ def read_blocks(paths: Iterable[str], block_bytes: int = BLOCK_BYTES) -> Iterato
 def decode_block(data: bytes) -> DecodedBlock:
     """Decode and validate every line of a block. Lines end at LF, CR LF or CR (as text mode reads
     them); blank lines are skipped; a bad line's reason is exactly what `rejection_reason` says.
-    Lines are decoded as bytes (msgspec checks their UTF-8 itself) unless the block holds a CR."""
+    Lines are decoded as bytes (msgspec checks their UTF-8 itself) unless the block holds a CR.
+    A block with a blank or bad line is decoded again line by line."""
     lines: list[bytes | str]
     if b"\r" in data:
         text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
@@ -105,19 +106,17 @@ def decode_block(data: bytes) -> DecodedBlock:
     ended = len(lines) - 1
     if not lines[-1]:
         lines.pop()
+    try:  # the usual block, every line a valid event: decoded and validated in two calls
+        return DecodedBlock(decode_lines(lines), [], len(lines))
+    except (ValueError, RecursionError):
+        pass
     events: list[CallEvent] = []
     rejected: list[tuple[int, str, str]] = []
-    append, typed, parse = events.append, decode_fields, parse_fields
     for index, line in enumerate(lines):
         try:
-            append(parse(typed(line)))
-            continue
-        except (ValueError, RecursionError):  # not a well-typed event: judged from its JSON values
-            pass
-        raw = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
-        try:
-            append(parse_event(decode(raw)))
+            events.append(parse_event(decode(line)))
         except (ValueError, RecursionError):  # InvalidEvent is a ValueError
+            raw = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
             raw += "\n" if index < ended else ""
             reason = rejection_reason(raw)
             if reason is not None:

@@ -8,7 +8,8 @@ a shared, noisy machine. The passes:
 - **json floor**: read every line in text mode and decode it with the standard library's
   `json.loads` (the codec callwatch used before msgspec): nothing validated, nothing kept.
 - **msgspec floor**: read every line in text mode and decode it with callwatch's own typed decoder
-  (`streams.io.codec.decode_fields`: msgspec, the event's types and the version checked).
+  (`streams.io.codec.decode_fields`: msgspec into `CallEvent`, the fields' types checked; nothing
+  of the validation msgspec cannot do).
 - **replay**: exactly what `callwatch replay FILE` does: blocks of lines decoded and validated,
   ordered, legs tracked, the 15-minute interval report's rows encoded and written to /dev/null.
 - **baseline** (with `--baseline DIR`): the replay pass of another checkout of callwatch (e.g. the
@@ -17,11 +18,12 @@ a shared, noisy machine. The passes:
 Inputs: simulated streams of about 1 M and 5 M events and the real Anonymous Bank month (42,078
 calls) converted to canonical events. `--parts` prints instead what each part of the replay costs
 per event (CPU time, fastest of three, the collector off), each part timed alone over a whole input
-(1 M simulated events and the month; every event is then held in memory, which costs a little).
+(1 M simulated events and the month; every event is then held in memory, which costs a little);
+with `--baseline`, the baseline checkout's parts too, measured alternately with this one's.
 
     .venv/bin/python -m tests.benchmarks.bench_replay                       # 1 M, 5 M, the month
     .venv/bin/python -m tests.benchmarks.bench_replay --quick --baseline ../main
-    .venv/bin/python -m tests.benchmarks.bench_replay --parts --quick
+    .venv/bin/python -m tests.benchmarks.bench_replay --parts --quick --baseline ../main
 """
 
 from __future__ import annotations
@@ -113,8 +115,7 @@ def _parts(path: str) -> dict[str, float]:
 
     def track(ordered: list[CallEvent]) -> list[Record]:
         tracker, records = CallTracker(config.max_wait_ms), []
-        for event in ordered:
-            tracker.apply(event, records)
+        tracker.apply_all(ordered, records)  # as a flow without a board does
         return records
 
     def tally(records: list[Record]) -> IntervalReport:
@@ -130,7 +131,7 @@ def _parts(path: str) -> dict[str, float]:
         seconds["decode and validate (decode_block)"], decoded = timed(
             lambda: [decode_block(data).events for data in blocks])
         seconds["order (offer_all, release)"], ordered = timed(lambda: order(decoded))
-        seconds["track legs (CallTracker.apply)"], records = timed(lambda: track(ordered))
+        seconds["track legs (CallTracker.apply_all)"], records = timed(lambda: track(ordered))
         seconds["tally windows (IntervalReport.add)"], report = timed(lambda: tally(records))
         seconds["report rows (figures)"], rows = timed(report.remaining_rows)
         seconds["encode rows"], _ = timed(lambda: [encode_report_row(row) for row in rows])
@@ -192,7 +193,7 @@ def main() -> None:
     if bank is not None:
         inputs.append(("real month (Anonymous Bank)", bank))
     if args.parts:  # every event is held between parts: the 5 M input would need gigabytes
-        _print_parts([(label, path) for label, path in inputs if "5 M" not in label])
+        _print_parts([(label, path) for label, path in inputs if "5 M" not in label], args.baseline, args.rounds)
         return
     passes = PASSES + (("baseline",) if args.baseline else ())
     print(f"load average before the run: {os.getloadavg()[0]:.2f} (2-core machine shared with other work)\n")
@@ -216,23 +217,46 @@ def main() -> None:
             print(line, flush=True)
 
 
-def _print_parts(inputs: list[tuple[str, Path]]) -> None:
-    figures = {}
+def _run_parts(path: Path, checkout: Path) -> dict[str, float]:
+    """`_parts` in its own process, by the given checkout's own copy of this script."""
+    done = subprocess.run([sys.executable, "-c", "import json, sys; from tests.benchmarks.bench_replay "
+                           "import _parts; print(json.dumps(_parts(sys.argv[1])))", str(path)],
+                          capture_output=True, text=True, check=True, cwd=checkout,
+                          env={**os.environ, "PYTHONPATH": str(checkout)})
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def _print_parts(inputs: list[tuple[str, Path]], baseline: Path | None, rounds: int) -> None:
+    """Each part's cost per event; with a baseline, this checkout's and the baseline's parts
+    measured alternately (`rounds` times each, the fastest of each part kept) and their ratio."""
+    checkouts = [("this", REPO)] + ([("baseline", baseline)] if baseline is not None else [])
+    figures: dict[tuple[str, str], dict[str, float]] = {}
     for label, path in inputs:
-        done = subprocess.run([sys.executable, "-c", "import json, sys; from tests.benchmarks.bench_replay "
-                               "import _parts; print(json.dumps(_parts(sys.argv[1])))", str(path)],
-                              capture_output=True, text=True, check=True, cwd=REPO)
-        figures[label] = json.loads(done.stdout)
-    labels = list(figures)
-    print("| part (us of CPU per event) | " + " | ".join(f"{label} ({figures[label]['events']:,})" for label in labels)
-          + " |")
-    print("|---|" + "---:|" * len(labels))
-    parts = [part for part in figures[labels[0]] if part != "events"]
-    for part in parts:
-        print(f"| {part} | " + " | ".join(f"{figures[label][part]:.2f}" for label in labels) + " |")
-    total = {label: sum(figures[label][part] for part in parts[1:]) for label in labels}
-    print("| replay (every part but the typed decode alone) | " + " | ".join(f"{total[label]:.2f}" for label in labels)
-          + " |")
+        for round_number in range(rounds):
+            order = checkouts if round_number % 2 == 0 else checkouts[::-1]
+            for name, checkout in order:
+                measured = _run_parts(path, checkout)
+                best = figures.setdefault((label, name), measured)
+                for part, value in measured.items():
+                    best[part] = min(value, best[part])
+    for label, _path in inputs:
+        mine = figures[(label, "this")]
+        print(f"\n{label}, {mine['events']:,} events: CPU us per event, fastest of {rounds} round(s)\n")
+        parts = [part for part in mine if part != "events"]
+        # The baseline's parts in the same order (named by its own script, possibly otherwise).
+        other = [value for part, value in figures.get((label, "baseline"), {}).items() if part != "events"]
+        if other:
+            print("| part | baseline | this checkout | this / baseline |\n|---|---:|---:|---:|")
+            for part, base_value in zip(parts, other):
+                print(f"| {part} | {base_value:.2f} | {mine[part]:.2f} | {mine[part] / base_value:.2f}x |")
+            total_mine, total_base = sum(mine[part] for part in parts[1:]), sum(other[1:])
+            print(f"| the replay (every part but the typed decode alone) | {total_base:.2f} | {total_mine:.2f} | "
+                  f"{total_mine / total_base:.2f}x |")
+        else:
+            print("| part | us per event |\n|---|---:|")
+            for part in parts:
+                print(f"| {part} | {mine[part]:.2f} |")
+            print(f"| the replay (every part but the typed decode alone) | {sum(mine[part] for part in parts[1:]):.2f} |")
 
 
 if __name__ == "__main__":

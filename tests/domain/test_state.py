@@ -10,6 +10,7 @@ import zlib
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from streams.domain import CallFlow, FlowConfig, parse_event, parse_ts
 from streams.domain.call_legs import CallTracker, Record
@@ -36,7 +37,7 @@ def _jumbled(events: list[CallEvent], lateness_s: float, seed: int) -> list[Call
         arriving.insert(index + rng.randint(0, 30), arriving[index])  # duplicates
     for index in rng.sample(range(1000, len(arriving)), 5):
         late = arriving[index]
-        arriving.insert(index + 400, late._replace(event_id=late.event_id + "-late"))
+        arriving.insert(index + 400, replace(late, event_id=late.event_id + "-late"))
     return arriving
 
 

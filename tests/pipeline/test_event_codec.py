@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.file_source import FileConnector
 from connectors.sink import JsonLinesSink
-from streams.domain.events import AGENT_STATES, EVENT_TYPES, CallEvent, EventFields, InvalidEvent, parse_event
+from streams.domain.events import AGENT_STATES, EVENT_TYPES, CallEvent, InvalidEvent, parse_event
 from streams.io.codec import decode, decode_json
 from streams.io.event_lines import decode_block, rejection_reason
 from streams.kafka.topic_replay import decode_record
@@ -243,8 +244,8 @@ def test_the_file_source_dead_letters_each_kind_with_the_same_reason(tmp_path: P
 
 
 def test_a_well_typed_line_is_decoded_typed_and_others_as_json() -> None:
-    assert type(decode(line(OFFERED))) is EventFields
-    assert type(decode(line(OFFERED).encode())) is EventFields
+    assert type(decode(line(OFFERED))) is CallEvent
+    assert type(decode(line(OFFERED).encode())) is CallEvent
     assert decode(line(OFFERED, note=[1, {"x": None}])) == {**OFFERED, "note": [1, {"x": None}]}
     assert decode(b'{"a": "\xff"}') == {"a": "\ufffd"}  # bytes read as text mode reads them
 
@@ -253,7 +254,7 @@ def test_unknown_fields_are_preserved_and_ignored() -> None:
     text = line(OFFERED, note="ünïcode", nested={"a": [1, 2.5, None, True]}, site="north")
     [event] = decode_block(text.encode() + b"\n").events
     assert dict(event.extra) == {"note": "ünïcode", "nested": {"a": [1, 2.5, None, True]}}
-    assert event._replace(extra={}) == parse_event(json.loads(line(OFFERED, site="north")))._replace(extra={})
+    assert replace(event, extra={}) == replace(parse_event(json.loads(line(OFFERED, site="north"))), extra={})
 
 
 # --- the same results as before, whatever the line --------------------------------------------
@@ -378,3 +379,24 @@ def test_decode_json_is_json_loads(text: str) -> None:
         except (ValueError, RecursionError) as error:
             return ("error", type(error).__name__, str(error))
     assert outcome(decode_json) == outcome(json.loads)
+
+
+VALID_LINES = [line(base).encode() for base in BASES] + [line(OFFERED, type=kind).encode() for kind in EVENT_TYPES[:-1]]
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(VALID_LINES), event_lines()), min_size=1, max_size=8))
+def test_a_block_of_lines_is_judged_as_each_line_alone(lines: list[bytes]) -> None:
+    """A block is decoded in one go when every line is valid and line by line otherwise: either
+    way its events and rejections are those of its lines judged one at a time as before msgspec."""
+    block = decode_block(b"\n".join(lines) + b"\n")
+    events, rejected = [], []
+    for index, one in enumerate(lines):
+        outcome = reference((one + b"\n").decode("utf-8", "replace"))  # json.loads, then parse_event
+        if type(outcome) is CallEvent:
+            events.append(outcome)
+        elif outcome is not None:
+            rejected.append((index, outcome))
+    assert block.events == events
+    assert [event.extra for event in block.events] == [event.extra for event in events]
+    assert [(index, reason) for index, reason, _raw in block.rejected] == rejected
