@@ -150,6 +150,11 @@ class LiveBoard:
     def _take_in(self, now_ms: int) -> None:
         """Records up to T enter the windows, today, the waiting legs and the callback list."""
         incoming, config, rolling, waiting = self._incoming, self._config, self._rolling, self._waiting
+        # A backlog moves T hours at a time: what T's windows and day have already left behind
+        # would only be counted to be taken off again (or thrown away with its day) below.
+        for window in rolling:
+            window.move_to(now_ms)
+        today_from_ms = self._days.window_of(now_ms)[0]
         while incoming:
             item = incoming[0]
             line_outcome = item if isinstance(item, _LineOutcome) else None
@@ -159,12 +164,13 @@ class LiveBoard:
                 break
             incoming.popleft()
             for window in rolling:
-                window.enter(record, at_ms)
-            if not self._today[0] <= at_ms < self._today[1]:
-                day = self._days.window_of(at_ms)
-                if day[0] > self._today[0]:
-                    self._today, self._today_tallies = day, {}
-            _count(self._today_tallies, record, config)
+                window.enter(record, at_ms, now_ms)
+            if at_ms >= today_from_ms or self._today[0] >= today_from_ms:
+                if not self._today[0] <= at_ms < self._today[1]:
+                    day = self._days.window_of(at_ms)
+                    if day[0] > self._today[0]:
+                        self._today, self._today_tallies = day, {}
+                _count(self._today_tallies, record, config)
             if line_outcome is not None:
                 self._callbacks.line_call_ended(line_outcome)
             elif record.queue != LINE_TOTAL:
@@ -226,7 +232,10 @@ class _RollingWindow:
         self._held: deque[tuple[int, Record]] = deque()
         self.tallies: dict[Group, Tally] = {}
 
-    def enter(self, record: Record, at_ms: int) -> None:
+    def enter(self, record: Record, at_ms: int, now_ms: int) -> None:
+        """Count the record in; not when, first in line, it would leave again at `now_ms`."""
+        if at_ms <= now_ms - self._span_ms and not self._held:
+            return
         self._held.append((at_ms, record))
         _count(self.tallies, record, self._config)
 
