@@ -96,24 +96,23 @@ class LiveBoard:
         self._enders: dict[tuple[str, int], str] = {}  # (call id, time) -> caller, of this batch's answers and abandons
 
     def observe(self, event: CallEvent) -> None:
-        if event.type == AGENT_STATE:
+        kind = event.type
+        if kind == AGENT_STATE:
             assert event.agent is not None and event.state is not None
             self._agents[(event.site, event.agent)] = (event.line, event.queue, event.state)
             return
-        ends = event.type in _CALLBACK_OUTCOMES
-        if event.caller is not None or ends:
+        caller, ends = event.caller, kind in _CALLBACK_OUTCOMES
+        if caller is not None or ends:
             call = self._tracker.calls.get(event.call_id)
             if call is not None:
-                if event.caller is not None:
-                    call.caller = event.caller
+                if caller is not None:
+                    call.caller = caller
                 if ends and call.caller is not None:
                     # Noted now: by the time `add` has the batch's records, the call may be forgotten.
                     self._enders[(event.call_id, event.occurred_ms)] = call.caller
-        occurred_ms = event.occurred_ms
-        seen = self._last_seen_ms
-        for key in ((event.site, event.line, event.queue), (event.site, event.line, LINE_TOTAL)):
-            if occurred_ms > seen.get(key, -1):
-                seen[key] = occurred_ms
+        # Events come in event-time order (as the orderer releases them): the latest is the newest.
+        site, line, seen = event.site, event.line, self._last_seen_ms
+        seen[(site, line, event.queue)] = seen[(site, line, LINE_TOTAL)] = event.occurred_ms
 
     def add(self, records: Sequence[Record]) -> None:
         self._totals.add(records)
