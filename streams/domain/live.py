@@ -148,22 +148,31 @@ class LiveBoard:
 
     def _take_in(self, now_ms: int) -> None:
         """Records up to T enter the windows, today, the waiting legs and the callback list."""
-        incoming, config, rolling, waiting = self._incoming, self._config, self._rolling, self._waiting
+        incoming, config, waiting, callbacks = self._incoming, self._config, self._waiting, self._callbacks
         # A backlog moves T hours at a time: what T's windows and day have already left behind
         # would only be counted to be taken off again (or thrown away with its day) below.
-        for window in rolling:
+        rolling = []
+        for window in self._rolling:
             window.move_to(now_ms)
+            rolling.append((window, now_ms - window._span_ms))
         today_from_ms = self._days.window_of(now_ms)[0]
         while incoming:
             item = incoming[0]
-            line_outcome = item if isinstance(item, _LineOutcome) else None
-            record: Record = item.record if isinstance(item, _LineOutcome) else item
-            at_ms = _at(record)
+            record: Record
+            if isinstance(item, _LineOutcome):
+                line_outcome, record = item, item.record
+            else:
+                line_outcome, record = None, item
+            if isinstance(record, Arrival):
+                arrival, at_ms = True, record.occurred_ms
+            else:
+                arrival, at_ms = False, record.closed_ms
             if at_ms > now_ms:
                 break
             incoming.popleft()
-            for window in rolling:
-                window.enter(record, at_ms, now_ms)
+            for window, since_ms in rolling:
+                if at_ms > since_ms or window._held:  # else it would leave again at once
+                    window.enter(record, at_ms)
             if at_ms >= today_from_ms or self._today[0] >= today_from_ms:
                 if not self._today[0] <= at_ms < self._today[1]:
                     day = self._days.window_of(at_ms)
@@ -171,10 +180,10 @@ class LiveBoard:
                         self._today, self._today_tallies = day, {}
                 _count(self._today_tallies, record, config)
             if line_outcome is not None:
-                self._callbacks.line_call_ended(line_outcome)
+                callbacks.line_call_ended(line_outcome)
             elif record.queue != LINE_TOTAL:
                 group = (record.site, record.line, record.queue)
-                if type(record) is Arrival:
+                if arrival:
                     waiting.setdefault(group, {})[record.call_id] = at_ms
                 else:
                     legs = waiting.get(group)
@@ -231,10 +240,7 @@ class _RollingWindow:
         self._held: deque[tuple[int, Record]] = deque()
         self.tallies: dict[Group, Tally] = {}
 
-    def enter(self, record: Record, at_ms: int, now_ms: int) -> None:
-        """Count the record in; not when, first in line, it would leave again at `now_ms`."""
-        if at_ms <= now_ms - self._span_ms and not self._held:
-            return
+    def enter(self, record: Record, at_ms: int) -> None:
         self._held.append((at_ms, record))
         _count(self.tallies, record, self._config)
 
@@ -318,10 +324,6 @@ def _uncount(tallies: dict[Group, Tally], record: Record, config: FlowConfig) ->
     if added.answer_ms:
         answers = tally.answer_ms
         del answers[bisect_left(answers, added.answer_ms[0])]
-
-
-def _at(record: Record) -> int:
-    return record.closed_ms if type(record) is LegClosed else record.occurred_ms  # type: ignore[union-attr]
 
 
 def side_by_side(snapshots: Iterable[BoardSnapshot], now_ms: int) -> BoardSnapshot:
