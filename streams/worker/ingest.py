@@ -213,8 +213,9 @@ class CallIngest(Service):
         now_ms = time.time_ns() // 1_000_000
         for number, part in parts.items():
             rows = part.advance(now_ms, self._caught_up(number, part))
-            await self.publish(self._topology.figures, [(row_key(row), encode_report_row(row).encode()) for row in rows])
-            self.rows += len(rows)
+            if rows:
+                await self.publish(self._topology.figures, [(row_key(r), encode_report_row(r).encode()) for r in rows])
+                self.rows += len(rows)
         clock = time.monotonic()
         if clock >= self._next_checkpoint and parts:
             # One partition at a time, the one saved longest ago, and at most 1/200 of the time on
