@@ -221,7 +221,7 @@ class Partition:
             return rows
         clock = now_ms if self.wall and caught_up else None
         rows = self.exact.advance_rows(clock)
-        if caught_up and self.board is None:
+        if caught_up and self.board is None and self.end_at_ms is None:  # an ended stream is about to finish
             self.go_live()
         if self.board is not None:
             # While events flow the board follows them (newest - live lateness); only when none
