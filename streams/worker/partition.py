@@ -9,9 +9,9 @@ object reads too.
 
 While the partition reads a backlog, one flow feeds both the report and the board (at the full
 lateness: nobody watches a board that moves hours a second, and a second flow would double the
-work); `go_live`, once everything is read, copies it into a board flow of its own that runs the
-live lateness behind (tests/domain/test_site_partitions.py shows the copy goes on as one live from
-the start)."""
+work); `go_live`, once everything is read (unless the stream has ended), copies it into a board flow
+of its own that runs the live lateness behind (tests/domain/test_site_partitions.py shows the copy
+goes on as one live from the start)."""
 
 from __future__ import annotations
 
