@@ -96,24 +96,23 @@ class LiveBoard:
         self._enders: dict[tuple[str, int], str] = {}  # (call id, time) -> caller, of this batch's answers and abandons
 
     def observe(self, event: CallEvent) -> None:
-        if event.type == AGENT_STATE:
+        kind = event.type
+        if kind == AGENT_STATE:
             assert event.agent is not None and event.state is not None
             self._agents[(event.site, event.agent)] = (event.line, event.queue, event.state)
             return
-        ends = event.type in _CALLBACK_OUTCOMES
-        if event.caller is not None or ends:
+        caller, ends = event.caller, kind in _CALLBACK_OUTCOMES
+        if caller is not None or ends:
             call = self._tracker.calls.get(event.call_id)
             if call is not None:
-                if event.caller is not None:
-                    call.caller = event.caller
+                if caller is not None:
+                    call.caller = caller
                 if ends and call.caller is not None:
                     # Noted now: by the time `add` has the batch's records, the call may be forgotten.
                     self._enders[(event.call_id, event.occurred_ms)] = call.caller
-        occurred_ms = event.occurred_ms
-        seen = self._last_seen_ms
-        for key in ((event.site, event.line, event.queue), (event.site, event.line, LINE_TOTAL)):
-            if occurred_ms > seen.get(key, -1):
-                seen[key] = occurred_ms
+        # Events come in event-time order (as the orderer releases them): the latest is the newest.
+        site, line, seen = event.site, event.line, self._last_seen_ms
+        seen[(site, line, event.queue)] = seen[(site, line, LINE_TOTAL)] = event.occurred_ms
 
     def add(self, records: Sequence[Record]) -> None:
         self._totals.add(records)
@@ -149,27 +148,42 @@ class LiveBoard:
 
     def _take_in(self, now_ms: int) -> None:
         """Records up to T enter the windows, today, the waiting legs and the callback list."""
-        incoming, config, rolling, waiting = self._incoming, self._config, self._rolling, self._waiting
+        incoming, config, waiting, callbacks = self._incoming, self._config, self._waiting, self._callbacks
+        # A backlog moves T hours at a time: what T's windows and day have already left behind
+        # would only be counted to be taken off again (or thrown away with its day) below.
+        rolling = []
+        for window in self._rolling:
+            window.move_to(now_ms)
+            rolling.append((window, now_ms - window._span_ms))
+        today_from_ms = self._days.window_of(now_ms)[0]
         while incoming:
             item = incoming[0]
-            line_outcome = item if isinstance(item, _LineOutcome) else None
-            record: Record = item.record if isinstance(item, _LineOutcome) else item
-            at_ms = _at(record)
+            record: Record
+            if isinstance(item, _LineOutcome):
+                line_outcome, record = item, item.record
+            else:
+                line_outcome, record = None, item
+            if isinstance(record, Arrival):
+                arrival, at_ms = True, record.occurred_ms
+            else:
+                arrival, at_ms = False, record.closed_ms
             if at_ms > now_ms:
                 break
             incoming.popleft()
-            for window in rolling:
-                window.enter(record, at_ms)
-            if not self._today[0] <= at_ms < self._today[1]:
-                day = self._days.window_of(at_ms)
-                if day[0] > self._today[0]:
-                    self._today, self._today_tallies = day, {}
-            _count(self._today_tallies, record, config)
+            for window, since_ms in rolling:
+                if at_ms > since_ms or window._held:  # else it would leave again at once
+                    window.enter(record, at_ms)
+            if at_ms >= today_from_ms or self._today[0] >= today_from_ms:
+                if not self._today[0] <= at_ms < self._today[1]:
+                    day = self._days.window_of(at_ms)
+                    if day[0] > self._today[0]:
+                        self._today, self._today_tallies = day, {}
+                _count(self._today_tallies, record, config)
             if line_outcome is not None:
-                self._callbacks.line_call_ended(line_outcome)
+                callbacks.line_call_ended(line_outcome)
             elif record.queue != LINE_TOTAL:
                 group = (record.site, record.line, record.queue)
-                if type(record) is Arrival:
+                if arrival:
                     waiting.setdefault(group, {})[record.call_id] = at_ms
                 else:
                     legs = waiting.get(group)
@@ -310,10 +324,6 @@ def _uncount(tallies: dict[Group, Tally], record: Record, config: FlowConfig) ->
     if added.answer_ms:
         answers = tally.answer_ms
         del answers[bisect_left(answers, added.answer_ms[0])]
-
-
-def _at(record: Record) -> int:
-    return record.closed_ms if type(record) is LegClosed else record.occurred_ms  # type: ignore[union-attr]
 
 
 def side_by_side(snapshots: Iterable[BoardSnapshot], now_ms: int) -> BoardSnapshot:

@@ -175,7 +175,6 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
             processing_lag_s=None if newest is None else max(0.0, (clock_ms - newest) / 1000),
             published_at_s=time.time()))
         if options.live_rows_to_topic:
-            for key, value in live_rows(snapshot):
-                await app.producer.send(topology.figures, key, value, None, None, None)
+            await ingest.publish(topology.figures, live_rows(snapshot))
 
     return WorkerApp(app, ingest, collector, registry, topology, marks)

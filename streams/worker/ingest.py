@@ -18,7 +18,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from aiokafka import TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
@@ -28,8 +28,8 @@ from connectors.sink import DeadLetter
 from streams.domain.config import FlowConfig
 from streams.domain.interval_report import ReportRow
 from streams.domain.state import IncompatibleState
-from streams.io.codec import encode
-from streams.kafka.clients import aiokafka_options, site_partition
+from streams.io.codec import encode_report_row
+from streams.kafka.clients import aiokafka_options, key_partition, site_partition
 from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
 
 from .health import RoundWatch, where_it_waits
@@ -212,9 +212,10 @@ class CallIngest(Service):
         await self._forward()
         now_ms = time.time_ns() // 1_000_000
         for number, part in parts.items():
-            for row in part.advance(now_ms, self._caught_up(number, part)):
-                await self._send(self._topology.figures, encode(row.as_dict()).encode(), None, key=row_key(row))
-                self.rows += 1
+            rows = part.advance(now_ms, self._caught_up(number, part))
+            if rows:
+                await self.publish(self._topology.figures, [(row_key(r), encode_report_row(r).encode()) for r in rows])
+                self.rows += len(rows)
         clock = time.monotonic()
         if clock >= self._next_checkpoint and parts:
             # One partition at a time, the one saved longest ago, and at most 1/200 of the time on
@@ -324,6 +325,23 @@ class CallIngest(Service):
         await self._send(self._topology.deadletter, value, None, key=letter.source.encode(), headers=headers)
         self.dead_lettered += 1
         log.warning("dead-lettered %s: %s", letter.location, letter.reason)
+
+    async def publish(self, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> None:
+        """Keyed messages, each to the partition Kafka's default partitioner gives its key, in one
+        batch per partition: a third of the cost of a send each (an interval row every 20 events)."""
+        producer = self._app.producer._ensure_producer()  # noqa: SLF001 - Faust's own has no batches
+        partitions = len(await producer.partitions_for(topic))
+        batches: dict[int, Any] = {}
+        for key, value in messages:
+            number = key_partition(key, partitions)
+            batch = batches.get(number)
+            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:  # None: full
+                if batch is not None:
+                    self._pending.append(await producer.send_batch(batch, topic, partition=number))
+                batch = batches[number] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        for number, batch in batches.items():
+            self._pending.append(await producer.send_batch(batch, topic, partition=number))
 
     async def _send(self, topic: str, value: bytes | None, partition: int | None, key: bytes | None = None,
                     headers: list[tuple[str, bytes]] | None = None) -> None:

@@ -9,9 +9,9 @@ object reads too.
 
 While the partition reads a backlog, one flow feeds both the report and the board (at the full
 lateness: nobody watches a board that moves hours a second, and a second flow would double the
-work); `go_live`, once everything is read, copies it into a board flow of its own that runs the
-live lateness behind (tests/domain/test_site_partitions.py shows the copy goes on as one live from
-the start)."""
+work); `go_live`, once everything is read (unless the stream has ended), copies it into a board flow
+of its own that runs the live lateness behind (tests/domain/test_site_partitions.py shows the copy
+goes on as one live from the start)."""
 
 from __future__ import annotations
 
@@ -221,7 +221,7 @@ class Partition:
             return rows
         clock = now_ms if self.wall and caught_up else None
         rows = self.exact.advance_rows(clock)
-        if caught_up and self.board is None:
+        if caught_up and self.board is None and self.end_at_ms is None:  # an ended stream is about to finish
             self.go_live()
         if self.board is not None:
             # While events flow the board follows them (newest - live lateness); only when none

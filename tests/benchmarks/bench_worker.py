@@ -7,8 +7,10 @@ A script, not a test: it prints its figures (docs/worker.md keeps the table).
 
 - Throughput: the simulated stream is written to a fresh events topic first; each contender then
   reads it from the start in its own process, one after the other. Rate = events / (time of the
-  last figure - time the first event was read). The worker's last figure is the last interval row
-  on the figures topic (after the end-of-stream marker), checked against `callwatch replay`.
+  last figure - time the first event was read); for a worker, the events read after its first
+  count on /metrics / (time of the last figure - time of that count). The worker's last figure is
+  the last interval row on the figures topic (after the end-of-stream marker), checked against
+  `callwatch replay`.
   Then two worker processes started together share the same stream (on topics of their own): how
   the worker scales to a second core; the time their consumer group takes to settle counts.
 - Latency at --rate events/s: synthetic calls (offered, answered half a second later) stamped with
@@ -213,22 +215,30 @@ def _throughput_worker(bootstrap: str, prefix: str, events: int, expected_rows: 
     the time the group takes to settle counts). Memory: the largest of them."""
     workers = [Worker(bootstrap, prefix, workdir, cwd=cwd) for _ in range(processes)]
     try:
-        first = None
         deadline = time.monotonic() + timeout_s
-        while first is None and time.monotonic() < deadline:
-            if any(worker.received() > 0 for worker in workers):
-                first = time.time()
-            time.sleep(0.05)
+        first, read = _first_count(workers, deadline)
         rows, newest = 0, 0.0
         while rows < expected_rows and time.monotonic() < deadline:
             time.sleep(2)
             rows, newest = _figure_rows(bootstrap, prefix + "figures")
         rss, peak = max(_memory_mib(worker.process.pid) for worker in workers)
-        assert first is not None and rows >= expected_rows, f"worker did not finish (rows {rows}/{expected_rows})"
-        return {"events": events, "seconds": newest - first, "rss_mib": rss, "peak_mib": peak}
+        assert rows >= expected_rows, f"worker did not finish (rows {rows}/{expected_rows})"
+        return {"events": events - read, "seconds": newest - first, "rss_mib": rss, "peak_mib": peak}
     finally:
         for worker in workers:
             worker.stop()
+
+
+def _first_count(workers: list[Worker], deadline: float) -> tuple[float, float]:
+    """(when, events read by then) at the workers' first count on /metrics. A worker counts at each
+    publish (every second while reading a backlog), so its first count already includes up to a
+    second of reading: the rate is taken over what it read after it (seen within 50 ms)."""
+    while time.monotonic() < deadline:
+        now, read = time.time(), sum(worker.received() for worker in workers)
+        if read:
+            return now, read
+        time.sleep(0.05)
+    raise AssertionError("the workers read nothing")
 
 
 RAW_JSON = "raw aiokafka consumer, json.loads (decode only)"

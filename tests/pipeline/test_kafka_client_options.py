@@ -4,9 +4,11 @@ kafka-python clients, and settings that cannot work are one-line errors before a
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.kafka import KafkaConfigError
-from streams.kafka.clients import client_options
+from streams.kafka.clients import client_options, key_partition
 from streams.settings import KafkaSettings
 
 
@@ -43,3 +45,11 @@ def test_settings_that_cannot_work_are_one_line_errors(kafka: KafkaSettings, mes
     with pytest.raises(KafkaConfigError, match=message.replace(".", r"\.")) as raised:
         client_options(kafka, "x")
     assert "\n" not in str(raised.value)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=80), st.integers(1, 64))
+def test_a_key_goes_where_the_clients_default_partitioner_puts_it(key: bytes, partitions: int) -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    assert key_partition(key, partitions) == DefaultPartitioner()(key, list(range(partitions)), [])
