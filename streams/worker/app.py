@@ -20,9 +20,8 @@ from streams.settings import Settings
 from streams.wallboard.server import LatestBoard, add_board_routes
 
 from .ingest import CallIngest, IngestOptions
-from .kafka import CHECKPOINT_MAX_BYTES, Topology, faust_broker
+from .kafka import CHECKPOINT_MAX_BYTES, CHECKPOINTS_TABLE, MARKS_TABLE, Topology, faust_broker
 
-MARKS_TABLE = "board-marks"
 NEWS_EVERY_S = 0.1
 
 
@@ -120,11 +119,16 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
         broker_session_timeout=options.session_timeout_s, broker_heartbeat_interval=options.session_timeout_s / 4)
     ingest = CallIngest(app, settings.kafka, settings.flow, topology, f"{app_id}-events", options.ingest)
     app.service(ingest)
-    # Marks the wallboard's users set (a callback done), kept across restarts in a changelog-backed
-    # table every worker holds whole; its changelog is created up front (streams/worker/kafka.py).
-    # use_partitioner: written from the board's web handler, not from a stream.
+    # Changelog-backed tables every worker holds whole (GlobalTable), written outside any stream
+    # (use_partitioner), each change applied as soon as it is read (recovery_buffer_size=1: Faust's
+    # advice for several workers, faust/tables/globaltable.py); changelogs created up front (kafka.py).
+    # Each events partition's checkpoint, one record a round, restored on assignment (ingest.py) ...
+    ingest.saved = app.GlobalTable(CHECKPOINTS_TABLE, default=None, partitions=1, key_type=int, value_type=bytes,
+                                   use_partitioner=True, recovery_buffer_size=1,
+                                   on_changelog_event=ingest.on_saved_record)
+    # ... and the marks the wallboard's users set (a callback done), kept across restarts.
     marks = app.GlobalTable(MARKS_TABLE, default=None, partitions=1, key_type=str, value_type=str,
-                            use_partitioner=True)
+                            use_partitioner=True, recovery_buffer_size=1)
     board = LatestBoard(settings.flow)
     board.marks = TableMarks(marks)
     add_board_routes(app.web.web_app, board)

@@ -33,7 +33,7 @@ from streams.kafka.clients import aiokafka_options, site_partition
 from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
 
 from .health import RoundWatch, where_it_waits
-from .kafka import Topology, decode_checkpoint, encode_checkpoint, keep_metadata_for, read_last
+from .kafka import Topology, decode_checkpoint, encode_checkpoint, keep_metadata_for
 from .partition import CheckpointMismatch, Forward, Partition
 
 log = logging.getLogger("callwatch.worker")
@@ -62,6 +62,8 @@ class CallIngest(Service):
     def __init__(self, app: Any, kafka: Any, config: FlowConfig, topology: Topology, group_id: str,
                  options: IngestOptions, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.saved: Any = None  # Faust GlobalTable: events partition -> its last checkpoint (set by app.py)
+        self._saved_news = asyncio.Event()
         self._app, self._kafka, self._config = app, kafka, config
         self._topology, self._group_id, self._options = topology, group_id, options
         self.parts: dict[int, Partition] = {}
@@ -154,8 +156,10 @@ class CallIngest(Service):
     async def _on_assigned(self, assigned: Any) -> None:
         async with self._lock:
             numbers = sorted({tp.partition for tp in assigned if tp.topic == self._topology.events})
-            saved = await asyncio.gather(*(read_last(self._kafka, self._topology.checkpoints, n) for n in numbers))
-            for number, value in zip(numbers, saved):
+            if numbers:
+                await self._saved_caught_up()
+            for number in numbers:
+                value = self.saved.get(number)
                 part = Partition(number, self._topology.partitions, self._config, self._options.window_s,
                                  self._options.wall_clock, self._site_partition)
                 try:
@@ -171,6 +175,32 @@ class CallIngest(Service):
                 self.parts[number] = part
                 log.info("partition %d: %s at offset %d", number, "restored" if value else "starting",
                          part.next_offset)
+
+    async def _saved_caught_up(self) -> None:
+        """Wait until the checkpoints table has applied every record its changelog holds now: the
+        previous owner wrote its last one in its revoke callback, acknowledged before this rebalance
+        could complete. Faust's recovery reads the changelog (at start, then as it grows) and says
+        how far it has applied it (Recovery's offsets; one record at a time: recovery_buffer_size=1)."""
+        from faust.types import TP
+
+        tp = TP(self._topology.checkpoints, 0)
+        end = (await self._app.consumer.highwaters(tp))[tp]
+        recovery, waited = self._app.tables.recovery, time.monotonic()
+        while True:
+            self._saved_news.clear()
+            if max(recovery.active_offsets.get(tp, -1), recovery.standby_offsets.get(tp, -1)) >= end - 1:
+                recovery.flush_buffers()
+                return
+            try:
+                async with asyncio.timeout(30):
+                    await self._saved_news.wait()
+            except TimeoutError:
+                log.warning("partitions wait %.0f s for the checkpoints table (%s) to reach offset %d",
+                            time.monotonic() - waited, tp.topic, end - 1)
+
+    async def on_saved_record(self, _event: Any) -> None:
+        """Faust's on_changelog_event of the checkpoints table: wakes _saved_caught_up."""
+        self._saved_news.set()
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -345,8 +375,7 @@ class CallIngest(Service):
         offsets = {}
         for number in numbers:
             part = self.parts[number]
-            await self._send(self._topology.checkpoints, encode_checkpoint(part.snapshot()), number,
-                             key=str(number).encode())
+            self.saved[number] = encode_checkpoint(part.snapshot())  # a changelog record, sent by Faust
             offsets[TopicPartition(self._topology.events, number)] = part.next_offset
             offsets[TopicPartition(self._topology.repartition, number)] = part.next_repartitioned
         await self._settle()

@@ -1,8 +1,7 @@
 """The worker's topics: the pipeline's own (checked), and its internal ones, created by the worker
 itself before anything starts (every worker does it the same way, so workers started together never
 race): the repartition topic, where events of a site read from another partition are forwarded, and
-the checkpoints, a compacted topic whose last record in partition p is events partition p's state.
-Client options come from streams/kafka/clients.py (the one module for them)."""
+the changelogs of the worker's Faust tables. Client options come from streams/kafka/clients.py (the one module for them)."""
 
 from __future__ import annotations
 
@@ -21,6 +20,13 @@ from streams.settings import KafkaSettings
 log = logging.getLogger("callwatch.worker")
 
 CHECKPOINT_MAX_BYTES = 64 * 1024 * 1024  # one partition's state; compressed, usually well under 1 MB
+CHECKPOINTS_TABLE = "checkpoints"  # Faust GlobalTable: events partition -> its last checkpoint
+MARKS_TABLE = "board-marks"  # Faust GlobalTable: the wallboard's callback marks
+
+
+def changelog(app_id: str, table: str) -> str:
+    """Faust's name for a table's changelog topic."""
+    return f"{app_id}-{table}-changelog"
 
 
 class WorkerKafkaError(UsageError):
@@ -52,8 +58,8 @@ class Topology:
     figures: str
     deadletter: str
     repartition: str
-    checkpoints: str
-    partitions: int  # of the events topic, and of the repartition and checkpoint topics
+    checkpoints: str  # the changelog of the checkpoints table
+    partitions: int  # of the events topic, and of the repartition topic
     marks: str = ""  # the changelog of the board's marks table
 
 
@@ -64,8 +70,8 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
     from aiokafka.errors import KafkaError
 
     names = {name: kafka.topic(name) for name in ("events", "figures", "deadletter")}
-    internal = {"repartition": f"{app_id}-events-by-site", "checkpoints": f"{app_id}-checkpoints",
-                "marks": f"{app_id}-board-marks-changelog"}  # Faust's name for the table's changelog
+    internal = {"repartition": f"{app_id}-events-by-site", "checkpoints": changelog(app_id, CHECKPOINTS_TABLE),
+                "marks": changelog(app_id, MARKS_TABLE)}
     admin = AIOKafkaAdminClient(**aiokafka_options(kafka, f"{app_id}-admin"),
                                 request_timeout_ms=int(connect_timeout_s * 1000))
     try:
@@ -83,15 +89,20 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
         count = partitions[names["events"]]
         events_info = next(t for t in described if t["topic"] == names["events"])
         replicas = max(1, len(events_info["partitions"][0].get("replicas") or ()))  # as the events have
+        # The tables' changelogs have one partition: Faust's advice for a GlobalTable that several
+        # workers share (faust/tables/globaltable.py), and the key says which events partition.
+        wanted = {name: count if role == "repartition" else 1 for role, name in internal.items()}
         for role, name in internal.items():
-            wanted = 1 if role == "marks" else count
             if name not in partitions:
-                await _create_topic(admin, name, wanted, replicas, compacted=role != "repartition")
-            elif partitions[name] != wanted:
-                raise WorkerKafkaError(f"{name} has {partitions[name]} partitions but {names['events']} has "
-                                       f"{count}: the events topic changed; start with a new --app-id")
-        await _wait_for_leaders(admin, [internal["repartition"], internal["checkpoints"]], count, connect_timeout_s)
-        await _wait_for_leaders(admin, [internal["marks"]], 1, connect_timeout_s)
+                await _create_topic(admin, name, wanted[name], replicas, compacted=role != "repartition")
+            elif partitions[name] != wanted[name]:
+                raise WorkerKafkaError(f"{name} has {partitions[name]} partitions, not {wanted[name]} "
+                                       f"({names['events']} has {count}): start with a new --app-id")
+        async with asyncio.timeout(connect_timeout_s):  # until every internal topic has its leaders
+            while not all(not t["error_code"] and len(t["partitions"]) == wanted[t["topic"]]
+                          and all(p["leader"] >= 0 for p in t["partitions"])
+                          for t in await admin.describe_topics(list(wanted))):
+                await asyncio.sleep(0.1)
     finally:
         await admin.close()
     return Topology(names["events"], names["figures"], names["deadletter"], internal["repartition"],
@@ -115,16 +126,6 @@ async def _create_topic(admin: Any, name: str, partitions: int, replicas: int, c
         if code not in (0, 36):  # 36: created meanwhile by another worker
             raise WorkerKafkaError(f"cannot create {topic_name} (Kafka error {code})")
     log.info("created topic %s (%d partitions)", name, partitions)
-
-
-async def _wait_for_leaders(admin: Any, topics: list[str], partitions: int, timeout_s: float) -> None:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            described = await admin.describe_topics(topics)
-            if all(not t["error_code"] and len(t["partitions"]) == partitions
-                   and all(p["leader"] >= 0 for p in t["partitions"]) for t in described):
-                return
-            await asyncio.sleep(0.1)
 
 
 async def keep_metadata_for(client: Any, topics: list[str]) -> None:
@@ -152,28 +153,3 @@ def decode_checkpoint(value: bytes) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError("not a checkpoint (not an object)")
     return state
-
-
-async def read_last(kafka: KafkaSettings, topic: str, partition: int, timeout_s: float = 30.0) -> bytes | None:
-    """The value of the last record of one partition (None if it has none)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(**aiokafka_options(kafka, "callwatch-worker-restore"), group_id=None,
-                                enable_auto_commit=False, max_partition_fetch_bytes=CHECKPOINT_MAX_BYTES,
-                                fetch_max_bytes=CHECKPOINT_MAX_BYTES)
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        first = (await consumer.beginning_offsets([tp]))[tp]
-        if end <= first:
-            return None
-        consumer.seek(tp, end - 1)  # explicit: a reset request could race the one assign() started
-        async with asyncio.timeout(timeout_s):
-            while True:
-                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if record.offset == end - 1:
-                        return record.value  # type: ignore[no-any-return]
-    finally:
-        await consumer.stop()
