@@ -1,46 +1,33 @@
-"""The worker's reading of the events: a Faust service with one loop over an aiokafka consumer (Faust's
-own client) that reads the events topic and the repartition topic together, partition p of both in
-one Partition (streams/worker/partition.py), and publishes what the partitions return: interval
-rows to the figures topic, malformed messages to the dead-letter topic, other partitions' sites to
-the repartition topic. Every few seconds a partition's whole state is saved with its read positions
-as its checkpoint, after every output before it is acknowledged: a crash at any point makes the
-next owner read again from the checkpoint and send again only identical outputs.
-
-Not a Faust stream: Faust hands a stream one message at a time through several asyncio tasks, about
-100 µs a message (docs/benchmarks.md), ten times what the domain needs. One loop, one batch at a
-time: nothing is processed twice at once."""
+"""The worker's reading: one loop over an aiokafka consumer (a Faust stream costs ten times the domain),
+partition p of the events and repartition topics into one Partition, its outputs, its checkpoints."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
-import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from mode import Service
 
+from connectors.kafka_sink import dead_letter_record
 from connectors.sink import DeadLetter
 from streams.domain.config import FlowConfig
 from streams.domain.interval_report import ReportRow
-from streams.domain.state import IncompatibleState
 from streams.io.codec import encode
 from streams.kafka.clients import aiokafka_options, site_partition
 from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
 
 from .health import RoundWatch, where_it_waits
-from .kafka import Topology, decode_checkpoint, encode_checkpoint, keep_metadata_for
-from .partition import CheckpointMismatch, Forward, Partition
+from .kafka import Topology, keep_metadata_for
+from .partition import Forward, Partition
 
 log = logging.getLogger("callwatch.worker")
-
-REASON_HEADER = "callwatch-reason"  # as connectors.kafka_sink writes dead letters
-SOURCE_HEADER = "callwatch-source"
-LOCATION_HEADER = "callwatch-location"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +35,7 @@ class IngestOptions:
     window_s: int = 900
     wall_clock: bool = False
     batch: int = 20_000  # records per poll
-    checkpoint_every_s: float = 2.0  # each partition's state is saved about this often...
-    max_checkpoint_gap_s: float = 30.0  # ...and at least this often, however long saving takes
+    checkpoint_every_s: float = 2.0  # each partition's state is saved about this often (at least every 30 s)
     session_timeout_s: float = 10.0
 
 
@@ -80,15 +66,7 @@ class CallIngest(Service):
         self.rounds = RoundWatch(time.monotonic())  # is the reading loop going round?
         self._loop_task: asyncio.Task[Any] | None = None
         self._missing_said = float("-inf")
-        partitions = topology.partitions
-        cache: dict[str, int] = {}
-
-        def partition_of(site: str) -> int:
-            found = cache.get(site)
-            if found is None:
-                found = cache[site] = site_partition(site, partitions)
-            return found
-        self._site_partition: Callable[[str], int] = partition_of
+        self._site_partition = functools.cache(functools.partial(site_partition, partitions=topology.partitions))
 
     async def on_start(self) -> None:
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -111,10 +89,9 @@ class CallIngest(Service):
             **aiokafka_options(self._kafka, f"{self._group_id}-ingest"), group_id=self._group_id,
             # Range: partition p of the events and of the repartition topic go to the same worker.
             partition_assignment_strategy=(RangePartitionAssignor,),
-            # "none": a position the log no longer has (retention deleted unread events) is reported,
-            # not silently skipped (see _skip_deleted).
+            # "none": events the retention deleted unread are reported (_skip_deleted), not skipped.
             enable_auto_commit=False, auto_offset_reset="none", isolation_level="read_committed",
-            max_poll_records=self._options.batch, fetch_max_wait_ms=20, max_partition_fetch_bytes=1024 * 1024,
+            max_poll_records=self._options.batch, fetch_max_wait_ms=20,
             session_timeout_ms=int(self._options.session_timeout_s * 1000),
             heartbeat_interval_ms=int(self._options.session_timeout_s * 250))
         self._consumer.subscribe([topology.events, topology.repartition], listener=Rebalance())
@@ -136,8 +113,6 @@ class CallIngest(Service):
                 await self._consumer.stop()
         except asyncio.TimeoutError:
             log.warning("the consumer did not stop within 3 s; leaving it")
-
-    # --- partitions come and go ----------------------------------------------------------------
 
     async def _on_revoked(self, revoked: Any) -> None:
         async with self._lock:
@@ -164,11 +139,9 @@ class CallIngest(Service):
                                  self._options.wall_clock, self._site_partition)
                 try:
                     if value is not None:
-                        part.restore(decode_checkpoint(value))
-                except (CheckpointMismatch, IncompatibleState, ValueError) as error:
+                        part.restore(value)
+                except ValueError as error:  # CheckpointMismatch, IncompatibleState: said by command.py
                     self.fatal = f"partition {number}: {error}"
-                    log.error("partition %d: %s: the state saved by this app id cannot be used; "
-                              "start with another --app-id", number, error)
                     return
                 self._consumer.seek(TopicPartition(self._topology.events, number), part.forward_from)
                 self._consumer.seek(TopicPartition(self._topology.repartition, number), part.next_repartitioned)
@@ -177,10 +150,8 @@ class CallIngest(Service):
                          part.next_offset)
 
     async def _saved_caught_up(self) -> None:
-        """Wait until the checkpoints table has applied every record its changelog holds now: the
-        previous owner wrote its last one in its revoke callback, acknowledged before this rebalance
-        could complete. Faust's recovery reads the changelog (at start, then as it grows) and says
-        how far it has applied it (Recovery's offsets; one record at a time: recovery_buffer_size=1)."""
+        """Until the checkpoints table has applied every record its changelog holds now, the previous
+        owner's last (written in its revoke callback) included: Faust's Recovery says how far it has."""
         from faust.types import TP
 
         tp = TP(self._topology.checkpoints, 0)
@@ -198,11 +169,8 @@ class CallIngest(Service):
                 log.warning("partitions wait %.0f s for the checkpoints table (%s) to reach offset %d",
                             time.monotonic() - waited, tp.topic, end - 1)
 
-    async def on_saved_record(self, _event: Any) -> None:
-        """Faust's on_changelog_event of the checkpoints table: wakes _saved_caught_up."""
+    async def on_saved_record(self, _event: Any) -> None:  # the checkpoints table's on_changelog_event
         self._saved_news.set()
-
-    # --- the loop ------------------------------------------------------------------------------
 
     @Service.task
     async def _read(self) -> None:
@@ -254,7 +222,7 @@ class CallIngest(Service):
             took = time.monotonic() - clock
             options = self._options
             self._next_checkpoint = time.monotonic() + max(
-                options.checkpoint_every_s / len(parts), min(199 * took, options.max_checkpoint_gap_s / len(parts)))
+                options.checkpoint_every_s / len(parts), min(199 * took, 30 / len(parts)))
 
     def _read_all_events(self, number: int, part: Partition) -> bool:
         end = self._consumer.last_stable_offset(TopicPartition(self._topology.events, number))
@@ -287,8 +255,7 @@ class CallIngest(Service):
             part.forward_from = oldest.get(number, part.next_offset)
 
     async def _skip_deleted(self, error: Any) -> None:
-        """Events deleted by the topic's retention before this worker read them cannot be counted:
-        say so loudly, count them, and go on from the oldest event the topic still has."""
+        """Events the retention deleted unread: said, counted, and read on from the oldest left."""
         positions = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
         for tp, offset in positions.items():
             first = (await self._consumer.beginning_offsets([tp]))[tp]
@@ -300,16 +267,15 @@ class CallIngest(Service):
             self._consumer.seek(tp, first)
 
     def check_pause(self, since_s: float) -> None:
-        """Called by a timer every second or so: `since_s` since its last call."""
-        # Half the session timeout already: the pause that ends it is usually noticed a little late.
+        """`since_s` since the timer's last call: half the session timeout already (a pause that ends
+        it is noticed a little late) is said."""
         if since_s > self._options.session_timeout_s / 2:
             log.warning("the worker did not run for %.1f s (paused, or starved of CPU; session timeout %.0f s): its "
                         "partitions may have moved to another worker; it rejoins the group if so and carries on from "
                         "the checkpoints of those it gets", since_s, self._options.session_timeout_s)
 
     def check_topics(self) -> None:
-        """Say so, once a minute, while the events topic is missing (deleted under the worker): the
-        worker holds none of its partitions and reads nothing until it is created again."""
+        """Said once a minute while the events topic is missing (deleted under the worker)."""
         cluster = self._consumer._client.cluster if self._consumer is not None else None  # noqa: SLF001
         now = time.monotonic()
         if cluster is None or cluster.partitions_for_topic(self._topology.events) or now < self._missing_said + 60:
@@ -319,7 +285,6 @@ class CallIngest(Service):
                   "and the worker carries on from its checkpoints", self._topology.events)
 
     def check_rounds(self) -> None:
-        """Say it once if the loop has stopped going round (see streams/worker/health.py)."""
         stalled_s = self.rounds.stall_to_report(time.monotonic())
         if stalled_s is None:
             return
@@ -332,26 +297,17 @@ class CallIngest(Service):
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages not read yet, per topic and partition held."""
-        lags = {}
-        if self._consumer is None:
-            return lags
-        for number, part in list(self.parts.items()):
-            for topic, position in ((self._topology.events, part.next_offset),
-                                    (self._topology.repartition, part.next_repartitioned)):
-                end = self._consumer.highwater(TopicPartition(topic, number))
-                if end is not None:
-                    lags[(topic, number)] = max(0, end - position)
-        return lags
-
-    # --- output --------------------------------------------------------------------------------
+        positions = {(topic, number): position for number, part in list(self.parts.items())
+                     for topic, position in ((self._topology.events, part.next_offset),
+                                             (self._topology.repartition, part.next_repartitioned))}
+        ends = {key: self._consumer.highwater(TopicPartition(*key)) for key in positions}
+        return {key: max(0, end - positions[key]) for key, end in ends.items() if end is not None}
 
     async def _dead_letter(self, tp: Any, rejected: Any) -> None:
         letter = DeadLetter.of(f"kafka:{tp.topic}", rejected.reason, f"{tp.topic}/{tp.partition}@{rejected.offset}",
                                rejected.raw)
-        headers = [(REASON_HEADER, letter.reason.encode()), (SOURCE_HEADER, letter.source.encode()),
-                   (LOCATION_HEADER, letter.location.encode())]
-        value = json.dumps(letter.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
-        await self._send(self._topology.deadletter, value, None, key=letter.source.encode(), headers=headers)
+        key, value, headers = dead_letter_record(letter)
+        await self._send(self._topology.deadletter, value, None, key=key, headers=headers)
         self.dead_lettered += 1
         log.warning("dead-lettered %s: %s", letter.location, letter.reason)
 
@@ -370,21 +326,16 @@ class CallIngest(Service):
 
     async def _checkpoint(self, numbers: list[int]) -> None:
         """Outputs first, then the state that no longer needs them."""
-        started = time.monotonic()
         await self._settle()
         offsets = {}
         for number in numbers:
             part = self.parts[number]
-            self.saved[number] = encode_checkpoint(part.snapshot())  # a changelog record, sent by Faust
+            self.saved[number] = part.snapshot()  # a changelog record, sent by Faust
             offsets[TopicPartition(self._topology.events, number)] = part.next_offset
             offsets[TopicPartition(self._topology.repartition, number)] = part.next_repartitioned
         await self._settle()
-        for number in numbers:
-            self._saved_at[number] = time.monotonic()
+        self._saved_at.update(dict.fromkeys(numbers, time.monotonic()))
         self.checkpoints += len(numbers)
-        took = time.monotonic() - started
-        if took > 0.1:
-            log.info("checkpoint of %d partitions took %.3f s", len(numbers), took)
         try:  # for lag monitoring with Kafka's tools only: a restart resumes at the checkpoint's offsets
             await self._consumer.commit(offsets)
         except Exception as error:  # noqa: BLE001 - e.g. a rebalance under way; harmless

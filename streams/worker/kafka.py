@@ -1,23 +1,16 @@
-"""The worker's topics: the pipeline's own (checked), and its internal ones, created by the worker
-itself before anything starts (every worker does it the same way, so workers started together never
-race): the repartition topic, where events of a site read from another partition are forwarded, and
-the changelogs of the worker's Faust tables. Client options come from streams/kafka/clients.py (the one module for them)."""
+"""The worker's topics: the pipeline's own, checked, and its internal ones, created by every worker the
+same way before anything starts (workers started together never race)."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import pickle
-import zlib
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from streams.domain.state import IncompatibleState, load_saved
 from streams.kafka.clients import aiokafka_options
 from streams.options import UsageError
 from streams.settings import KafkaSettings
-
-log = logging.getLogger("callwatch.worker")
 
 CHECKPOINT_MAX_BYTES = 64 * 1024 * 1024  # one partition's state; compressed, usually well under 1 MB
 CHECKPOINTS_TABLE = "checkpoints"  # Faust GlobalTable: events partition -> its last checkpoint
@@ -25,35 +18,15 @@ MARKS_TABLE = "board-marks"  # Faust GlobalTable: the wallboard's callback marks
 
 
 def changelog(app_id: str, table: str) -> str:
-    """Faust's name for a table's changelog topic."""
-    return f"{app_id}-{table}-changelog"
+    return f"{app_id}-{table}-changelog"  # as Faust names it
 
 
 class WorkerKafkaError(UsageError):
     """Kafka cannot be used as configured (one line; the command exits with status 2)."""
 
 
-def faust_broker(kafka: KafkaSettings) -> tuple[list[str], Any]:
-    """Faust's broker URLs and credentials for the same settings."""
-    import faust
-
-    options = aiokafka_options(kafka, "callwatch-worker")
-    urls = [f"kafka://{server}" for server in options["bootstrap_servers"]]
-    protocol = options["security_protocol"]
-    credentials: Any = None
-    if protocol.startswith("SASL_"):
-        credentials = faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
-                                            ssl_context=options.get("ssl_context"),
-                                            mechanism=options["sasl_mechanism"])
-    elif protocol == "SSL":
-        credentials = faust.SSLCredentials(options["ssl_context"])
-    return urls, credentials
-
-
 @dataclass(frozen=True, slots=True)
-class Topology:
-    """The topics the worker uses, read from the cluster at start."""
-
+class Topology:  # the topics the worker uses, read from the cluster at start
     events: str
     figures: str
     deadletter: str
@@ -118,38 +91,16 @@ async def _create_topic(admin: Any, name: str, partitions: int, replicas: int, c
                    "segment.ms": str(5 * 60 * 1000), "min.cleanable.dirty.ratio": "0.1"}
     else:  # a forwarded event is read within seconds; a week covers a worker down for days
         configs = {"retention.ms": str(7 * 86_400_000)}
-    try:
+    with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another worker
         response = await admin.create_topics([NewTopic(name, partitions, replicas, topic_configs=configs)])
-    except TopicAlreadyExistsError:
-        return
-    for topic_name, code, *_rest in getattr(response, "topic_errors", []) or getattr(response, "topics", []):
-        if code not in (0, 36):  # 36: created meanwhile by another worker
-            raise WorkerKafkaError(f"cannot create {topic_name} (Kafka error {code})")
-    log.info("created topic %s (%d partitions)", name, partitions)
+        for topic_name, code, *_rest in getattr(response, "topic_errors", []) or getattr(response, "topics", []):
+            if code not in (0, 36):  # 36: already exists
+                raise WorkerKafkaError(f"cannot create {topic_name} (Kafka error {code})")
 
 
 async def keep_metadata_for(client: Any, topics: list[str]) -> None:
-    """Make an aiokafka client (the producer's) refresh the metadata of these topics from now on.
-
-    aiokafka 0.14 refreshes the metadata of the topics it tracks, or of all topics while it tracks
-    none. A send to a topic it learnt of from such a full refresh does not track that topic, and the
-    next refresh forgets the topic's leaders: a batch queued for it then waits for a leader forever
-    (tests/integration/test_worker_metadata.py shows it on the real broker)."""
+    """Make an aiokafka client track these topics: aiokafka 0.14 does not track a topic it learnt of
+    from a refresh of all topics, the next refresh forgets its leaders, and a batch queued for it
+    waits for a leader forever (tests/integration/test_worker_metadata.py)."""
     for wait in [client.add_topic(topic) for topic in topics]:
         await wait
-
-
-def encode_checkpoint(state: dict[str, Any]) -> bytes:
-    return zlib.compress(pickle.dumps(state, protocol=5), 1)
-
-
-def decode_checkpoint(value: bytes) -> dict[str, Any]:
-    """A checkpoint record; ValueError when it is not one (corrupt, or written by something else).
-    Loaded naming only the domain's classes and plain values (streams/domain/state.py)."""
-    try:
-        state = load_saved(zlib.decompress(value))
-    except (zlib.error, IncompatibleState) as error:
-        raise ValueError(f"not a checkpoint ({error})") from None
-    if not isinstance(state, dict):
-        raise ValueError("not a checkpoint (not an object)")
-    return state
