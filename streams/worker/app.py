@@ -12,9 +12,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from streams.domain.live import BoardSnapshot, side_by_side
-from streams.io.codec import encode
 from streams.kafka.clients import faust_broker
-from streams.kafka.figures_topic import LIVE_KEY_PREFIX
+from streams.kafka.figures_topic import live_rows
 from streams.metrics import CONSUMER_LAG, READ_LOOP_AGE, FigureCollector, PipelineStatus
 from streams.settings import Settings
 from streams.wallboard.server import LatestBoard, add_board_routes
@@ -33,15 +32,6 @@ class WorkerOptions:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9109
     ingest: IngestOptions = field(default_factory=IngestOptions)
-
-
-def live_rows(snapshot: BoardSnapshot) -> Iterator[tuple[bytes, bytes]]:
-    """The board as figures-topic messages: one per rolling window (and today) and group."""
-    for window, by_group in snapshot.figures.items():
-        for group, figures in by_group.items():
-            row = {"window": window, "site": group[0], "line": group[1], "queue": group[2],
-                   "at_ms": snapshot.now_ms, **figures}
-            yield f"{LIVE_KEY_PREFIX}{window}|{'|'.join(group)}".encode(), encode(row).encode()
 
 
 class TableMarks:  # the wallboard's callback marks in a Faust table (they survive a restart)

@@ -126,8 +126,8 @@ def run_worker(args: argparse.Namespace) -> int:
         sys.stderr.write(f"callwatch worker: error: {ingest.fatal}: the state saved by app id "
                          f"{options.app_id} cannot be used; start with another --app-id\n")
         return EXIT_USAGE
-    log.warning("stopped: %d partitions held, %d dead-lettered, %d rows, %d checkpoints", len(ingest.parts),
-                ingest.dead_lettered, ingest.rows, ingest.checkpoints)
+    log.warning("stopped: %d dead-lettered, %d rows, %d checkpoints", ingest.dead_lettered, ingest.rows,
+                ingest.checkpoints)
     return code
 
 

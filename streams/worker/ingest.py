@@ -4,6 +4,7 @@ partition p of the events and repartition topics into one Partition, its outputs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import heapq
 import logging
@@ -18,10 +19,9 @@ from mode import Service
 from connectors.kafka_sink import dead_letter_record
 from connectors.sink import DeadLetter
 from streams.domain.config import FlowConfig
-from streams.domain.interval_report import ReportRow
 from streams.io.codec import encode
 from streams.kafka.clients import aiokafka_options, site_partition
-from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
+from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM, row_key
 
 from .health import RoundWatch, where_it_waits
 from .kafka import Topology, keep_metadata_for
@@ -37,11 +37,6 @@ class IngestOptions:
     batch: int = 20_000  # records per poll
     checkpoint_every_s: float = 2.0  # each partition's state is saved about this often (at least every 30 s)
     session_timeout_s: float = 10.0
-
-
-def row_key(row: ReportRow) -> bytes:
-    """Key of an interval row on the compacted figures topic: "window_start|site|line|queue"."""
-    return f"{row.window_start}|{row.site}|{row.line}|{row.queue}".encode()
 
 
 class CallIngest(Service):
@@ -100,17 +95,12 @@ class CallIngest(Service):
     async def on_stop(self) -> None:
         if self._consumer is None:
             return
-        if self.fatal is None and self.parts:
-            try:  # the broker may be gone: the last checkpoint stands (nothing is lost either way)
-                async with asyncio.timeout(3):
-                    async with self._lock:
-                        await self._checkpoint(list(self.parts))
-            except (Exception, asyncio.TimeoutError) as error:  # noqa: BLE001
-                log.warning("no final checkpoint (%s): the next start reads again from the last one",
-                            type(error).__name__)
+        try:  # a last checkpoint, as on a rebalance (the broker may be gone: then the previous ones stand)
+            await asyncio.wait_for(self._on_revoked(self._consumer.assignment()), 3)
+        except asyncio.TimeoutError:
+            log.warning("no final checkpoint: the next start reads again from the last one")
         try:
-            async with asyncio.timeout(3):
-                await self._consumer.stop()
+            await asyncio.wait_for(self._consumer.stop(), 3)
         except asyncio.TimeoutError:
             log.warning("the consumer did not stop within 3 s; leaving it")
 
@@ -156,18 +146,12 @@ class CallIngest(Service):
 
         tp = TP(self._topology.checkpoints, 0)
         end = (await self._app.consumer.highwaters(tp))[tp]
-        recovery, waited = self._app.tables.recovery, time.monotonic()
-        while True:
-            self._saved_news.clear()
-            if max(recovery.active_offsets.get(tp, -1), recovery.standby_offsets.get(tp, -1)) >= end - 1:
-                recovery.flush_buffers()
-                return
-            try:
-                async with asyncio.timeout(30):
-                    await self._saved_news.wait()
-            except TimeoutError:
-                log.warning("partitions wait %.0f s for the checkpoints table (%s) to reach offset %d",
-                            time.monotonic() - waited, tp.topic, end - 1)
+        recovery = self._app.tables.recovery
+        while max(recovery.active_offsets.get(tp, -1), recovery.standby_offsets.get(tp, -1)) < end - 1:
+            self._saved_news.clear()  # a stall shows as the read loop's (streams/worker/health.py)
+            with contextlib.suppress(TimeoutError):  # looked at again each second, news or not
+                await asyncio.wait_for(self._saved_news.wait(), 1)
+        recovery.flush_buffers()
 
     async def on_saved_record(self, _event: Any) -> None:  # the checkpoints table's on_changelog_event
         self._saved_news.set()
@@ -327,16 +311,8 @@ class CallIngest(Service):
     async def _checkpoint(self, numbers: list[int]) -> None:
         """Outputs first, then the state that no longer needs them."""
         await self._settle()
-        offsets = {}
-        for number in numbers:
-            part = self.parts[number]
-            self.saved[number] = part.snapshot()  # a changelog record, sent by Faust
-            offsets[TopicPartition(self._topology.events, number)] = part.next_offset
-            offsets[TopicPartition(self._topology.repartition, number)] = part.next_repartitioned
+        for number in numbers:  # one changelog record each, sent by Faust (no offsets committed: the
+            self.saved[number] = self.parts[number].snapshot()  # positions are in it; lag is on /metrics)
         await self._settle()
         self._saved_at.update(dict.fromkeys(numbers, time.monotonic()))
         self.checkpoints += len(numbers)
-        try:  # for lag monitoring with Kafka's tools only: a restart resumes at the checkpoint's offsets
-            await self._consumer.commit(offsets)
-        except Exception as error:  # noqa: BLE001 - e.g. a rebalance under way; harmless
-            log.info("offset commit skipped: %s", error)

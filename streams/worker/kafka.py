@@ -9,20 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from streams.kafka.clients import aiokafka_options
-from streams.options import UsageError
+from streams.kafka import KafkaEdgeError, KafkaUnavailable, TopicMissing
 from streams.settings import KafkaSettings
 
 CHECKPOINT_MAX_BYTES = 64 * 1024 * 1024  # one partition's state; compressed, usually well under 1 MB
 CHECKPOINTS_TABLE = "checkpoints"  # Faust GlobalTable: events partition -> its last checkpoint
 MARKS_TABLE = "board-marks"  # Faust GlobalTable: the wallboard's callback marks
-
-
-def changelog(app_id: str, table: str) -> str:
-    return f"{app_id}-{table}-changelog"  # as Faust names it
-
-
-class WorkerKafkaError(UsageError):
-    """Kafka cannot be used as configured (one line; the command exits with status 2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +35,9 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
     from aiokafka.errors import KafkaError
 
     names = {name: kafka.topic(name) for name in ("events", "figures", "deadletter")}
-    internal = {"repartition": f"{app_id}-events-by-site", "checkpoints": changelog(app_id, CHECKPOINTS_TABLE),
-                "marks": changelog(app_id, MARKS_TABLE)}
+    internal = {"repartition": f"{app_id}-events-by-site",  # and the tables' changelogs, as Faust names them
+                **{role: f"{app_id}-{table}-changelog" for role, table in (("checkpoints", CHECKPOINTS_TABLE),
+                                                                           ("marks", MARKS_TABLE))}}
     admin = AIOKafkaAdminClient(**aiokafka_options(kafka, f"{app_id}-admin"),
                                 request_timeout_ms=int(connect_timeout_s * 1000))
     try:
@@ -52,13 +45,13 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
             await admin.start()
             described = await admin.describe_topics([*names.values(), *internal.values()])
         except KafkaError as error:
-            raise WorkerKafkaError(f"no Kafka broker answered at {kafka.bootstrap_servers} "
+            raise KafkaUnavailable(f"no Kafka broker answered at {kafka.bootstrap_servers} "
                                    f"({type(error).__name__}); is it running (deploy/kafka/start.sh)?") from None
         partitions = {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}
         for name in names.values():
             if not partitions.get(name):
-                raise WorkerKafkaError(f"topic {name} does not exist at {kafka.bootstrap_servers}: create the "
-                                       "topics with deploy/kafka/topics.sh (same topic prefix)")
+                raise TopicMissing(f"topic {name} does not exist at {kafka.bootstrap_servers}: create the "
+                                   "topics with deploy/kafka/topics.sh (same topic prefix)")
         count = partitions[names["events"]]
         events_info = next(t for t in described if t["topic"] == names["events"])
         replicas = max(1, len(events_info["partitions"][0].get("replicas") or ()))  # as the events have
@@ -69,8 +62,8 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
             if name not in partitions:
                 await _create_topic(admin, name, wanted[name], replicas, compacted=role != "repartition")
             elif partitions[name] != wanted[name]:
-                raise WorkerKafkaError(f"{name} has {partitions[name]} partitions, not {wanted[name]} "
-                                       f"({names['events']} has {count}): start with a new --app-id")
+                raise KafkaEdgeError(f"{name} has {partitions[name]} partitions, not {wanted[name]} "
+                                     f"({names['events']} has {count}): start with a new --app-id")
         async with asyncio.timeout(connect_timeout_s):  # until every internal topic has its leaders
             while not all(not t["error_code"] and len(t["partitions"]) == wanted[t["topic"]]
                           and all(p["leader"] >= 0 for p in t["partitions"])
@@ -95,7 +88,7 @@ async def _create_topic(admin: Any, name: str, partitions: int, replicas: int, c
         response = await admin.create_topics([NewTopic(name, partitions, replicas, topic_configs=configs)])
         for topic_name, code, *_rest in getattr(response, "topic_errors", []) or getattr(response, "topics", []):
             if code not in (0, 36):  # 36: already exists
-                raise WorkerKafkaError(f"cannot create {topic_name} (Kafka error {code})")
+                raise KafkaEdgeError(f"cannot create {topic_name} (Kafka error {code})")
 
 
 async def keep_metadata_for(client: Any, topics: list[str]) -> None:
