@@ -35,7 +35,8 @@ class IngestOptions:
     window_s: int = 900
     wall_clock: bool = False
     batch: int = 20_000  # records per poll
-    checkpoint_every_s: float = 2.0  # each partition's state is saved about this often (at least every 30 s)
+    checkpoint_every_s: float = 2.0  # each partition's state is saved about this often...
+    max_checkpoint_gap_s: float = 30.0  # ...and at least this often, however long saving takes
     session_timeout_s: float = 10.0
 
 
@@ -206,7 +207,7 @@ class CallIngest(Service):
             took = time.monotonic() - clock
             options = self._options
             self._next_checkpoint = time.monotonic() + max(
-                options.checkpoint_every_s / len(parts), min(199 * took, 30 / len(parts)))
+                options.checkpoint_every_s / len(parts), min(199 * took, options.max_checkpoint_gap_s / len(parts)))
 
     def _read_all_events(self, number: int, part: Partition) -> bool:
         end = self._consumer.last_stable_offset(TopicPartition(self._topology.events, number))

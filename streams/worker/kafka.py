@@ -79,9 +79,10 @@ async def _create_topic(admin: Any, name: str, partitions: int, replicas: int, c
     from aiokafka.admin import NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    if compacted:  # only the latest record of a key matters: let the cleaner drop the rest soon
-        configs = {"cleanup.policy": "compact", "max.message.bytes": str(CHECKPOINT_MAX_BYTES),
-                   "segment.ms": str(5 * 60 * 1000), "min.cleanable.dirty.ratio": "0.1"}
+    if compacted:  # only a key's latest record matters: small segments, so that the cleaner drops the rest
+        # soon and a starting worker's recovery reads little more than one record a key
+        configs = {"cleanup.policy": "compact", "max.message.bytes": str(CHECKPOINT_MAX_BYTES), "segment.ms": "60000",
+                   "segment.bytes": str(CHECKPOINT_MAX_BYTES), "min.cleanable.dirty.ratio": "0.1"}
     else:  # a forwarded event is read within seconds; a week covers a worker down for days
         configs = {"retention.ms": str(7 * 86_400_000)}
     with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another worker
