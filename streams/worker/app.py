@@ -102,7 +102,7 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
     async def metrics(view: Any, _request: Any) -> Any:
         return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    ticked = [time.monotonic()]
+    ticked = [float("inf")]  # the first tick: no pause (Faust starts timers seconds after this)
     published: list[Any] = [0.0, None]  # when, and the boards' progress then
 
     @app.timer(min(NEWS_EVERY_S, options.publish_every_s))
