@@ -26,6 +26,15 @@ REASON_HEADER = "callwatch-reason"
 SOURCE_HEADER = "callwatch-source"
 LOCATION_HEADER = "callwatch-location"
 
+
+def dead_letter_record(letter: DeadLetter) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """A dead letter as a Kafka record (key, value, headers), from a connector or the worker alike."""
+    headers = [(REASON_HEADER, letter.reason.encode("utf-8")), (SOURCE_HEADER, letter.source.encode("utf-8")),
+               (LOCATION_HEADER, letter.location.encode("utf-8"))]
+    value = json.dumps(letter.to_dict(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return letter.source.encode("utf-8"), value, headers
+
+
 # Kafka's Integer.MAX_VALUE: the producer itself retries a batch (in order, deduplicated by the
 # broker) until it is acknowledged, however long the broker is away.
 RETRY_UNTIL_ACKNOWLEDGED_MS = 2_147_483_647
@@ -176,11 +185,9 @@ class KafkaSink:
                         [], event.occurred_ms, event.event_id)
 
     def _dead_letter_message(self, letter: DeadLetter) -> _Message:
-        headers = [(REASON_HEADER, letter.reason.encode("utf-8")), (SOURCE_HEADER, letter.source.encode("utf-8")),
-                   (LOCATION_HEADER, letter.location.encode("utf-8"))]
-        value = json.dumps(letter.to_dict(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return _Message(self._dead_topic, letter.source.encode("utf-8"), value, headers, None,
-                        f"dead letter {letter.location or letter.reason}", letter=letter)
+        key, value, headers = dead_letter_record(letter)
+        return _Message(self._dead_topic, key, value, headers, None, f"dead letter {letter.location or letter.reason}",
+                        letter=letter)
 
     # --- the buffer: reserve, send, acknowledge ----------------------------------------------
 

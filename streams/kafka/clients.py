@@ -1,5 +1,5 @@
-"""kafka-python client options from KafkaSettings (bootstrap, TLS, SASL) and the start-up checks
-every client does: a broker answers, the topics exist."""
+"""Kafka client options from KafkaSettings (bootstrap, TLS, SASL), for kafka-python, aiokafka and
+Faust alike, and the start-up checks every client does: a broker answers, the topics exist."""
 
 from __future__ import annotations
 
@@ -108,6 +108,23 @@ def aiokafka_options(kafka: KafkaSettings, client_id: str) -> dict[str, Any]:
         options["ssl_context"] = create_ssl_context(cafile=files["ssl_cafile"], certfile=files["ssl_certfile"],
                                                     keyfile=files["ssl_keyfile"])
     return options
+
+
+def faust_broker(kafka: KafkaSettings) -> tuple[list[str], Any]:
+    """The same settings for Faust: its broker URLs and credentials."""
+    import faust
+
+    options = aiokafka_options(kafka, "callwatch-worker")
+    urls = [f"kafka://{server}" for server in options["bootstrap_servers"]]
+    protocol = options["security_protocol"]
+    credentials: Any = None
+    if protocol.startswith("SASL_"):
+        credentials = faust.SASLCredentials(username=kafka.sasl_username, password=kafka.sasl_password,
+                                            ssl_context=options.get("ssl_context"),
+                                            mechanism=options["sasl_mechanism"])
+    elif protocol == "SSL":
+        credentials = faust.SSLCredentials(options["ssl_context"])
+    return urls, credentials
 
 
 def site_partition(site: str, partitions: int) -> int:

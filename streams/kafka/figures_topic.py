@@ -1,14 +1,17 @@
-"""The figures topic's contract for its readers (docs/worker.md): the interval report read back from
-the compacted figures topic (the latest row per key, in report order, comparable line for line with
-`callwatch replay`), and the end-of-stream marker that lets a finite stream's last windows close."""
+"""The figures topic's contract (docs/worker.md): interval and live rows as its records, the interval
+report read back from the compacted topic (the latest row per key, in report order, comparable line for
+line with `callwatch replay`), and the end-of-stream marker that lets a finite stream's last windows close."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Iterator
 
 from streams.domain.events import format_ts, parse_ts
+from streams.domain.interval_report import ReportRow
+from streams.domain.live import BoardSnapshot
+from streams.io.codec import encode
 from streams.settings import Settings
 
 from .clients import aiokafka_options
@@ -16,6 +19,20 @@ from .clients import aiokafka_options
 LIVE_KEY_PREFIX = "live|"  # live rows' keys on the figures topic (docs/worker.md)
 CONTROL_HEADER = "callwatch-control"  # a control message on the events topic, not an event
 END_OF_STREAM = b"end-of-stream"
+
+
+def row_key(row: ReportRow) -> bytes:
+    """Key of an interval row: "window_start|site|line|queue" (its value: the report row as JSON)."""
+    return f"{row.window_start}|{row.site}|{row.line}|{row.queue}".encode()
+
+
+def live_rows(snapshot: BoardSnapshot) -> Iterator[tuple[bytes, bytes]]:
+    """The board as records: one per rolling window (and today) and group."""
+    for window, by_group in snapshot.figures.items():
+        for group, figures in by_group.items():
+            row = {"window": window, "site": group[0], "line": group[1], "queue": group[2],
+                   "at_ms": snapshot.now_ms, **figures}
+            yield f"{LIVE_KEY_PREFIX}{window}|{'|'.join(group)}".encode(), encode(row).encode()
 
 
 def read_interval_report(settings: Settings, topic: str | None = None, timeout_s: float = 60.0

@@ -1,6 +1,5 @@
-"""The Faust app of `callwatch worker`, built by `create_app` (no import-time globals): the ingest
-service (streams/worker/ingest.py), the timer that publishes the live board and counters, and
-Faust's web server serving them on /metrics."""
+"""The Faust app of `callwatch worker`, built by `create_app`: the ingest service, the tables, the timer
+publishing the live board and counters, and Faust's web server serving the wallboard and /metrics."""
 
 from __future__ import annotations
 
@@ -13,56 +12,29 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from streams.domain.live import BoardSnapshot, side_by_side
-from streams.io.codec import encode
-from streams.kafka.figures_topic import LIVE_KEY_PREFIX
+from streams.kafka.clients import faust_broker
+from streams.kafka.figures_topic import live_rows
 from streams.metrics import CONSUMER_LAG, READ_LOOP_AGE, FigureCollector, PipelineStatus
 from streams.settings import Settings
 from streams.wallboard.server import LatestBoard, add_board_routes
 
 from .ingest import CallIngest, IngestOptions
-from .kafka import CHECKPOINT_MAX_BYTES, Topology, faust_broker
+from .kafka import CHECKPOINT_MAX_BYTES, CHECKPOINTS_TABLE, MARKS_TABLE, Topology
 
-MARKS_TABLE = "board-marks"
 NEWS_EVERY_S = 0.1
 
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    app_id: str = ""  # default: <topic prefix>worker; also the consumer group's and internal topics' prefix
+    app_id: str  # prefix of the consumer groups and internal topics
     workdir: str = "var/worker"
     publish_every_s: float = 1.0
-    session_timeout_s: float = 10.0  # a dead worker's partitions move on after this long
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9109
-    live_rows_to_topic: bool = True  # the board's rows on the figures topic too, every publish
     ingest: IngestOptions = field(default_factory=IngestOptions)
 
-    def resolved_app_id(self, settings: Settings) -> str:
-        return self.app_id or f"{settings.kafka.topic_prefix}worker"
 
-
-@dataclass
-class WorkerApp:
-    app: Any  # faust.App
-    ingest: CallIngest
-    collector: FigureCollector
-    registry: CollectorRegistry
-    topology: Topology
-    marks: Any  # faust.GlobalTable
-
-
-def live_rows(snapshot: BoardSnapshot) -> Iterator[tuple[bytes, bytes]]:
-    """The board as figures-topic messages: one per rolling window (and today) and group."""
-    for window, by_group in snapshot.figures.items():
-        for group, figures in by_group.items():
-            row = {"window": window, "site": group[0], "line": group[1], "queue": group[2],
-                   "at_ms": snapshot.now_ms, **figures}
-            yield f"{LIVE_KEY_PREFIX}{window}|{'|'.join(group)}".encode(), encode(row).encode()
-
-
-class TableMarks:
-    """The board's callback marks in the worker's Faust table (they survive a restart)."""
-
+class TableMarks:  # the wallboard's callback marks in a Faust table (they survive a restart)
     def __init__(self, table: Any) -> None:
         self.table = table
 
@@ -74,57 +46,49 @@ class TableMarks:
 
 
 class WorkerCounters(Collector):
-    """Every counter the worker keeps, and its consumer lag, on /metrics."""
+    """Every counter the worker keeps, its consumer lag and its loop's age, on /metrics."""
 
     def __init__(self, ingest: CallIngest) -> None:
         self.ingest = ingest
 
     def collect(self) -> Iterator[Any]:
-        ingest = self.ingest
-        totals = {"forwarded": 0, "deleted_unread": 0}
-        for part in list(ingest.parts.values()):
-            totals["forwarded"] += part.counts.forwarded
-            totals["deleted_unread"] += part.counts.deleted_unread
+        ingest, parts = self.ingest, list(self.ingest.parts.values())
         for name, value, text in (
-                ("callwatch_worker_dead_lettered", ingest.dead_lettered, "Messages sent to the dead-letter topic."),
-                ("callwatch_worker_forwarded", totals["forwarded"],
+                ("dead_lettered", ingest.dead_lettered, "Messages sent to the dead-letter topic."),
+                ("forwarded", sum(part.counts.forwarded for part in parts),
                  "Events of another partition's site forwarded to the repartition topic."),
-                ("callwatch_worker_deleted_unread", totals["deleted_unread"],
+                ("deleted_unread", sum(part.counts.deleted_unread for part in parts),
                  "Events the topic's retention deleted before they were read."),
-                ("callwatch_worker_checkpoints", ingest.checkpoints, "Partition checkpoints written."),
-                ("callwatch_worker_rows", ingest.rows, "Interval rows published to the figures topic.")):
-            family = CounterMetricFamily(name, text)
-            family.add_metric([], value)
-            yield family
+                ("checkpoints", ingest.checkpoints, "Partition checkpoints written."),
+                ("rows", ingest.rows, "Interval rows published to the figures topic.")):
+            yield CounterMetricFamily(f"callwatch_worker_{name}", text, value=value)
         lag = GaugeMetricFamily(CONSUMER_LAG.name, CONSUMER_LAG.help, labels=list(CONSUMER_LAG.labels))
         for (topic, number), behind in sorted(ingest.lag().items()):
             lag.add_metric([topic, str(number)], behind)
         yield lag
-        age = GaugeMetricFamily(READ_LOOP_AGE.name, READ_LOOP_AGE.help)
-        age.add_metric([], ingest.rounds.age(time.monotonic()))
-        yield age
-        held = GaugeMetricFamily("callwatch_worker_partitions", "Events partitions this worker holds.")
-        held.add_metric([], len(ingest.parts))
-        yield held
+        yield GaugeMetricFamily(READ_LOOP_AGE.name, READ_LOOP_AGE.help, value=ingest.rounds.age(time.monotonic()))
+        yield GaugeMetricFamily("callwatch_worker_partitions", "Events partitions this worker holds.", value=len(parts))
 
 
-def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -> WorkerApp:
+def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -> tuple[Any, CallIngest]:
     import faust
 
-    app_id = options.resolved_app_id(settings)
+    app_id, session_s = options.app_id, options.ingest.session_timeout_s
     brokers, credentials = faust_broker(settings.kafka)
     app = faust.App(
         app_id, broker=brokers, broker_credentials=credentials, datadir=options.workdir,
         web_enabled=True, web_bind=options.metrics_host, web_host=options.metrics_host,
         web_port=options.metrics_port, topic_disable_leader=True, producer_max_request_size=CHECKPOINT_MAX_BYTES,
-        broker_session_timeout=options.session_timeout_s, broker_heartbeat_interval=options.session_timeout_s / 4)
+        broker_session_timeout=session_s, broker_heartbeat_interval=session_s / 4)
     ingest = CallIngest(app, settings.kafka, settings.flow, topology, f"{app_id}-events", options.ingest)
     app.service(ingest)
-    # Marks the wallboard's users set (a callback done), kept across restarts in a changelog-backed
-    # table every worker holds whole; its changelog is created up front (streams/worker/kafka.py).
-    # use_partitioner: written from the board's web handler, not from a stream.
+    # Tables every worker holds whole, written outside any stream, each record applied once read
+    # (docs/worker.md): each events partition's checkpoint, and the wallboard's callback marks.
+    ingest.saved = app.GlobalTable(CHECKPOINTS_TABLE, default=None, partitions=1, key_type=int, value_type=bytes,
+                                   use_partitioner=True, recovery_buffer_size=1,
+                                   on_changelog_event=ingest.on_saved_record)
     marks = app.GlobalTable(MARKS_TABLE, default=None, partitions=1, key_type=str, value_type=str,
-                            use_partitioner=True)
+                            use_partitioner=True, recovery_buffer_size=1)
     board = LatestBoard(settings.flow)
     board.marks = TableMarks(marks)
     add_board_routes(app.web.web_app, board)
@@ -138,7 +102,7 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
     async def metrics(view: Any, _request: Any) -> Any:
         return view.bytes(generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    ticked = [time.monotonic()]
+    ticked = [float("inf")]  # the first tick: no pause (Faust starts timers seconds after this)
     published: list[Any] = [0.0, None]  # when, and the boards' progress then
 
     @app.timer(min(NEWS_EVERY_S, options.publish_every_s))
@@ -174,7 +138,6 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
             stream_time_s=None if newest is None else newest / 1000,
             processing_lag_s=None if newest is None else max(0.0, (clock_ms - newest) / 1000),
             published_at_s=time.time()))
-        if options.live_rows_to_topic:
-            await ingest.publish(topology.figures, live_rows(snapshot))
+        await ingest.publish(topology.figures, live_rows(snapshot))
 
-    return WorkerApp(app, ingest, collector, registry, topology, marks)
+    return app, ingest

@@ -1,46 +1,33 @@
-"""The worker's reading of the events: a Faust service with one loop over an aiokafka consumer (Faust's
-own client) that reads the events topic and the repartition topic together, partition p of both in
-one Partition (streams/worker/partition.py), and publishes what the partitions return: interval
-rows to the figures topic, malformed messages to the dead-letter topic, other partitions' sites to
-the repartition topic. Every few seconds a partition's whole state is saved with its read positions
-as its checkpoint, after every output before it is acknowledged: a crash at any point makes the
-next owner read again from the checkpoint and send again only identical outputs.
-
-Not a Faust stream: Faust hands a stream one message at a time through several asyncio tasks, about
-100 µs a message (docs/benchmarks.md), ten times what the domain needs. One loop, one batch at a
-time: nothing is processed twice at once."""
+"""The worker's reading: one loop over an aiokafka consumer (a Faust stream costs ten times the domain),
+partition p of the events and repartition topics into one Partition, its outputs, its checkpoints."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import heapq
-import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from aiokafka import TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from mode import Service
 
+from connectors.kafka_sink import dead_letter_record
 from connectors.sink import DeadLetter
 from streams.domain.config import FlowConfig
-from streams.domain.interval_report import ReportRow
-from streams.domain.state import IncompatibleState
 from streams.io.codec import encode_report_row
 from streams.kafka.clients import aiokafka_options, key_partition, site_partition
-from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
+from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM, row_key
 
 from .health import RoundWatch, where_it_waits
-from .kafka import Topology, decode_checkpoint, encode_checkpoint, keep_metadata_for, read_last
-from .partition import CheckpointMismatch, Forward, Partition
+from .kafka import Topology, keep_metadata_for
+from .partition import Forward, Partition
 
 log = logging.getLogger("callwatch.worker")
-
-REASON_HEADER = "callwatch-reason"  # as connectors.kafka_sink writes dead letters
-SOURCE_HEADER = "callwatch-source"
-LOCATION_HEADER = "callwatch-location"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +40,12 @@ class IngestOptions:
     session_timeout_s: float = 10.0
 
 
-def row_key(row: ReportRow) -> bytes:
-    """Key of an interval row on the compacted figures topic: "window_start|site|line|queue"."""
-    return f"{row.window_start}|{row.site}|{row.line}|{row.queue}".encode()
-
-
 class CallIngest(Service):
     def __init__(self, app: Any, kafka: Any, config: FlowConfig, topology: Topology, group_id: str,
                  options: IngestOptions, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.saved: Any = None  # Faust GlobalTable: events partition -> its last checkpoint (set by app.py)
+        self._saved_news = asyncio.Event()
         self._app, self._kafka, self._config = app, kafka, config
         self._topology, self._group_id, self._options = topology, group_id, options
         self.parts: dict[int, Partition] = {}
@@ -78,15 +62,7 @@ class CallIngest(Service):
         self.rounds = RoundWatch(time.monotonic())  # is the reading loop going round?
         self._loop_task: asyncio.Task[Any] | None = None
         self._missing_said = float("-inf")
-        partitions = topology.partitions
-        cache: dict[str, int] = {}
-
-        def partition_of(site: str) -> int:
-            found = cache.get(site)
-            if found is None:
-                found = cache[site] = site_partition(site, partitions)
-            return found
-        self._site_partition: Callable[[str], int] = partition_of
+        self._site_partition = functools.cache(functools.partial(site_partition, partitions=topology.partitions))
 
     async def on_start(self) -> None:
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -109,10 +85,9 @@ class CallIngest(Service):
             **aiokafka_options(self._kafka, f"{self._group_id}-ingest"), group_id=self._group_id,
             # Range: partition p of the events and of the repartition topic go to the same worker.
             partition_assignment_strategy=(RangePartitionAssignor,),
-            # "none": a position the log no longer has (retention deleted unread events) is reported,
-            # not silently skipped (see _skip_deleted).
+            # "none": events the retention deleted unread are reported (_skip_deleted), not skipped.
             enable_auto_commit=False, auto_offset_reset="none", isolation_level="read_committed",
-            max_poll_records=self._options.batch, fetch_max_wait_ms=20, max_partition_fetch_bytes=1024 * 1024,
+            max_poll_records=self._options.batch, fetch_max_wait_ms=20,
             session_timeout_ms=int(self._options.session_timeout_s * 1000),
             heartbeat_interval_ms=int(self._options.session_timeout_s * 250))
         self._consumer.subscribe([topology.events, topology.repartition], listener=Rebalance())
@@ -121,21 +96,14 @@ class CallIngest(Service):
     async def on_stop(self) -> None:
         if self._consumer is None:
             return
-        if self.fatal is None and self.parts:
-            try:  # the broker may be gone: the last checkpoint stands (nothing is lost either way)
-                async with asyncio.timeout(3):
-                    async with self._lock:
-                        await self._checkpoint(list(self.parts))
-            except (Exception, asyncio.TimeoutError) as error:  # noqa: BLE001
-                log.warning("no final checkpoint (%s): the next start reads again from the last one",
-                            type(error).__name__)
+        try:  # a last checkpoint, as on a rebalance (the broker may be gone: then the previous ones stand)
+            await asyncio.wait_for(self._on_revoked(self._consumer.assignment()), 3)
+        except asyncio.TimeoutError:
+            log.warning("no final checkpoint: the next start reads again from the last one")
         try:
-            async with asyncio.timeout(3):
-                await self._consumer.stop()
+            await asyncio.wait_for(self._consumer.stop(), 3)
         except asyncio.TimeoutError:
             log.warning("the consumer did not stop within 3 s; leaving it")
-
-    # --- partitions come and go ----------------------------------------------------------------
 
     async def _on_revoked(self, revoked: Any) -> None:
         async with self._lock:
@@ -154,17 +122,17 @@ class CallIngest(Service):
     async def _on_assigned(self, assigned: Any) -> None:
         async with self._lock:
             numbers = sorted({tp.partition for tp in assigned if tp.topic == self._topology.events})
-            saved = await asyncio.gather(*(read_last(self._kafka, self._topology.checkpoints, n) for n in numbers))
-            for number, value in zip(numbers, saved):
+            if numbers:
+                await self._saved_caught_up()
+            for number in numbers:
+                value = self.saved.get(number)
                 part = Partition(number, self._topology.partitions, self._config, self._options.window_s,
                                  self._options.wall_clock, self._site_partition)
                 try:
                     if value is not None:
-                        part.restore(decode_checkpoint(value))
-                except (CheckpointMismatch, IncompatibleState, ValueError) as error:
+                        part.restore(value)
+                except ValueError as error:  # CheckpointMismatch, IncompatibleState: said by command.py
                     self.fatal = f"partition {number}: {error}"
-                    log.error("partition %d: %s: the state saved by this app id cannot be used; "
-                              "start with another --app-id", number, error)
                     return
                 self._consumer.seek(TopicPartition(self._topology.events, number), part.forward_from)
                 self._consumer.seek(TopicPartition(self._topology.repartition, number), part.next_repartitioned)
@@ -172,7 +140,22 @@ class CallIngest(Service):
                 log.info("partition %d: %s at offset %d", number, "restored" if value else "starting",
                          part.next_offset)
 
-    # --- the loop ------------------------------------------------------------------------------
+    async def _saved_caught_up(self) -> None:
+        """Until the checkpoints table has applied every record its changelog holds now, the previous
+        owner's last (written in its revoke callback) included: Faust's Recovery says how far it has."""
+        from faust.types import TP
+
+        tp = TP(self._topology.checkpoints, 0)
+        end = (await self._app.consumer.highwaters(tp))[tp]
+        recovery = self._app.tables.recovery
+        while max(recovery.active_offsets.get(tp, -1), recovery.standby_offsets.get(tp, -1)) < end - 1:
+            self._saved_news.clear()  # a stall shows as the read loop's (streams/worker/health.py)
+            with contextlib.suppress(TimeoutError):  # looked at again each second, news or not
+                await asyncio.wait_for(self._saved_news.wait(), 1)
+        recovery.flush_buffers()
+
+    async def on_saved_record(self, _event: Any) -> None:  # the checkpoints table's on_changelog_event
+        self._saved_news.set()
 
     @Service.task
     async def _read(self) -> None:
@@ -258,8 +241,7 @@ class CallIngest(Service):
             part.forward_from = oldest.get(number, part.next_offset)
 
     async def _skip_deleted(self, error: Any) -> None:
-        """Events deleted by the topic's retention before this worker read them cannot be counted:
-        say so loudly, count them, and go on from the oldest event the topic still has."""
+        """Events the retention deleted unread: said, counted, and read on from the oldest left."""
         positions = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
         for tp, offset in positions.items():
             first = (await self._consumer.beginning_offsets([tp]))[tp]
@@ -271,16 +253,15 @@ class CallIngest(Service):
             self._consumer.seek(tp, first)
 
     def check_pause(self, since_s: float) -> None:
-        """Called by a timer every second or so: `since_s` since its last call."""
-        # Half the session timeout already: the pause that ends it is usually noticed a little late.
+        """`since_s` since the timer's last call: half the session timeout already (a pause that ends
+        it is noticed a little late) is said."""
         if since_s > self._options.session_timeout_s / 2:
             log.warning("the worker did not run for %.1f s (paused, or starved of CPU; session timeout %.0f s): its "
                         "partitions may have moved to another worker; it rejoins the group if so and carries on from "
                         "the checkpoints of those it gets", since_s, self._options.session_timeout_s)
 
     def check_topics(self) -> None:
-        """Say so, once a minute, while the events topic is missing (deleted under the worker): the
-        worker holds none of its partitions and reads nothing until it is created again."""
+        """Said once a minute while the events topic is missing (deleted under the worker)."""
         cluster = self._consumer._client.cluster if self._consumer is not None else None  # noqa: SLF001
         now = time.monotonic()
         if cluster is None or cluster.partitions_for_topic(self._topology.events) or now < self._missing_said + 60:
@@ -290,7 +271,6 @@ class CallIngest(Service):
                   "and the worker carries on from its checkpoints", self._topology.events)
 
     def check_rounds(self) -> None:
-        """Say it once if the loop has stopped going round (see streams/worker/health.py)."""
         stalled_s = self.rounds.stall_to_report(time.monotonic())
         if stalled_s is None:
             return
@@ -303,26 +283,17 @@ class CallIngest(Service):
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages not read yet, per topic and partition held."""
-        lags = {}
-        if self._consumer is None:
-            return lags
-        for number, part in list(self.parts.items()):
-            for topic, position in ((self._topology.events, part.next_offset),
-                                    (self._topology.repartition, part.next_repartitioned)):
-                end = self._consumer.highwater(TopicPartition(topic, number))
-                if end is not None:
-                    lags[(topic, number)] = max(0, end - position)
-        return lags
-
-    # --- output --------------------------------------------------------------------------------
+        positions = {(topic, number): position for number, part in list(self.parts.items())
+                     for topic, position in ((self._topology.events, part.next_offset),
+                                             (self._topology.repartition, part.next_repartitioned))}
+        ends = {key: self._consumer.highwater(TopicPartition(*key)) for key in positions}
+        return {key: max(0, end - positions[key]) for key, end in ends.items() if end is not None}
 
     async def _dead_letter(self, tp: Any, rejected: Any) -> None:
         letter = DeadLetter.of(f"kafka:{tp.topic}", rejected.reason, f"{tp.topic}/{tp.partition}@{rejected.offset}",
                                rejected.raw)
-        headers = [(REASON_HEADER, letter.reason.encode()), (SOURCE_HEADER, letter.source.encode()),
-                   (LOCATION_HEADER, letter.location.encode())]
-        value = json.dumps(letter.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
-        await self._send(self._topology.deadletter, value, None, key=letter.source.encode(), headers=headers)
+        key, value, headers = dead_letter_record(letter)
+        await self._send(self._topology.deadletter, value, None, key=key, headers=headers)
         self.dead_lettered += 1
         log.warning("dead-lettered %s: %s", letter.location, letter.reason)
 
@@ -358,23 +329,9 @@ class CallIngest(Service):
 
     async def _checkpoint(self, numbers: list[int]) -> None:
         """Outputs first, then the state that no longer needs them."""
-        started = time.monotonic()
         await self._settle()
-        offsets = {}
-        for number in numbers:
-            part = self.parts[number]
-            await self._send(self._topology.checkpoints, encode_checkpoint(part.snapshot()), number,
-                             key=str(number).encode())
-            offsets[TopicPartition(self._topology.events, number)] = part.next_offset
-            offsets[TopicPartition(self._topology.repartition, number)] = part.next_repartitioned
+        for number in numbers:  # one changelog record each, sent by Faust (no offsets committed: the
+            self.saved[number] = self.parts[number].snapshot()  # positions are in it; lag is on /metrics)
         await self._settle()
-        for number in numbers:
-            self._saved_at[number] = time.monotonic()
+        self._saved_at.update(dict.fromkeys(numbers, time.monotonic()))
         self.checkpoints += len(numbers)
-        took = time.monotonic() - started
-        if took > 0.1:
-            log.info("checkpoint of %d partitions took %.3f s", len(numbers), took)
-        try:  # for lag monitoring with Kafka's tools only: a restart resumes at the checkpoint's offsets
-            await self._consumer.commit(offsets)
-        except Exception as error:  # noqa: BLE001 - e.g. a rebalance under way; harmless
-            log.info("offset commit skipped: %s", error)

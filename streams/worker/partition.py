@@ -1,23 +1,13 @@
-"""One partition of the events as the worker holds it, all of its state in one object: the exact and
-board CallFlows of `callwatch run` over the events of the sites keyed to it, its counters, and its
-read positions. No Kafka here: the ingest service hands it messages and publishes what it returns.
-
-A message is the partition's own when it is keyed by its site and that key puts it here (the
-default partitioner, `site_partition`); any other (a producer keying by call, or not at all) is
-handed back to be forwarded to the partition of its site on the repartition topic, which this
-object reads too.
-
-While the partition reads a backlog, one flow feeds both the report and the board (at the full
-lateness: nobody watches a board that moves hours a second, and a second flow would double the
-work); `go_live`, once everything is read (unless the stream has ended), copies it into a board flow
-of its own that runs the live lateness behind (tests/domain/test_site_partitions.py shows the copy
-goes on as one live from the start)."""
+"""One events partition as the worker holds it, all its state in one object (exact and board CallFlows,
+counters, read positions): the ingest service hands it messages and publishes what it returns."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import pickle
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -25,7 +15,7 @@ from streams.domain.config import FlowConfig
 from streams.domain.events import CallEvent, InvalidEvent, parse_event, parse_ts
 from streams.domain.flow import CallFlow
 from streams.domain.interval_report import ReportRow
-from streams.domain.state import IncompatibleState, check_schema, freeze_flow, schema, thaw_flow
+from streams.domain.state import IncompatibleState, check_schema, freeze_flow, load_saved, schema, thaw_flow
 from streams.io.codec import decode
 from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
 
@@ -36,21 +26,6 @@ class CheckpointMismatch(ValueError):
     """A checkpoint written under other settings (window, lateness, lines, clock, partitions)."""
 
 
-def fingerprint(config: FlowConfig, window_s: int, wall_clock: bool, partitions: int) -> str:
-    text = repr((dataclasses.asdict(config), window_s, wall_clock, partitions))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """What a partition needs of a Kafka record."""
-
-    offset: int
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = ()
-    key: bytes | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class Rejected:
     offset: int
@@ -59,9 +34,7 @@ class Rejected:
 
 
 @dataclass(frozen=True, slots=True)
-class Forward:
-    """A message of another partition's site, for the repartition topic."""
-
+class Forward:  # a message of another partition's site, for the repartition topic
     offset: int
     site: str
     occurred_ms: int
@@ -70,9 +43,7 @@ class Forward:
 
 
 @dataclass(slots=True)
-class Counts:
-    """Every counter the partition keeps (exported on /metrics, restored with the checkpoint)."""
-
+class Counts:  # every counter the partition keeps (on /metrics, restored with the checkpoint)
     received: int = 0
     rejected: int = 0
     forwarded: int = 0  # messages of another partition's site, sent on to it
@@ -89,14 +60,13 @@ class Partition:
     def __init__(self, number: int, partitions: int, config: FlowConfig, window_s: int, wall_clock: bool,
                  site_partition: Callable[[str], int]) -> None:
         self.number = number
-        self.config = config
         self.board_config = dataclasses.replace(
             config, allowed_lateness_s=min(config.live_lateness_s, config.allowed_lateness_s))
-        self.window_s = window_s
         self.wall = wall_clock
         self.partitions = partitions
         self.site_partition = site_partition
-        self.fingerprint = fingerprint(config, window_s, wall_clock, partitions)
+        settings = repr((dataclasses.asdict(config), window_s, wall_clock, partitions))
+        self.fingerprint = hashlib.sha256(settings.encode()).hexdigest()[:16]
         self.exact = CallFlow(config, interval_s=window_s, live=True)
         self.board: CallFlow | None = None  # its own board flow once live; until then, exact's board
         self.counts = Counts()
@@ -108,11 +78,9 @@ class Partition:
         self.finished = False
         self.read_ms = -1  # the newest event time read from the events partition, its own sites or not
 
-    # --- input ---------------------------------------------------------------------------------
-
-    def take(self, messages: Sequence[Message]) -> Taken:
-        """Messages of the events partition: this partition's sites go to the flows, others back to
-        be forwarded, malformed ones back with a reason."""
+    def take(self, messages: Sequence[Any]) -> Taken:
+        """Messages of the events partition (Kafka records: offset, key, value, headers): this
+        partition's sites go to the flows, others back to be forwarded, malformed ones back with a reason."""
         taken = Taken()
         events: list[CallEvent] = []
         counts, mine = self.counts, self.number
@@ -153,7 +121,7 @@ class Partition:
         self._offer(events)
         return taken
 
-    def take_repartitioned(self, messages: Sequence[Message]) -> list[Rejected]:
+    def take_repartitioned(self, messages: Sequence[Any]) -> list[Rejected]:
         """Messages other partitions forwarded here (already counted as received there)."""
         rejected: list[Rejected] = []
         events: list[CallEvent] = []
@@ -173,7 +141,7 @@ class Partition:
         self._offer(events)
         return rejected
 
-    def _parse(self, message: Message, rejected: list[Rejected], count: bool = True) -> CallEvent | None:
+    def _parse(self, message: Any, rejected: list[Rejected], count: bool = True) -> CallEvent | None:
         try:
             # text first: the decoder would otherwise sniff the encoding of every message
             return parse_event(decode(message.value.decode("utf-8")))  # type: ignore[union-attr]
@@ -192,7 +160,7 @@ class Partition:
             if self.board is not None:
                 self.board.ingest_all(events)
 
-    def _end_marker(self, message: Message, taken: Taken) -> None:
+    def _end_marker(self, message: Any, taken: Taken) -> None:
         """The stream ends at `at` (its last event): once every source's marker has come through the
         repartition topic too, everything held is final (see `advance`)."""
         try:
@@ -205,8 +173,6 @@ class Partition:
         # a site's repartitioned stream has ended when every source's marker has come through.
         value = json.dumps({"at": json.loads(message.value or b"{}")["at"], "source": self.number}).encode()
         taken.forward.append(Forward(message.offset, "", at_ms, value, end_of_stream=True))
-
-    # --- progress ------------------------------------------------------------------------------
 
     def advance(self, now_ms: int | None, caught_up: bool) -> list[ReportRow]:
         """Apply what the lateness releases (on the wall clock, only once everything is read: a
@@ -238,18 +204,23 @@ class Partition:
     def board_flow(self) -> CallFlow:
         return self.exact if self.board is None else self.board
 
-    # --- checkpoint ----------------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        """The whole state and read positions, compressed: a record of the checkpoints table."""
+        return zlib.compress(pickle.dumps({
+            "schema": schema(), "fingerprint": self.fingerprint, "partition": self.number,
+            "offsets": [self.next_offset, self.forward_from, self.next_repartitioned],
+            "ends_seen": sorted(self.ends_seen), "end_at_ms": self.end_at_ms, "finished": self.finished,
+            "exact": freeze_flow(self.exact), "board": None if self.board is None else freeze_flow(self.board),
+            "counts": dataclasses.astuple(self.counts)}, protocol=5), 1)
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"schema": schema(), "fingerprint": self.fingerprint, "partition": self.number,
-                "offsets": [self.next_offset, self.forward_from, self.next_repartitioned],
-                "ends_seen": sorted(self.ends_seen), "end_at_ms": self.end_at_ms, "finished": self.finished,
-                "exact": freeze_flow(self.exact), "board": None if self.board is None else freeze_flow(self.board),
-                "counts": dataclasses.astuple(self.counts)}
-
-    def restore(self, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint. Raises CheckpointMismatch (other settings) or
+    def restore(self, saved: bytes) -> None:
+        """Continue from a checkpoint, loaded naming only the domain's classes and plain values (a
+        foreign record cannot run code). Raises CheckpointMismatch (other settings) or
         IncompatibleState (another version, or not a checkpoint at all)."""
+        try:
+            state = load_saved(zlib.decompress(saved))
+        except (zlib.error, IncompatibleState) as error:
+            raise IncompatibleState(f"not a checkpoint ({error})") from None
         try:
             check_schema(state.get("schema"))
             if state.get("fingerprint") != self.fingerprint:
@@ -268,7 +239,4 @@ class Partition:
 
 
 def _control(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
-    for key, value in headers:
-        if key == CONTROL_HEADER:
-            return value
-    return None
+    return dict(headers).get(CONTROL_HEADER)

@@ -112,6 +112,36 @@ def test_kill_9_of_one_of_three_workers_under_load_gives_the_replay_report(stack
         producing.join(timeout=300)
 
 
+def test_a_partition_handed_over_carries_on_from_the_checkpoint_written_while_giving_it_up(stack: Stack) -> None:
+    """The first worker saves a partition once in ten minutes, so what it has read is saved only when
+    it gives partitions up to a second worker. The events are then deleted from the topic: the second
+    worker must restore those last checkpoints (the checkpoints table caught up with its changelog),
+    or it would start from an older state and find its events gone."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    lines = _sites(stack, stack.tmp_path / "h.jsonl", "2h")
+    stack.produce(lines)
+    workers = [WorkerProcess(stack, "first", "--checkpoint-every", "1h")]
+    try:
+        _wait(lambda: _counter(workers[0], "callwatch_events_accepted_total") == len(lines), 120, "every event",
+              workers)
+        consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap)
+        events = [TopicPartition(f"{stack.prefix}events", number) for number in range(6)]
+        ends = consumer.end_offsets(events)
+        consumer.close()
+        admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        admin.delete_records({tp: end for tp, end in ends.items() if end})
+        admin.close()
+        workers.append(WorkerProcess(stack, "second", "--checkpoint-every", "1h"))
+        _wait(lambda: [_counter(w, "callwatch_worker_partitions") for w in workers] in ([3, 3], [2, 4], [4, 2])
+              and sum(_counter(w, "callwatch_events_accepted_total") for w in workers) == len(lines), 120,
+              "the partitions shared, every event counted once", workers)
+        assert sum(_counter(w, "callwatch_worker_deleted_unread_total") for w in workers) == 0
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
 def _run_to_end(stack: Stack, lines: list[bytes], *options: str) -> None:
     worker = WorkerProcess(stack, "first", *options)
     try:
@@ -148,7 +178,8 @@ def test_a_corrupt_checkpoint_record_stops_the_worker_with_one_clear_line(stack:
     stack.produce(lines)
     _run_to_end(stack, lines)
     producer = KafkaProducer(bootstrap_servers=stack.bootstrap)
-    producer.send(f"{stack.prefix}worker-checkpoints", b"\x00 not a checkpoint", key=b"3", partition=3).get(30)
+    # A record of the checkpoints table (Faust's changelog; key: the events partition, as JSON)
+    producer.send(f"{stack.prefix}worker-checkpoints-changelog", b"\x00 not a checkpoint", key=b"3").get(30)
     producer.close()
     said = _one_line_exit(stack)
     assert "partition 3: not a checkpoint" in said and "start with another --app-id" in said, said

@@ -4,10 +4,18 @@ forwards, and what it forwards again when a restart reads messages before its ch
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 from streams.domain import FlowConfig
 from streams.kafka.figures_topic import CONTROL_HEADER, END_OF_STREAM
-from streams.worker.partition import Message, Partition
+from streams.worker.partition import Partition
+
+
+class Message(NamedTuple):  # what a partition reads of a Kafka record (aiokafka's ConsumerRecord)
+    offset: int
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    key: bytes | None = None
 
 EVENT = {"v": 1, "event_id": "e1", "call_id": "c1", "type": "offered", "ts": "2024-03-01T08:00:00Z",
          "line": "999", "queue": "999-police", "site": "north"}
