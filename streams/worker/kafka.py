@@ -4,7 +4,6 @@ same way before anything starts (workers started together never race)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +76,6 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
 
 async def _create_topic(admin: Any, name: str, partitions: int, replicas: int, compacted: bool) -> None:
     from aiokafka.admin import NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
 
     if compacted:  # only a key's latest record matters: small segments, so that the cleaner drops the rest
         # soon and a starting worker's recovery reads little more than one record a key
@@ -85,11 +83,10 @@ async def _create_topic(admin: Any, name: str, partitions: int, replicas: int, c
                    "segment.bytes": str(CHECKPOINT_MAX_BYTES), "min.cleanable.dirty.ratio": "0.1"}
     else:  # a forwarded event is read within seconds; a week covers a worker down for days
         configs = {"retention.ms": str(7 * 86_400_000)}
-    with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another worker
-        response = await admin.create_topics([NewTopic(name, partitions, replicas, topic_configs=configs)])
-        for topic_name, code, *_rest in getattr(response, "topic_errors", []) or getattr(response, "topics", []):
-            if code not in (0, 36):  # 36: already exists
-                raise KafkaEdgeError(f"cannot create {topic_name} (Kafka error {code})")
+    response = await admin.create_topics([NewTopic(name, partitions, replicas, topic_configs=configs)])
+    for topic_name, code, *_rest in response.topic_errors:
+        if code not in (0, 36):  # 36: already exists (created meanwhile by another worker)
+            raise KafkaEdgeError(f"cannot create {topic_name} (Kafka error {code})")
 
 
 async def keep_metadata_for(client: Any, topics: list[str]) -> None:

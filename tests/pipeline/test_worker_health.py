@@ -13,7 +13,7 @@ from streams.worker.health import RoundWatch, where_it_waits
 
 
 def test_a_stall_is_reported_once_and_again_only_after_the_loop_went_round() -> None:
-    watch = RoundWatch(started=1_000, stall_after_s=120)
+    watch = RoundWatch(since=1_000, stall_after_s=120)
     watch.finished_round(1_010)
     assert watch.age(1_010) == 0 and watch.stall_to_report(1_129.9) is None
     assert watch.stall_to_report(1_135) == 125
@@ -26,7 +26,7 @@ def test_a_stall_is_reported_once_and_again_only_after_the_loop_went_round() -> 
 
 
 def test_a_start_that_never_gets_to_reading_is_a_stall_too() -> None:
-    watch = RoundWatch(started=1_000, stall_after_s=120)
+    watch = RoundWatch(since=1_000, stall_after_s=120)
     assert watch.age(1_060) == 60 and watch.stall_to_report(1_060) is None
     assert watch.stall_to_report(1_121) == 121 and watch.rounds == 0
     assert watch.stall_to_report(1_200) is None
@@ -93,7 +93,7 @@ def test_the_worker_logs_a_loop_that_never_started(caplog: pytest.LogCaptureFixt
 
     topology = Topology("t.events", "t.figures", "t.deadletter", "t.repartition", "t.checkpoints", 6)
     ingest = CallIngest(None, None, FlowConfig(), topology, "t.worker-events", IngestOptions())
-    ingest.rounds.started -= 150
+    ingest.rounds.since -= 150
     with caplog.at_level(logging.ERROR, logger="callwatch.worker"):
         ingest.check_rounds()
     assert [record.getMessage() for record in caplog.records] == [
