@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from mode import Service
 
@@ -40,10 +40,10 @@ class IngestOptions:
     session_timeout_s: float = 10.0
 
 
-class CallIngest(Service):
+class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # and its consumer's listener
     def __init__(self, app: Any, kafka: Any, config: FlowConfig, topology: Topology, group_id: str,
-                 options: IngestOptions, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+                 options: IngestOptions) -> None:
+        super().__init__()
         self.saved: Any = None  # Faust GlobalTable: events partition -> its last checkpoint (set by app.py)
         self._saved_news = asyncio.Event()
         self._app, self._kafka, self._config = app, kafka, config
@@ -65,17 +65,8 @@ class CallIngest(Service):
         self._site_partition = functools.cache(functools.partial(site_partition, partitions=topology.partitions))
 
     async def on_start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+        from aiokafka import AIOKafkaConsumer
         from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-
-        ingest = self
-
-        class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-            async def on_partitions_revoked(self, revoked: Any) -> None:
-                await ingest._on_revoked(revoked)
-
-            async def on_partitions_assigned(self, assigned: Any) -> None:
-                await ingest._on_assigned(assigned)
 
         await self._app.producer.maybe_start()
         topology = self._topology
@@ -90,14 +81,14 @@ class CallIngest(Service):
             max_poll_records=self._options.batch, fetch_max_wait_ms=20,
             session_timeout_ms=int(self._options.session_timeout_s * 1000),
             heartbeat_interval_ms=int(self._options.session_timeout_s * 250))
-        self._consumer.subscribe([topology.events, topology.repartition], listener=Rebalance())
+        self._consumer.subscribe([topology.events, topology.repartition], listener=self)
         await self._consumer.start()
 
     async def on_stop(self) -> None:
         if self._consumer is None:
             return
         try:  # a last checkpoint, as on a rebalance (the broker may be gone: then the previous ones stand)
-            await asyncio.wait_for(self._on_revoked(self._consumer.assignment()), 3)
+            await asyncio.wait_for(self.on_partitions_revoked(self._consumer.assignment()), 3)
         except asyncio.TimeoutError:
             log.warning("no final checkpoint: the next start reads again from the last one")
         try:
@@ -105,7 +96,7 @@ class CallIngest(Service):
         except asyncio.TimeoutError:
             log.warning("the consumer did not stop within 3 s; leaving it")
 
-    async def _on_revoked(self, revoked: Any) -> None:
+    async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self._lock:
             mine = sorted({tp.partition for tp in revoked if tp.partition in self.parts})
             if mine and self.fatal is None:
@@ -119,7 +110,7 @@ class CallIngest(Service):
             self._forwards = [entry for entry in self._forwards if entry[2] not in mine]
             heapq.heapify(self._forwards)
 
-    async def _on_assigned(self, assigned: Any) -> None:
+    async def on_partitions_assigned(self, assigned: Any) -> None:
         async with self._lock:
             numbers = sorted({tp.partition for tp in assigned if tp.topic == self._topology.events})
             if numbers:
@@ -242,8 +233,7 @@ class CallIngest(Service):
 
     async def _skip_deleted(self, error: Any) -> None:
         """Events the retention deleted unread: said, counted, and read on from the oldest left."""
-        positions = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
-        for tp, offset in positions.items():
+        for tp, offset in error.args[0].items():  # aiokafka's fetcher: {partition: offset read}
             first = (await self._consumer.beginning_offsets([tp]))[tp]
             part = self.parts.get(tp.partition)
             if part is not None:
