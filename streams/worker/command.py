@@ -48,8 +48,7 @@ def register(commands: Any) -> None:
 
 
 def _options(args: argparse.Namespace, topic_prefix: str) -> Any:
-    from .app import WorkerOptions
-    from .ingest import IngestOptions
+    from .ingest import WorkerOptions
 
     every = {name: duration(getattr(args, name), f"--{name.replace('_', '-')}")
              for name in ("checkpoint_every", "publish_every", "session_timeout")}
@@ -64,8 +63,8 @@ def _options(args: argparse.Namespace, topic_prefix: str) -> Any:
     return WorkerOptions(
         app_id=args.app_id or f"{topic_prefix}worker", workdir=args.workdir, publish_every_s=every["publish_every"],
         metrics_host=args.metrics_host, metrics_port=number(args.metrics_port, "--metrics-port", int, 1),
-        ingest=IngestOptions(window_s=window(args.window), wall_clock=args.clock == "wall",
-                             checkpoint_every_s=every["checkpoint_every"], session_timeout_s=every["session_timeout"]))
+        window_s=window(args.window), wall_clock=args.clock == "wall",
+        checkpoint_every_s=every["checkpoint_every"], session_timeout_s=every["session_timeout"])
 
 
 STOP_GRACE_S = 5.0  # after Ctrl-C or SIGTERM: then the process ends anyway

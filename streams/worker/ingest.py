@@ -31,7 +31,12 @@ log = logging.getLogger("callwatch.worker")
 
 
 @dataclass(frozen=True, slots=True)
-class IngestOptions:
+class WorkerOptions:
+    app_id: str  # prefix of the consumer groups and internal topics
+    workdir: str = "var/worker"
+    publish_every_s: float = 1.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9109
     window_s: int = 900
     wall_clock: bool = False
     batch: int = 20_000  # records per poll
@@ -41,13 +46,12 @@ class IngestOptions:
 
 
 class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # and its consumer's listener
-    def __init__(self, app: Any, kafka: Any, config: FlowConfig, topology: Topology, group_id: str,
-                 options: IngestOptions) -> None:
+    def __init__(self, app: Any, kafka: Any, config: FlowConfig, topology: Topology, options: WorkerOptions) -> None:
         super().__init__()
         self.saved: Any = None  # Faust GlobalTable: events partition -> its last checkpoint (set by app.py)
         self._saved_news = asyncio.Event()
         self._app, self._kafka, self._config = app, kafka, config
-        self._topology, self._group_id, self._options = topology, group_id, options
+        self._topology, self._group_id, self._options = topology, f"{options.app_id}-events", options
         self.parts: dict[int, Partition] = {}
         self._lock = asyncio.Lock()
         self._pending: list[asyncio.Future[Any]] = []  # sends not yet known to be acknowledged

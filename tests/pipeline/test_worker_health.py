@@ -61,13 +61,13 @@ def test_where_it_waits_names_the_chain_of_awaits_innermost_first() -> None:
 
 def test_the_worker_logs_a_stalled_loop_once_with_where_it_waits(caplog: pytest.LogCaptureFixture) -> None:
     from streams.domain.config import FlowConfig
-    from streams.worker.ingest import CallIngest, IngestOptions
+    from streams.worker.ingest import CallIngest, WorkerOptions
     from streams.worker.kafka import Topology
 
     topology = Topology("t.events", "t.figures", "t.deadletter", "t.repartition", "t.checkpoints", 6)
 
     async def scenario() -> None:
-        ingest = CallIngest(None, None, FlowConfig(), topology, "t.worker-events", IngestOptions())
+        ingest = CallIngest(None, None, FlowConfig(), topology, WorkerOptions("t.worker"))
         ready, never = asyncio.Event(), asyncio.Event()
         ingest._loop_task = asyncio.ensure_future(_outer(ready, never))  # stands in for the stuck loop
         await ready.wait()
@@ -88,11 +88,11 @@ def test_the_worker_logs_a_stalled_loop_once_with_where_it_waits(caplog: pytest.
 
 def test_the_worker_logs_a_loop_that_never_started(caplog: pytest.LogCaptureFixture) -> None:
     from streams.domain.config import FlowConfig
-    from streams.worker.ingest import CallIngest, IngestOptions
+    from streams.worker.ingest import CallIngest, WorkerOptions
     from streams.worker.kafka import Topology
 
     topology = Topology("t.events", "t.figures", "t.deadletter", "t.repartition", "t.checkpoints", 6)
-    ingest = CallIngest(None, None, FlowConfig(), topology, "t.worker-events", IngestOptions())
+    ingest = CallIngest(None, None, FlowConfig(), topology, WorkerOptions("t.worker"))
     ingest.rounds.since -= 150
     with caplog.at_level(logging.ERROR, logger="callwatch.worker"):
         ingest.check_rounds()
