@@ -116,13 +116,11 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
             return
         snapshot = side_by_side([part.board_flow.snapshot(now_ms) for part in parts], now_ms)
         board.publish(snapshot)
-        counts = [part.exact.counts for part in parts]
         collector.publish(snapshot, PipelineStatus(
             received={source: sum(part.counts.received for part in parts)},
             rejected={source: sum(part.counts.rejected for part in parts)},
-            accepted=sum(c.accepted for c in counts), duplicates=sum(c.duplicates for c in counts),
-            late=sum(c.late for c in counts), conflicts=sum(c.conflicts for c in counts),
-            unmatched=sum(c.unmatched for c in counts), pending=sum(c.pending for c in counts),
+            **{name: sum(getattr(part.exact.counts, name) for part in parts)
+               for name in ("accepted", "duplicates", "late", "conflicts", "unmatched", "pending")},
             stream_time_s=None if newest is None else newest / 1000,
             processing_lag_s=None if newest is None else max(0.0, (clock_ms - newest) / 1000),
             published_at_s=time.time()))

@@ -164,14 +164,15 @@ class Partition:
         """The stream ends at `at` (its last event): once every source's marker has come through the
         repartition topic too, everything held is final (see `advance`)."""
         try:
-            at_ms = parse_ts(json.loads(message.value or b"{}").get("at"))
+            at = json.loads(message.value or b"{}").get("at")
+            at_ms = parse_ts(at)
         except (ValueError, AttributeError) as error:
             taken.rejected.append(Rejected(message.offset, f"bad end-of-stream marker: {error}", message.value or b""))
             return
         self.end_at_ms = at_ms
         # To every partition of the repartition topic, behind what this one forwarded before it:
         # a site's repartitioned stream has ended when every source's marker has come through.
-        value = json.dumps({"at": json.loads(message.value or b"{}")["at"], "source": self.number}).encode()
+        value = json.dumps({"at": at, "source": self.number}).encode()
         taken.forward.append(Forward(message.offset, "", at_ms, value, end_of_stream=True))
 
     def advance(self, now_ms: int | None, caught_up: bool) -> list[ReportRow]:
