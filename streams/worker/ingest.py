@@ -178,11 +178,10 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
             if part is None:
                 continue  # revoked meanwhile
             if tp.topic == events:
-                taken = part.take(records)
-                for forward in taken.forward:
+                rejected, forwards = part.take(records)
+                for forward in forwards:
                     heapq.heappush(self._forwards, (forward.occurred_ms, forward.end_of_stream, part.number,
                                                     forward.offset, forward))
-                rejected = taken.rejected
             else:
                 rejected = part.take_repartitioned(records)
             for letter in rejected:
