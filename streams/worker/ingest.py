@@ -136,8 +136,7 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
                          part.next_offset)
 
     async def _saved_caught_up(self) -> None:
-        """Until the checkpoints table has applied every record its changelog holds now, the previous
-        owner's last (written in its revoke callback) included: Faust's Recovery says how far it has."""
+        """Until the checkpoints table has applied every record its changelog holds now (docs/worker.md)."""
         from faust.types import TP
 
         tp = TP(self._topology.checkpoints, 0)
@@ -215,8 +214,7 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
 
     async def _forward(self) -> None:
         """Other sites' events to their partition of the repartition topic, in event-time order up to
-        the slowest partition still reading a backlog (all of them once every one has caught up): a
-        backlog read from several partitions at different paces stays within the lateness there."""
+        the slowest partition still reading a backlog (docs/worker.md, "Events from other producers")."""
         behind = [part.read_ms for number, part in self.parts.items() if not self._read_all_events(number, part)]
         until = min(behind) if behind else None
         heap, topic, partitions = self._forwards, self._topology.repartition, self._topology.partitions

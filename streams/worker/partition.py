@@ -210,8 +210,7 @@ class Partition:
             "counts": dataclasses.astuple(self.counts)}, protocol=5), 1)
 
     def restore(self, saved: bytes) -> None:
-        """Continue from a checkpoint, loaded naming only the domain's classes and plain values (a
-        foreign record cannot run code). Raises CheckpointMismatch (other settings) or
+        """Continue from a checkpoint (docs/worker.md); raises CheckpointMismatch (other settings) or
         IncompatibleState (another version, or not a checkpoint at all)."""
         try:
             state = load_saved(zlib.decompress(saved))
