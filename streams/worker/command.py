@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from streams.options import EXIT_OK, EXIT_USAGE, UsageError, duration, env_option, formatter, number, window
-from streams.settings import SettingsError, load_settings
+from streams.settings import load_settings
 
 EXIT_FAILED = 1
 
@@ -79,10 +79,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from .health import OncePerMinute
     from .kafka import discover
 
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as error:
-        raise UsageError(str(error)) from None
+    settings = load_settings(args.config)  # a SettingsError is a usage error (streams/cli.py)
     options = _options(args, settings.kafka.topic_prefix)
     address = f"{options.metrics_host}:{options.metrics_port}"
     with socket.socket() as probe:  # a busy port is a usage error now, not a crash of Faust's web server later
