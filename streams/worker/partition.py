@@ -127,8 +127,7 @@ class Partition:
             if message.headers and _control(message.headers) == END_OF_STREAM:
                 self._offer(events)
                 events = []
-                source = json.loads(message.value or b"{}").get("source")
-                self.ends_seen.add(int(source))
+                self.ends_seen.add(int(json.loads(message.value or b"{}")["source"]))
                 continue
             event = self._parse(message, rejected)
             if event is not None:
