@@ -73,11 +73,10 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
     app.service(ingest)
     # Tables every worker holds whole, written outside any stream, each record applied once read
     # (docs/worker.md): each events partition's checkpoint, and the wallboard's callback marks.
-    ingest.saved = app.GlobalTable(CHECKPOINTS_TABLE, default=None, partitions=1, key_type=int, value_type=bytes,
-                                   use_partitioner=True, recovery_buffer_size=1,
-                                   on_changelog_event=ingest.on_saved_record)
-    marks = app.GlobalTable(MARKS_TABLE, default=None, partitions=1, key_type=str, value_type=str,
-                            use_partitioner=True, recovery_buffer_size=1)
+    whole: dict[str, Any] = {"default": None, "partitions": 1, "use_partitioner": True, "recovery_buffer_size": 1}
+    ingest.saved = app.GlobalTable(CHECKPOINTS_TABLE, key_type=int, value_type=bytes,
+                                   on_changelog_event=ingest.on_saved_record, **whole)
+    marks = app.GlobalTable(MARKS_TABLE, key_type=str, value_type=str, **whole)
     board = LatestBoard(settings.flow)
     board.marks = TableMarks(marks)
     add_board_routes(app.web.web_app, board)
