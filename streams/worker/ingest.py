@@ -58,7 +58,6 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
         self._forwards: list[tuple[int, int, int, int, Forward]] = []  # heap: (time, marker, source, offset, ...)
         self._consumer: Any = None
         self.fatal: str | None = None  # why the worker cannot go on (its saved state cannot be used)
-        self._saved_at: dict[int, float] = {}
         self._next_checkpoint = 0.0
         self.checkpoints = 0
         self.dead_lettered = 0
@@ -105,12 +104,11 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
             mine = sorted({tp.partition for tp in revoked if tp.partition in self.parts})
             if mine and self.fatal is None:
                 try:
-                    await self._checkpoint(mine)  # the next owner carries on from here
+                    await self._checkpoint([self.parts[number] for number in mine])  # the next owner carries on
                 except Exception:  # noqa: BLE001 - it carries on from the previous one
                     log.exception("checkpoint of revoked partitions failed")
             for number in mine:
                 del self.parts[number]
-                self._saved_at.pop(number, None)
             self._forwards = [entry for entry in self._forwards if entry[2] not in mine]
             heapq.heapify(self._forwards)
 
@@ -196,8 +194,7 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
         if clock >= self._next_checkpoint and parts:
             # One partition at a time, the one saved longest ago, and at most 1/200 of the time on
             # checkpoints (a big state is saved less often), but never less often than the maximum gap.
-            number = min(parts, key=lambda p: self._saved_at.get(p, 0.0))
-            await self._checkpoint([number])
+            await self._checkpoint([min(parts.values(), key=lambda part: part.saved_at)])
             took = time.monotonic() - clock
             options = self._options
             self._next_checkpoint = time.monotonic() + max(
@@ -318,11 +315,12 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
         for future in pending:
             await future
 
-    async def _checkpoint(self, numbers: list[int]) -> None:
+    async def _checkpoint(self, parts: list[Partition]) -> None:
         """Outputs first, then the state that no longer needs them."""
         await self._settle()
-        for number in numbers:  # one changelog record each, sent by Faust (no offsets committed: the
-            self.saved[number] = self.parts[number].snapshot()  # positions are in it; lag is on /metrics)
+        for part in parts:  # one changelog record each, sent by Faust (no offsets committed: the
+            self.saved[part.number] = part.snapshot()  # positions are in it; lag is on /metrics)
         await self._settle()
-        self._saved_at.update(dict.fromkeys(numbers, time.monotonic()))
-        self.checkpoints += len(numbers)
+        for part in parts:
+            part.saved_at = time.monotonic()
+        self.checkpoints += len(parts)

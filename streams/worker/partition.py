@@ -71,6 +71,7 @@ class Partition:
         self.end_at_ms: int | None = None  # the stream's end, from this partition's own marker
         self.finished = False
         self.read_ms = -1  # the newest event time read from the events partition, its own sites or not
+        self.saved_at = 0.0  # monotonic seconds: when its last checkpoint was acknowledged
 
     def take(self, messages: Sequence[Any]) -> tuple[list[Rejected], list[Forward]]:
         """Messages of the events partition (Kafka records: offset, key, value, headers): this
