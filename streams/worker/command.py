@@ -99,10 +99,16 @@ def run_worker(args: argparse.Namespace) -> int:
 
         def _schedule_shutdown(self, signal: Any) -> None:
             if not self._signal_stop_time:
-                timer = threading.Timer(STOP_GRACE_S, _exit_now, args=(log,))
+                timer = threading.Timer(STOP_GRACE_S, self._exit_now)
                 timer.daemon = True
                 timer.start()
             super()._schedule_shutdown(signal)
+
+        def _exit_now(self) -> None:
+            log.warning("not stopped %.0f s after the signal (is the broker gone?): ending now; the next start "
+                        "reads again from the last checkpoint", STOP_GRACE_S)
+            logging.shutdown()
+            os._exit(EXIT_OK)
 
         def on_setup_root_logger(self, logger: Any, level: int) -> None:
             super().on_setup_root_logger(logger, level)
@@ -125,13 +131,6 @@ def run_worker(args: argparse.Namespace) -> int:
     log.warning("stopped: %d dead-lettered, %d rows, %d checkpoints", ingest.dead_lettered, ingest.rows,
                 ingest.checkpoints)
     return code
-
-
-def _exit_now(log: logging.Logger) -> None:
-    log.warning("not stopped %.0f s after the signal (is the broker gone?): ending now; the next start "
-                "reads again from the last checkpoint", STOP_GRACE_S)
-    logging.shutdown()
-    os._exit(EXIT_OK)
 
 
 def _tune_memory() -> None:

@@ -185,8 +185,8 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
                 await self._dead_letter(tp, letter)
         await self._forward()
         now_ms = time.time_ns() // 1_000_000
-        for number, part in parts.items():
-            rows = part.advance(now_ms, self._caught_up(number, part))
+        for part in parts.values():
+            rows = part.advance(now_ms, self._caught_up(part))
             if rows:
                 await self.publish(self._topology.figures, [(row_key(r), encode_report_row(r).encode()) for r in rows])
                 self.rows += len(rows)
@@ -200,20 +200,19 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
             self._next_checkpoint = time.monotonic() + max(
                 options.checkpoint_every_s / len(parts), min(199 * took, options.max_checkpoint_gap_s / len(parts)))
 
-    def _read_all_events(self, number: int, part: Partition) -> bool:
-        end = self._consumer.last_stable_offset(TopicPartition(self._topology.events, number))
+    def _read_all_events(self, part: Partition) -> bool:
+        end = self._consumer.last_stable_offset(TopicPartition(self._topology.events, part.number))
         return end is not None and part.next_offset >= end
 
-    def _caught_up(self, number: int, part: Partition) -> bool:
+    def _caught_up(self, part: Partition) -> bool:
         """Has the partition read everything both its topics hold?"""
-        again = self._consumer.last_stable_offset(TopicPartition(self._topology.repartition, number))
-        return self._read_all_events(number, part) and again is not None and part.next_repartitioned >= again
+        again = self._consumer.last_stable_offset(TopicPartition(self._topology.repartition, part.number))
+        return self._read_all_events(part) and again is not None and part.next_repartitioned >= again
 
     async def _forward(self) -> None:
         """Other sites' events to their partition of the repartition topic, in event-time order up to
         the slowest partition still reading a backlog (docs/worker.md, "Events from other producers")."""
-        behind = [part.read_ms for number, part in self.parts.items() if not self._read_all_events(number, part)]
-        until = min(behind) if behind else None
+        until = min((part.read_ms for part in self.parts.values() if not self._read_all_events(part)), default=None)
         heap, topic, partitions = self._forwards, self._topology.repartition, self._topology.partitions
         while heap and (until is None or heap[0][0] <= until):
             forward = heapq.heappop(heap)[4]
