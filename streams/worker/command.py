@@ -16,6 +16,7 @@ from streams.options import EXIT_OK, EXIT_USAGE, UsageError, duration, env_optio
 from streams.settings import load_settings
 
 EXIT_FAILED = 1
+STOP_GRACE_S = 5.0  # after Ctrl-C or SIGTERM: then the process ends anyway
 
 
 def register(commands: Any) -> None:
@@ -65,9 +66,6 @@ def _options(args: argparse.Namespace, topic_prefix: str) -> Any:
         metrics_host=args.metrics_host, metrics_port=number(args.metrics_port, "--metrics-port", int, 1),
         window_s=window(args.window), wall_clock=args.clock == "wall",
         checkpoint_every_s=every["checkpoint_every"], session_timeout_s=every["session_timeout"])
-
-
-STOP_GRACE_S = 5.0  # after Ctrl-C or SIGTERM: then the process ends anyway
 
 
 def run_worker(args: argparse.Namespace) -> int:

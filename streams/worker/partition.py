@@ -87,7 +87,7 @@ class Partition:
                 # Read again after a restart: applied before the checkpoint, but the forwarding
                 # of other sites' events (and of an end marker) may not have been done (a copy
                 # forwarded twice is a duplicate of the same event id there, not applied twice).
-                if message.headers and _control(message.headers) == END_OF_STREAM:
+                if message.headers and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM:
                     self._end_marker(message, [], forward)
                     continue
                 again = self._parse(message, [], count=False)
@@ -95,7 +95,7 @@ class Partition:
                     forward.append(Forward(offset, again.site, again.occurred_ms, message.value or b""))
                 continue
             self.next_offset = offset + 1
-            if message.headers and _control(message.headers) == END_OF_STREAM:
+            if message.headers and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM:
                 self._offer(events)
                 events = []
                 self._end_marker(message, rejected, forward)
@@ -125,7 +125,7 @@ class Partition:
             if message.offset < self.next_repartitioned:
                 continue
             self.next_repartitioned = message.offset + 1
-            if message.headers and _control(message.headers) == END_OF_STREAM:
+            if message.headers and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM:
                 self._offer(events)
                 events = []
                 self.ends_seen.add(int(json.loads(message.value or b"{}")["source"]))
@@ -231,7 +231,3 @@ class Partition:
             if isinstance(error, (CheckpointMismatch, IncompatibleState)):
                 raise
             raise IncompatibleState(f"corrupt checkpoint ({type(error).__name__}: {error})") from None
-
-
-def _control(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
-    return dict(headers).get(CONTROL_HEADER)
