@@ -517,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))
-    except UsageError as error:
+    except (UsageError, SettingsError) as error:  # a setting is named in its message, as an option is
         sys.stderr.write(f"callwatch {args.command}: error: {error}\n")
         return EXIT_USAGE
     except BrokenPipeError:

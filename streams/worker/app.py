@@ -4,7 +4,6 @@ publishing the live board and counters, and Faust's web server serving the wallb
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,20 +17,10 @@ from streams.metrics import CONSUMER_LAG, READ_LOOP_AGE, FigureCollector, Pipeli
 from streams.settings import Settings
 from streams.wallboard.server import LatestBoard, add_board_routes
 
-from .ingest import CallIngest, IngestOptions
+from .ingest import CallIngest, WorkerOptions
 from .kafka import CHECKPOINT_MAX_BYTES, CHECKPOINTS_TABLE, MARKS_TABLE, Topology
 
 NEWS_EVERY_S = 0.1
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    app_id: str  # prefix of the consumer groups and internal topics
-    workdir: str = "var/worker"
-    publish_every_s: float = 1.0
-    metrics_host: str = "127.0.0.1"
-    metrics_port: int = 9109
-    ingest: IngestOptions = field(default_factory=IngestOptions)
 
 
 class TableMarks:  # the wallboard's callback marks in a Faust table (they survive a restart)
@@ -73,22 +62,21 @@ class WorkerCounters(Collector):
 def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -> tuple[Any, CallIngest]:
     import faust
 
-    app_id, session_s = options.app_id, options.ingest.session_timeout_s
+    app_id, session_s = options.app_id, options.session_timeout_s
     brokers, credentials = faust_broker(settings.kafka)
     app = faust.App(
         app_id, broker=brokers, broker_credentials=credentials, datadir=options.workdir,
         web_enabled=True, web_bind=options.metrics_host, web_host=options.metrics_host,
         web_port=options.metrics_port, topic_disable_leader=True, producer_max_request_size=CHECKPOINT_MAX_BYTES,
         broker_session_timeout=session_s, broker_heartbeat_interval=session_s / 4)
-    ingest = CallIngest(app, settings.kafka, settings.flow, topology, f"{app_id}-events", options.ingest)
+    ingest = CallIngest(app, settings.kafka, settings.flow, topology, options)
     app.service(ingest)
     # Tables every worker holds whole, written outside any stream, each record applied once read
     # (docs/worker.md): each events partition's checkpoint, and the wallboard's callback marks.
-    ingest.saved = app.GlobalTable(CHECKPOINTS_TABLE, default=None, partitions=1, key_type=int, value_type=bytes,
-                                   use_partitioner=True, recovery_buffer_size=1,
-                                   on_changelog_event=ingest.on_saved_record)
-    marks = app.GlobalTable(MARKS_TABLE, default=None, partitions=1, key_type=str, value_type=str,
-                            use_partitioner=True, recovery_buffer_size=1)
+    whole: dict[str, Any] = {"default": None, "partitions": 1, "use_partitioner": True, "recovery_buffer_size": 1}
+    ingest.saved = app.GlobalTable(CHECKPOINTS_TABLE, key_type=int, value_type=bytes,
+                                   on_changelog_event=ingest.on_saved_record, **whole)
+    marks = app.GlobalTable(MARKS_TABLE, key_type=str, value_type=str, **whole)
     board = LatestBoard(settings.flow)
     board.marks = TableMarks(marks)
     add_board_routes(app.web.web_app, board)
@@ -96,7 +84,6 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
     collector = FigureCollector(settings.flow, registry=registry)
     registry.register(WorkerCounters(ingest))
     source = f"kafka:{topology.events}"
-    wall = options.ingest.wall_clock
 
     @app.page("/metrics")
     async def metrics(view: Any, _request: Any) -> Any:
@@ -122,19 +109,17 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
         ingest.check_topics()
         clock_ms = time.time_ns() // 1_000_000
         newest = max((t for part in parts if (t := part.exact.stream_time_ms) is not None), default=None)
-        now_ms = clock_ms if wall else newest
+        now_ms = clock_ms if options.wall_clock else newest
         if now_ms is None:  # no partition, or none has events: an empty board, not the last one
             board.publish(BoardSnapshot(clock_ms, {}, {}, {}, {}))
             return
         snapshot = side_by_side([part.board_flow.snapshot(now_ms) for part in parts], now_ms)
         board.publish(snapshot)
-        counts = [part.exact.counts for part in parts]
         collector.publish(snapshot, PipelineStatus(
             received={source: sum(part.counts.received for part in parts)},
             rejected={source: sum(part.counts.rejected for part in parts)},
-            accepted=sum(c.accepted for c in counts), duplicates=sum(c.duplicates for c in counts),
-            late=sum(c.late for c in counts), conflicts=sum(c.conflicts for c in counts),
-            unmatched=sum(c.unmatched for c in counts), pending=sum(c.pending for c in counts),
+            **{name: sum(getattr(part.exact.counts, name) for part in parts)
+               for name in ("accepted", "duplicates", "late", "conflicts", "unmatched", "pending")},
             stream_time_s=None if newest is None else newest / 1000,
             processing_lag_s=None if newest is None else max(0.0, (clock_ms - newest) / 1000),
             published_at_s=time.time()))

@@ -13,9 +13,10 @@ import threading
 from typing import Any
 
 from streams.options import EXIT_OK, EXIT_USAGE, UsageError, duration, env_option, formatter, number, window
-from streams.settings import SettingsError, load_settings
+from streams.settings import load_settings
 
 EXIT_FAILED = 1
+STOP_GRACE_S = 5.0  # after Ctrl-C or SIGTERM: then the process ends anyway
 
 
 def register(commands: Any) -> None:
@@ -48,8 +49,7 @@ def register(commands: Any) -> None:
 
 
 def _options(args: argparse.Namespace, topic_prefix: str) -> Any:
-    from .app import WorkerOptions
-    from .ingest import IngestOptions
+    from .ingest import WorkerOptions
 
     every = {name: duration(getattr(args, name), f"--{name.replace('_', '-')}")
              for name in ("checkpoint_every", "publish_every", "session_timeout")}
@@ -64,11 +64,8 @@ def _options(args: argparse.Namespace, topic_prefix: str) -> Any:
     return WorkerOptions(
         app_id=args.app_id or f"{topic_prefix}worker", workdir=args.workdir, publish_every_s=every["publish_every"],
         metrics_host=args.metrics_host, metrics_port=number(args.metrics_port, "--metrics-port", int, 1),
-        ingest=IngestOptions(window_s=window(args.window), wall_clock=args.clock == "wall",
-                             checkpoint_every_s=every["checkpoint_every"], session_timeout_s=every["session_timeout"]))
-
-
-STOP_GRACE_S = 5.0  # after Ctrl-C or SIGTERM: then the process ends anyway
+        window_s=window(args.window), wall_clock=args.clock == "wall",
+        checkpoint_every_s=every["checkpoint_every"], session_timeout_s=every["session_timeout"])
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -80,10 +77,7 @@ def run_worker(args: argparse.Namespace) -> int:
     from .health import OncePerMinute
     from .kafka import discover
 
-    try:
-        settings = load_settings(args.config)
-    except SettingsError as error:
-        raise UsageError(str(error)) from None
+    settings = load_settings(args.config)  # a SettingsError is a usage error (streams/cli.py)
     options = _options(args, settings.kafka.topic_prefix)
     address = f"{options.metrics_host}:{options.metrics_port}"
     with socket.socket() as probe:  # a busy port is a usage error now, not a crash of Faust's web server later
@@ -103,10 +97,16 @@ def run_worker(args: argparse.Namespace) -> int:
 
         def _schedule_shutdown(self, signal: Any) -> None:
             if not self._signal_stop_time:
-                timer = threading.Timer(STOP_GRACE_S, _exit_now, args=(log,))
+                timer = threading.Timer(STOP_GRACE_S, self._exit_now)
                 timer.daemon = True
                 timer.start()
             super()._schedule_shutdown(signal)
+
+        def _exit_now(self) -> None:
+            log.warning("not stopped %.0f s after the signal (is the broker gone?): ending now; the next start "
+                        "reads again from the last checkpoint", STOP_GRACE_S)
+            logging.shutdown()
+            os._exit(EXIT_OK)
 
         def on_setup_root_logger(self, logger: Any, level: int) -> None:
             super().on_setup_root_logger(logger, level)
@@ -129,13 +129,6 @@ def run_worker(args: argparse.Namespace) -> int:
     log.warning("stopped: %d dead-lettered, %d rows, %d checkpoints", ingest.dead_lettered, ingest.rows,
                 ingest.checkpoints)
     return code
-
-
-def _exit_now(log: logging.Logger) -> None:
-    log.warning("not stopped %.0f s after the signal (is the broker gone?): ending now; the next start "
-                "reads again from the last checkpoint", STOP_GRACE_S)
-    logging.shutdown()
-    os._exit(EXIT_OK)
 
 
 def _tune_memory() -> None:

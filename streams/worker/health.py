@@ -18,25 +18,23 @@ class RoundWatch:
     """When the loop last finished a round; before the first, the start (one that never gets to
     reading is a stall too)."""
 
-    started: float  # monotonic seconds
+    since: float  # monotonic seconds: the start, then the end of the last round
     stall_after_s: float = STALL_AFTER_S
     rounds: int = 0
-    _last: float | None = field(default=None, repr=False)
     _reported: float | None = field(default=None, repr=False)  # when the stall reported began
 
     def finished_round(self, now: float) -> None:
-        self._last = now
+        self.since = now
         self.rounds += 1
 
     def age(self, now: float) -> float:
-        return max(0.0, now - (self.started if self._last is None else self._last))
+        return max(0.0, now - self.since)
 
     def stall_to_report(self, now: float) -> float | None:
         """The age of a stall not reported yet (once per stall), else None."""
-        since = self.started if self._last is None else self._last
-        if self.age(now) < self.stall_after_s or self._reported == since:
+        if self.age(now) < self.stall_after_s or self._reported == self.since:
             return None
-        self._reported = since
+        self._reported = self.since
         return self.age(now)
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
 from mode import Service
 
@@ -31,7 +31,12 @@ log = logging.getLogger("callwatch.worker")
 
 
 @dataclass(frozen=True, slots=True)
-class IngestOptions:
+class WorkerOptions:
+    app_id: str  # prefix of the consumer groups and internal topics
+    workdir: str = "var/worker"
+    publish_every_s: float = 1.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9109
     window_s: int = 900
     wall_clock: bool = False
     batch: int = 20_000  # records per poll
@@ -40,21 +45,19 @@ class IngestOptions:
     session_timeout_s: float = 10.0
 
 
-class CallIngest(Service):
-    def __init__(self, app: Any, kafka: Any, config: FlowConfig, topology: Topology, group_id: str,
-                 options: IngestOptions, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # and its consumer's listener
+    def __init__(self, app: Any, kafka: Any, config: FlowConfig, topology: Topology, options: WorkerOptions) -> None:
+        super().__init__()
         self.saved: Any = None  # Faust GlobalTable: events partition -> its last checkpoint (set by app.py)
         self._saved_news = asyncio.Event()
         self._app, self._kafka, self._config = app, kafka, config
-        self._topology, self._group_id, self._options = topology, group_id, options
+        self._topology, self._group_id, self._options = topology, f"{options.app_id}-events", options
         self.parts: dict[int, Partition] = {}
         self._lock = asyncio.Lock()
         self._pending: list[asyncio.Future[Any]] = []  # sends not yet known to be acknowledged
         self._forwards: list[tuple[int, int, int, int, Forward]] = []  # heap: (time, marker, source, offset, ...)
         self._consumer: Any = None
         self.fatal: str | None = None  # why the worker cannot go on (its saved state cannot be used)
-        self._saved_at: dict[int, float] = {}
         self._next_checkpoint = 0.0
         self.checkpoints = 0
         self.dead_lettered = 0
@@ -65,17 +68,8 @@ class CallIngest(Service):
         self._site_partition = functools.cache(functools.partial(site_partition, partitions=topology.partitions))
 
     async def on_start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+        from aiokafka import AIOKafkaConsumer
         from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-
-        ingest = self
-
-        class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-            async def on_partitions_revoked(self, revoked: Any) -> None:
-                await ingest._on_revoked(revoked)
-
-            async def on_partitions_assigned(self, assigned: Any) -> None:
-                await ingest._on_assigned(assigned)
 
         await self._app.producer.maybe_start()
         topology = self._topology
@@ -90,14 +84,14 @@ class CallIngest(Service):
             max_poll_records=self._options.batch, fetch_max_wait_ms=20,
             session_timeout_ms=int(self._options.session_timeout_s * 1000),
             heartbeat_interval_ms=int(self._options.session_timeout_s * 250))
-        self._consumer.subscribe([topology.events, topology.repartition], listener=Rebalance())
+        self._consumer.subscribe([topology.events, topology.repartition], listener=self)
         await self._consumer.start()
 
     async def on_stop(self) -> None:
         if self._consumer is None:
             return
         try:  # a last checkpoint, as on a rebalance (the broker may be gone: then the previous ones stand)
-            await asyncio.wait_for(self._on_revoked(self._consumer.assignment()), 3)
+            await asyncio.wait_for(self.on_partitions_revoked(self._consumer.assignment()), 3)
         except asyncio.TimeoutError:
             log.warning("no final checkpoint: the next start reads again from the last one")
         try:
@@ -105,21 +99,20 @@ class CallIngest(Service):
         except asyncio.TimeoutError:
             log.warning("the consumer did not stop within 3 s; leaving it")
 
-    async def _on_revoked(self, revoked: Any) -> None:
+    async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self._lock:
             mine = sorted({tp.partition for tp in revoked if tp.partition in self.parts})
             if mine and self.fatal is None:
                 try:
-                    await self._checkpoint(mine)  # the next owner carries on from here
+                    await self._checkpoint([self.parts[number] for number in mine])  # the next owner carries on
                 except Exception:  # noqa: BLE001 - it carries on from the previous one
                     log.exception("checkpoint of revoked partitions failed")
             for number in mine:
                 del self.parts[number]
-                self._saved_at.pop(number, None)
             self._forwards = [entry for entry in self._forwards if entry[2] not in mine]
             heapq.heapify(self._forwards)
 
-    async def _on_assigned(self, assigned: Any) -> None:
+    async def on_partitions_assigned(self, assigned: Any) -> None:
         async with self._lock:
             numbers = sorted({tp.partition for tp in assigned if tp.topic == self._topology.events})
             if numbers:
@@ -141,8 +134,7 @@ class CallIngest(Service):
                          part.next_offset)
 
     async def _saved_caught_up(self) -> None:
-        """Until the checkpoints table has applied every record its changelog holds now, the previous
-        owner's last (written in its revoke callback) included: Faust's Recovery says how far it has."""
+        """Until the checkpoints table has applied every record its changelog holds now (docs/worker.md)."""
         from faust.types import TP
 
         tp = TP(self._topology.checkpoints, 0)
@@ -183,19 +175,18 @@ class CallIngest(Service):
             if part is None:
                 continue  # revoked meanwhile
             if tp.topic == events:
-                taken = part.take(records)
-                for forward in taken.forward:
+                rejected, forwards = part.take(records)
+                for forward in forwards:
                     heapq.heappush(self._forwards, (forward.occurred_ms, forward.end_of_stream, part.number,
                                                     forward.offset, forward))
-                rejected = taken.rejected
             else:
                 rejected = part.take_repartitioned(records)
             for letter in rejected:
                 await self._dead_letter(tp, letter)
         await self._forward()
         now_ms = time.time_ns() // 1_000_000
-        for number, part in parts.items():
-            rows = part.advance(now_ms, self._caught_up(number, part))
+        for part in parts.values():
+            rows = part.advance(now_ms, self._caught_up(part))
             if rows:
                 await self.publish(self._topology.figures, [(row_key(r), encode_report_row(r).encode()) for r in rows])
                 self.rows += len(rows)
@@ -203,28 +194,25 @@ class CallIngest(Service):
         if clock >= self._next_checkpoint and parts:
             # One partition at a time, the one saved longest ago, and at most 1/200 of the time on
             # checkpoints (a big state is saved less often), but never less often than the maximum gap.
-            number = min(parts, key=lambda p: self._saved_at.get(p, 0.0))
-            await self._checkpoint([number])
+            await self._checkpoint([min(parts.values(), key=lambda part: part.saved_at)])
             took = time.monotonic() - clock
             options = self._options
             self._next_checkpoint = time.monotonic() + max(
                 options.checkpoint_every_s / len(parts), min(199 * took, options.max_checkpoint_gap_s / len(parts)))
 
-    def _read_all_events(self, number: int, part: Partition) -> bool:
-        end = self._consumer.last_stable_offset(TopicPartition(self._topology.events, number))
+    def _read_all_events(self, part: Partition) -> bool:
+        end = self._consumer.last_stable_offset(TopicPartition(self._topology.events, part.number))
         return end is not None and part.next_offset >= end
 
-    def _caught_up(self, number: int, part: Partition) -> bool:
+    def _caught_up(self, part: Partition) -> bool:
         """Has the partition read everything both its topics hold?"""
-        again = self._consumer.last_stable_offset(TopicPartition(self._topology.repartition, number))
-        return self._read_all_events(number, part) and again is not None and part.next_repartitioned >= again
+        again = self._consumer.last_stable_offset(TopicPartition(self._topology.repartition, part.number))
+        return self._read_all_events(part) and again is not None and part.next_repartitioned >= again
 
     async def _forward(self) -> None:
         """Other sites' events to their partition of the repartition topic, in event-time order up to
-        the slowest partition still reading a backlog (all of them once every one has caught up): a
-        backlog read from several partitions at different paces stays within the lateness there."""
-        behind = [part.read_ms for number, part in self.parts.items() if not self._read_all_events(number, part)]
-        until = min(behind) if behind else None
+        the slowest partition still reading a backlog (docs/worker.md, "Events from other producers")."""
+        until = min((part.read_ms for part in self.parts.values() if not self._read_all_events(part)), default=None)
         heap, topic, partitions = self._forwards, self._topology.repartition, self._topology.partitions
         while heap and (until is None or heap[0][0] <= until):
             forward = heapq.heappop(heap)[4]
@@ -242,8 +230,7 @@ class CallIngest(Service):
 
     async def _skip_deleted(self, error: Any) -> None:
         """Events the retention deleted unread: said, counted, and read on from the oldest left."""
-        positions = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
-        for tp, offset in positions.items():
+        for tp, offset in error.args[0].items():  # aiokafka's fetcher: {partition: offset read}
             first = (await self._consumer.beginning_offsets([tp]))[tp]
             part = self.parts.get(tp.partition)
             if part is not None:
@@ -327,11 +314,12 @@ class CallIngest(Service):
         for future in pending:
             await future
 
-    async def _checkpoint(self, numbers: list[int]) -> None:
+    async def _checkpoint(self, parts: list[Partition]) -> None:
         """Outputs first, then the state that no longer needs them."""
         await self._settle()
-        for number in numbers:  # one changelog record each, sent by Faust (no offsets committed: the
-            self.saved[number] = self.parts[number].snapshot()  # positions are in it; lag is on /metrics)
+        for part in parts:  # one changelog record each, sent by Faust (no offsets committed: the
+            self.saved[part.number] = part.snapshot()  # positions are in it; lag is on /metrics)
         await self._settle()
-        self._saved_at.update(dict.fromkeys(numbers, time.monotonic()))
-        self.checkpoints += len(numbers)
+        for part in parts:
+            part.saved_at = time.monotonic()
+        self.checkpoints += len(parts)

@@ -4,7 +4,6 @@ same way before anything starts (workers started together never race)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,11 @@ from streams.settings import KafkaSettings
 CHECKPOINT_MAX_BYTES = 64 * 1024 * 1024  # one partition's state; compressed, usually well under 1 MB
 CHECKPOINTS_TABLE = "checkpoints"  # Faust GlobalTable: events partition -> its last checkpoint
 MARKS_TABLE = "board-marks"  # Faust GlobalTable: the wallboard's callback marks
+# The tables' changelogs: only a key's latest record matters, so small segments let the cleaner drop the
+# rest soon and a starting worker's recovery reads little more than one record a key.
+COMPACTED = {"cleanup.policy": "compact", "max.message.bytes": str(CHECKPOINT_MAX_BYTES), "segment.ms": "60000",
+             "segment.bytes": str(CHECKPOINT_MAX_BYTES), "min.cleanable.dirty.ratio": "0.1"}
+FORWARDED = {"retention.ms": str(7 * 86_400_000)}  # read within seconds; a week covers a worker down for days
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +35,7 @@ class Topology:  # the topics the worker uses, read from the cluster at start
 async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float = 15.0) -> Topology:
     """Check the pipeline's topics (deploy/kafka/topics.py creates them) and create the internal ones
     if needed, with as many partitions as the events topic; return once all of them have leaders."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
     names = {name: kafka.topic(name) for name in ("events", "figures", "deadletter")}
@@ -58,12 +62,16 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
         # The tables' changelogs have one partition: Faust's advice for a GlobalTable that several
         # workers share (faust/tables/globaltable.py), and the key says which events partition.
         wanted = {name: count if role == "repartition" else 1 for role, name in internal.items()}
-        for role, name in internal.items():
-            if name not in partitions:
-                await _create_topic(admin, name, wanted[name], replicas, compacted=role != "repartition")
-            elif partitions[name] != wanted[name]:
-                raise KafkaEdgeError(f"{name} has {partitions[name]} partitions, not {wanted[name]} "
+        for name, wanted_count in wanted.items():
+            if partitions.get(name, wanted_count) != wanted_count:
+                raise KafkaEdgeError(f"{name} has {partitions[name]} partitions, not {wanted_count} "
                                      f"({names['events']} has {count}): start with a new --app-id")
+        new = [NewTopic(name, wanted[name], replicas, topic_configs=COMPACTED if role != "repartition" else FORWARDED)
+               for role, name in internal.items() if name not in partitions]
+        if new:
+            for topic_name, code, *_rest in (await admin.create_topics(new)).topic_errors:
+                if code not in (0, 36):  # 36: already exists (created meanwhile by another worker)
+                    raise KafkaEdgeError(f"cannot create {topic_name} (Kafka error {code})")
         async with asyncio.timeout(connect_timeout_s):  # until every internal topic has its leaders
             while not all(not t["error_code"] and len(t["partitions"]) == wanted[t["topic"]]
                           and all(p["leader"] >= 0 for p in t["partitions"])
@@ -73,23 +81,6 @@ async def discover(kafka: KafkaSettings, app_id: str, connect_timeout_s: float =
         await admin.close()
     return Topology(names["events"], names["figures"], names["deadletter"], internal["repartition"],
                     internal["checkpoints"], count, internal["marks"])
-
-
-async def _create_topic(admin: Any, name: str, partitions: int, replicas: int, compacted: bool) -> None:
-    from aiokafka.admin import NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    if compacted:  # only a key's latest record matters: small segments, so that the cleaner drops the rest
-        # soon and a starting worker's recovery reads little more than one record a key
-        configs = {"cleanup.policy": "compact", "max.message.bytes": str(CHECKPOINT_MAX_BYTES), "segment.ms": "60000",
-                   "segment.bytes": str(CHECKPOINT_MAX_BYTES), "min.cleanable.dirty.ratio": "0.1"}
-    else:  # a forwarded event is read within seconds; a week covers a worker down for days
-        configs = {"retention.ms": str(7 * 86_400_000)}
-    with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another worker
-        response = await admin.create_topics([NewTopic(name, partitions, replicas, topic_configs=configs)])
-        for topic_name, code, *_rest in getattr(response, "topic_errors", []) or getattr(response, "topics", []):
-            if code not in (0, 36):  # 36: already exists
-                raise KafkaEdgeError(f"cannot create {topic_name} (Kafka error {code})")
 
 
 async def keep_metadata_for(client: Any, topics: list[str]) -> None:

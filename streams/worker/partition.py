@@ -8,7 +8,7 @@ import hashlib
 import json
 import pickle
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from streams.domain.config import FlowConfig
@@ -50,12 +50,6 @@ class Counts:  # every counter the partition keeps (on /metrics, restored with t
     deleted_unread: int = 0  # events the topic's retention deleted before they were read
 
 
-@dataclass
-class Taken:
-    rejected: list[Rejected] = field(default_factory=list)
-    forward: list[Forward] = field(default_factory=list)
-
-
 class Partition:
     def __init__(self, number: int, partitions: int, config: FlowConfig, window_s: int, wall_clock: bool,
                  site_partition: Callable[[str], int]) -> None:
@@ -77,11 +71,13 @@ class Partition:
         self.end_at_ms: int | None = None  # the stream's end, from this partition's own marker
         self.finished = False
         self.read_ms = -1  # the newest event time read from the events partition, its own sites or not
+        self.saved_at = 0.0  # monotonic seconds: when its last checkpoint was acknowledged
 
-    def take(self, messages: Sequence[Any]) -> Taken:
+    def take(self, messages: Sequence[Any]) -> tuple[list[Rejected], list[Forward]]:
         """Messages of the events partition (Kafka records: offset, key, value, headers): this
-        partition's sites go to the flows, others back to be forwarded, malformed ones back with a reason."""
-        taken = Taken()
+        partition's sites go to the flows, malformed ones back with a reason, others back to be forwarded."""
+        rejected: list[Rejected] = []
+        forward: list[Forward] = []
         events: list[CallEvent] = []
         counts, mine = self.counts, self.number
         site_partition = self.site_partition
@@ -91,21 +87,21 @@ class Partition:
                 # Read again after a restart: applied before the checkpoint, but the forwarding
                 # of other sites' events (and of an end marker) may not have been done (a copy
                 # forwarded twice is a duplicate of the same event id there, not applied twice).
-                if message.headers and _control(message.headers) == END_OF_STREAM:
-                    self._end_marker(message, Taken(forward=taken.forward))
+                if message.headers and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM:
+                    self._end_marker(message, [], forward)
                     continue
                 again = self._parse(message, [], count=False)
                 if again is not None and (site_partition(again.site) != mine or message.key != again.site.encode()):
-                    taken.forward.append(Forward(offset, again.site, again.occurred_ms, message.value or b""))
+                    forward.append(Forward(offset, again.site, again.occurred_ms, message.value or b""))
                 continue
             self.next_offset = offset + 1
-            if message.headers and _control(message.headers) == END_OF_STREAM:
+            if message.headers and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM:
                 self._offer(events)
                 events = []
-                self._end_marker(message, taken)
+                self._end_marker(message, rejected, forward)
                 continue
             counts.received += 1
-            event = self._parse(message, taken.rejected)
+            event = self._parse(message, rejected)
             if event is None:
                 continue
             if event.occurred_ms > self.read_ms:
@@ -117,9 +113,9 @@ class Partition:
                 events.append(event)
             else:
                 counts.forwarded += 1
-                taken.forward.append(Forward(offset, event.site, event.occurred_ms, message.value or b""))
+                forward.append(Forward(offset, event.site, event.occurred_ms, message.value or b""))
         self._offer(events)
-        return taken
+        return rejected, forward
 
     def take_repartitioned(self, messages: Sequence[Any]) -> list[Rejected]:
         """Messages other partitions forwarded here (already counted as received there)."""
@@ -129,11 +125,10 @@ class Partition:
             if message.offset < self.next_repartitioned:
                 continue
             self.next_repartitioned = message.offset + 1
-            if message.headers and _control(message.headers) == END_OF_STREAM:
+            if message.headers and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM:
                 self._offer(events)
                 events = []
-                source = json.loads(message.value or b"{}").get("source")
-                self.ends_seen.add(int(source))
+                self.ends_seen.add(int(json.loads(message.value or b"{}")["source"]))
                 continue
             event = self._parse(message, rejected)
             if event is not None:
@@ -160,19 +155,20 @@ class Partition:
             if self.board is not None:
                 self.board.ingest_all(events)
 
-    def _end_marker(self, message: Any, taken: Taken) -> None:
+    def _end_marker(self, message: Any, rejected: list[Rejected], forward: list[Forward]) -> None:
         """The stream ends at `at` (its last event): once every source's marker has come through the
         repartition topic too, everything held is final (see `advance`)."""
         try:
-            at_ms = parse_ts(json.loads(message.value or b"{}").get("at"))
+            at = json.loads(message.value or b"{}").get("at")
+            at_ms = parse_ts(at)
         except (ValueError, AttributeError) as error:
-            taken.rejected.append(Rejected(message.offset, f"bad end-of-stream marker: {error}", message.value or b""))
+            rejected.append(Rejected(message.offset, f"bad end-of-stream marker: {error}", message.value or b""))
             return
         self.end_at_ms = at_ms
         # To every partition of the repartition topic, behind what this one forwarded before it:
         # a site's repartitioned stream has ended when every source's marker has come through.
-        value = json.dumps({"at": json.loads(message.value or b"{}")["at"], "source": self.number}).encode()
-        taken.forward.append(Forward(message.offset, "", at_ms, value, end_of_stream=True))
+        value = json.dumps({"at": at, "source": self.number}).encode()
+        forward.append(Forward(message.offset, "", at_ms, value, end_of_stream=True))
 
     def advance(self, now_ms: int | None, caught_up: bool) -> list[ReportRow]:
         """Apply what the lateness releases (on the wall clock, only once everything is read: a
@@ -214,8 +210,7 @@ class Partition:
             "counts": dataclasses.astuple(self.counts)}, protocol=5), 1)
 
     def restore(self, saved: bytes) -> None:
-        """Continue from a checkpoint, loaded naming only the domain's classes and plain values (a
-        foreign record cannot run code). Raises CheckpointMismatch (other settings) or
+        """Continue from a checkpoint (docs/worker.md); raises CheckpointMismatch (other settings) or
         IncompatibleState (another version, or not a checkpoint at all)."""
         try:
             state = load_saved(zlib.decompress(saved))
@@ -236,7 +231,3 @@ class Partition:
             if isinstance(error, (CheckpointMismatch, IncompatibleState)):
                 raise
             raise IncompatibleState(f"corrupt checkpoint ({type(error).__name__}: {error})") from None
-
-
-def _control(headers: Sequence[tuple[str, bytes]]) -> bytes | None:
-    return dict(headers).get(CONTROL_HEADER)

@@ -321,7 +321,9 @@ def test_kill_9_in_the_middle_then_a_restart_gives_exactly_the_replay_report(sta
         stack.end_of_stream(lines)
         rows = _wait(_complete(stack, len(expected)), 300, "the interval report after the restart", workers)
         assert rows == expected
-        assert second.metrics()["callwatch_events_accepted_total"] == len(lines)
+        # /metrics follows at the next publication (at most --publish-every later).
+        _wait(lambda: second.metrics().get("callwatch_events_accepted_total") == len(lines), 30,
+              "every event accepted once", workers)
     finally:
         for worker in workers:
             worker.stop()

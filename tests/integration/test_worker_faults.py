@@ -70,6 +70,8 @@ def test_a_worker_paused_past_the_session_timeout_says_so_and_the_report_is_the_
     paused = workers[0]
     try:
         _wait(lambda: sum(_accepted(w) for w in workers) == len(lines) // 2, 120, "the first half", workers)
+        # Paused before it holds a partition, the other takes over nothing and the pause is too short.
+        _wait(lambda: paused.metrics().get("callwatch_worker_partitions", 0) > 0, 60, "partitions of its own", workers)
         os.kill(paused.process.pid, signal.SIGSTOP)
         try:
             _wait(lambda: _accepted(workers[1]) == len(lines) // 2, 60,

@@ -13,7 +13,7 @@ from streams.worker.health import RoundWatch, where_it_waits
 
 
 def test_a_stall_is_reported_once_and_again_only_after_the_loop_went_round() -> None:
-    watch = RoundWatch(started=1_000, stall_after_s=120)
+    watch = RoundWatch(since=1_000, stall_after_s=120)
     watch.finished_round(1_010)
     assert watch.age(1_010) == 0 and watch.stall_to_report(1_129.9) is None
     assert watch.stall_to_report(1_135) == 125
@@ -26,7 +26,7 @@ def test_a_stall_is_reported_once_and_again_only_after_the_loop_went_round() -> 
 
 
 def test_a_start_that_never_gets_to_reading_is_a_stall_too() -> None:
-    watch = RoundWatch(started=1_000, stall_after_s=120)
+    watch = RoundWatch(since=1_000, stall_after_s=120)
     assert watch.age(1_060) == 60 and watch.stall_to_report(1_060) is None
     assert watch.stall_to_report(1_121) == 121 and watch.rounds == 0
     assert watch.stall_to_report(1_200) is None
@@ -61,13 +61,13 @@ def test_where_it_waits_names_the_chain_of_awaits_innermost_first() -> None:
 
 def test_the_worker_logs_a_stalled_loop_once_with_where_it_waits(caplog: pytest.LogCaptureFixture) -> None:
     from streams.domain.config import FlowConfig
-    from streams.worker.ingest import CallIngest, IngestOptions
+    from streams.worker.ingest import CallIngest, WorkerOptions
     from streams.worker.kafka import Topology
 
     topology = Topology("t.events", "t.figures", "t.deadletter", "t.repartition", "t.checkpoints", 6)
 
     async def scenario() -> None:
-        ingest = CallIngest(None, None, FlowConfig(), topology, "t.worker-events", IngestOptions())
+        ingest = CallIngest(None, None, FlowConfig(), topology, WorkerOptions("t.worker"))
         ready, never = asyncio.Event(), asyncio.Event()
         ingest._loop_task = asyncio.ensure_future(_outer(ready, never))  # stands in for the stuck loop
         await ready.wait()
@@ -88,12 +88,12 @@ def test_the_worker_logs_a_stalled_loop_once_with_where_it_waits(caplog: pytest.
 
 def test_the_worker_logs_a_loop_that_never_started(caplog: pytest.LogCaptureFixture) -> None:
     from streams.domain.config import FlowConfig
-    from streams.worker.ingest import CallIngest, IngestOptions
+    from streams.worker.ingest import CallIngest, WorkerOptions
     from streams.worker.kafka import Topology
 
     topology = Topology("t.events", "t.figures", "t.deadletter", "t.repartition", "t.checkpoints", 6)
-    ingest = CallIngest(None, None, FlowConfig(), topology, "t.worker-events", IngestOptions())
-    ingest.rounds.started -= 150
+    ingest = CallIngest(None, None, FlowConfig(), topology, WorkerOptions("t.worker"))
+    ingest.rounds.since -= 150
     with caplog.at_level(logging.ERROR, logger="callwatch.worker"):
         ingest.check_rounds()
     assert [record.getMessage() for record in caplog.records] == [

@@ -36,11 +36,11 @@ def _messages() -> list[Message]:
 
 
 def test_messages_not_keyed_by_their_site_here_are_forwarded_and_the_end_marker_to_every_partition() -> None:
-    taken = _partition().take(_messages())
-    assert [(f.offset, f.site, f.end_of_stream) for f in taken.forward] == [
+    rejected, forward = _partition().take(_messages())
+    assert [(f.offset, f.site, f.end_of_stream) for f in forward] == [
         (1, "north", False), (2, "south", False), (3, "", True)]
-    assert json.loads(taken.forward[-1].value) == {"at": "2024-03-01T08:00:00Z", "source": 0}
-    assert not taken.rejected
+    assert json.loads(forward[-1].value) == {"at": "2024-03-01T08:00:00Z", "source": 0}
+    assert not rejected
 
 
 def test_a_restart_forwards_again_what_may_not_have_gone_and_applies_nothing_twice() -> None:
@@ -48,8 +48,8 @@ def test_a_restart_forwards_again_what_may_not_have_gone_and_applies_nothing_twi
     first.take(_messages())
     again = _partition()
     again.restore(first.snapshot())
-    taken = again.take(_messages())  # read again from before the checkpoint's offset (forward_from)
-    assert [(f.offset, f.end_of_stream) for f in taken.forward] == [(1, False), (2, False), (3, True)]
+    _rejected, forward = again.take(_messages())  # read again from before the checkpoint's offset (forward_from)
+    assert [(f.offset, f.end_of_stream) for f in forward] == [(1, False), (2, False), (3, True)]
     assert again.counts == first.counts  # nothing counted twice
     assert again.exact.counts.accepted == first.exact.counts.accepted == 1  # once, not twice
     assert again.exact.counts.pending == 1
