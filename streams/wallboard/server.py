@@ -31,7 +31,7 @@ from streams.domain.config import FlowConfig
 from streams.domain.live import BoardSnapshot
 
 from .status import StatusMemory
-from .view import UnknownBoard, board_view, known_lines, select
+from .view import UnknownBoard, board_view, select
 
 log = logging.getLogger("callwatch.wallboard")
 
