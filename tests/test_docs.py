@@ -33,7 +33,7 @@ def test_the_first_commands_are_make_run_and_make_test_and_both_exist() -> None:
     commands = [line.split("#")[0].strip() for line in first_block.group().splitlines()[1:-1]]
     assert commands == ["make run", "make test"]
     for target, script in (("run", "deploy/local/run.sh"), ("test", "deploy/local/test.sh")):
-        dry = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True)
+        dry = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=REPO, capture_output=True, text=True)
         assert dry.returncode == 0 and dry.stdout.strip() == script, dry.stdout + dry.stderr
         assert (REPO / script).stat().st_mode & 0o111, f"{script} is not executable"
 
