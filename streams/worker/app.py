@@ -49,6 +49,9 @@ class WorkerCounters(Collector):
                 ("deleted_unread", sum(part.counts.deleted_unread for part in parts),
                  "Events the topic's retention deleted before they were read."),
                 ("checkpoints", ingest.checkpoints, "Partition checkpoints written."),
+                ("checkpoints_skipped", ingest.checkpoints_skipped,
+                 "Partition checkpoints not written: the table held a later one (another worker took the partition "
+                 "over while this one was paused), or could not be read up to date after a pause."),
                 ("rows", ingest.rows, "Interval rows published to the figures topic.")):
             yield CounterMetricFamily(f"callwatch_worker_{name}", text, value=value)
         lag = GaugeMetricFamily(CONSUMER_LAG.name, CONSUMER_LAG.help, labels=list(CONSUMER_LAG.labels))

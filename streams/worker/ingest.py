@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import NoOffsetForPartitionError, OffsetOutOfRangeError
+from aiokafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from mode import Service
 
 from connectors.kafka_sink import dead_letter_record
@@ -60,6 +60,8 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
         self.fatal: str | None = None  # why the worker cannot go on (its saved state cannot be used)
         self._next_checkpoint = 0.0
         self.checkpoints = 0
+        self.checkpoints_skipped = 0  # not written: the table held a later one, or could not be read up to date
+        self._written: dict[int, bytes] = {}  # events partition -> the checkpoint this worker last wrote of it
         self.dead_lettered = 0
         self.rows = 0
         self.rounds = RoundWatch(time.monotonic())  # is the reading loop going round?
@@ -103,8 +105,11 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
         async with self._lock:
             mine = sorted({tp.partition for tp in revoked if tp.partition in self.parts})
             if mine and self.fatal is None:
-                try:
-                    await self._checkpoint([self.parts[number] for number in mine])  # the next owner carries on
+                # aiokafka resets the generation when the group expelled this worker (its session timed
+                # out): the partitions may have another owner already (see _fenced).
+                expelled = self._consumer._coordinator.generation < 0  # noqa: SLF001 - no public accessor
+                try:  # the next owner carries on
+                    await self._checkpoint([self.parts[number] for number in mine], expelled)
                 except Exception:  # noqa: BLE001 - it carries on from the previous one
                     log.exception("checkpoint of revoked partitions failed")
             for number in mine:
@@ -314,12 +319,47 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
         for future in pending:
             await future
 
-    async def _checkpoint(self, parts: list[Partition]) -> None:
-        """Outputs first, then the state that no longer needs them."""
+    async def _checkpoint(self, parts: list[Partition], expelled: bool = False) -> None:
+        """Outputs first, then the state that no longer needs them (unless a later one is saved)."""
         await self._settle()
+        parts = await self._fenced(parts, expelled)
         for part in parts:  # one changelog record each, sent by Faust (no offsets committed: the
-            self.saved[part.number] = part.snapshot()  # positions are in it; lag is on /metrics)
+            self.saved[part.number] = self._written[part.number] = part.snapshot()  # positions are in it)
         await self._settle()
         for part in parts:
             part.saved_at = time.monotonic()
         self.checkpoints += len(parts)
+
+    async def _fenced(self, parts: list[Partition], expelled: bool) -> list[Partition]:
+        """Those of `parts` whose checkpoint would not go back. A worker paused past the session timeout
+        loses its partitions to another, which reads on and saves them; resumed, its revoke callback (or a
+        round begun before the pause) must not save its older state over theirs: a later owner would read
+        again from there, and a state could go back. The fence compares read positions with the table's
+        checkpoint rather than trusting the generation or a timer alone: a later one in the table proves
+        another owner read further, whatever the group did meanwhile, and writing over an equal or earlier
+        one loses nothing. The table must hold what the changelog holds, and a resumed worker's has not read
+        the other's records yet (without the catch-up the SIGSTOP test still fails): when this worker may
+        have been out of the group (expelled, or this round began over half a session ago) it catches up
+        first, or saves nothing."""
+        options, now = self._options, time.monotonic()
+        if expelled or now - self.rounds.since > options.session_timeout_s / 2:
+            try:
+                await asyncio.wait_for(self._saved_caught_up(), options.session_timeout_s)
+            except (asyncio.TimeoutError, KafkaError) as error:
+                self.checkpoints_skipped += len(parts)
+                log.warning("partitions %s not checkpointed: after a pause, the checkpoints table could not be read "
+                            "up to date within %.0f s (%r)", [part.number for part in parts],
+                            options.session_timeout_s, error)
+                return []
+        fresh, stale = [], []
+        for part in parts:
+            held = self.saved.get(part.number)
+            later = held is not None and held != self._written.get(part.number) and part.is_behind(held)
+            (stale if later else fresh).append(part)
+        for part in stale:
+            part.saved_at = now  # the next round saves another partition
+        if stale:
+            self.checkpoints_skipped += len(stale)
+            log.warning("partitions %s not checkpointed: the checkpoints table holds later ones (another worker took "
+                        "them over while this one did not run)", [part.number for part in stale])
+        return fresh

@@ -209,6 +209,15 @@ class Partition:
             "exact": freeze_flow(self.exact), "board": None if self.board is None else freeze_flow(self.board),
             "counts": dataclasses.astuple(self.counts)}, protocol=5), 1)
 
+    def is_behind(self, saved: bytes) -> bool:
+        """Has a checkpoint of this partition read further than this state in either topic? (Not one
+        that cannot be read: `restore` says what is wrong with it.)"""
+        try:
+            offsets = load_saved(zlib.decompress(saved))["offsets"]
+            return int(offsets[0]) > self.next_offset or int(offsets[2]) > self.next_repartitioned
+        except (zlib.error, IncompatibleState, KeyError, IndexError, TypeError, ValueError):
+            return False
+
     def restore(self, saved: bytes) -> None:
         """Continue from a checkpoint (docs/worker.md); raises CheckpointMismatch (other settings) or
         IncompatibleState (another version, or not a checkpoint at all)."""

@@ -53,3 +53,16 @@ def test_a_restart_forwards_again_what_may_not_have_gone_and_applies_nothing_twi
     assert again.counts == first.counts  # nothing counted twice
     assert again.exact.counts.accepted == first.exact.counts.accepted == 1  # once, not twice
     assert again.exact.counts.pending == 1
+
+
+def test_a_checkpoint_is_behind_one_that_read_further_in_either_topic_and_not_an_equal_or_unreadable_one() -> None:
+    earlier, later = _partition(), _partition()
+    earlier.take(_messages()[:1])
+    later.take(_messages())
+    assert earlier.is_behind(later.snapshot())
+    assert not later.is_behind(earlier.snapshot()) and not later.is_behind(later.snapshot())
+    further_again = _partition()
+    further_again.take(_messages())
+    further_again.take_repartitioned([Message(0, json.dumps(EVENT | {"event_id": "e4"}).encode())])
+    assert later.is_behind(further_again.snapshot())  # the same events read, more of the repartition topic
+    assert not later.is_behind(b"\x00 not a checkpoint")  # restore says what is wrong with that one
