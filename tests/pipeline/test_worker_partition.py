@@ -43,18 +43,6 @@ def test_messages_not_keyed_by_their_site_here_are_forwarded_and_the_end_marker_
     assert not rejected
 
 
-def test_a_restart_forwards_again_what_may_not_have_gone_and_applies_nothing_twice() -> None:
-    first = _partition()
-    first.take(_messages())
-    again = _partition()
-    again.restore(first.snapshot())
-    _rejected, forward = again.take(_messages())  # read again from before the checkpoint's offset (forward_from)
-    assert [(f.offset, f.end_of_stream) for f in forward] == [(1, False), (2, False), (3, True)]
-    assert again.counts == first.counts  # nothing counted twice
-    assert again.exact.counts.accepted == first.exact.counts.accepted == 1  # once, not twice
-    assert again.exact.counts.pending == 1
-
-
 def test_a_checkpoint_is_behind_one_that_read_further_in_either_topic_and_not_an_equal_or_unreadable_one() -> None:
     earlier, later = _partition(), _partition()
     earlier.take(_messages()[:1])
@@ -66,3 +54,15 @@ def test_a_checkpoint_is_behind_one_that_read_further_in_either_topic_and_not_an
     further_again.take_repartitioned([Message(0, json.dumps(EVENT | {"event_id": "e4"}).encode())])
     assert later.is_behind(further_again.snapshot())  # the same events read, more of the repartition topic
     assert not later.is_behind(b"\x00 not a checkpoint")  # restore says what is wrong with that one
+
+
+def test_a_restart_forwards_again_what_may_not_have_gone_and_applies_nothing_twice() -> None:
+    first = _partition()
+    first.take(_messages())
+    again = _partition()
+    again.restore(first.snapshot())
+    _rejected, forward = again.take(_messages())  # read again from before the checkpoint's offset (forward_from)
+    assert [(f.offset, f.end_of_stream) for f in forward] == [(1, False), (2, False), (3, True)]
+    assert again.counts == first.counts  # nothing counted twice
+    assert again.exact.counts.accepted == first.exact.counts.accepted == 1  # once, not twice
+    assert again.exact.counts.pending == 1
