@@ -82,7 +82,7 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
     marks = app.GlobalTable(MARKS_TABLE, key_type=str, value_type=str, **whole)
     board = LatestBoard(settings.flow)
     board.marks = TableMarks(marks)
-    add_board_routes(app.web.web_app, board)
+    add_board_routes(app.web.web_app, board)  # type: ignore[attr-defined]  # faust's aiohttp Web (web_enabled)
     registry = CollectorRegistry()
     collector = FigureCollector(settings.flow, registry=registry)
     registry.register(WorkerCounters(ingest))
@@ -95,7 +95,7 @@ def create_app(settings: Settings, options: WorkerOptions, topology: Topology) -
     ticked = [float("inf")]  # the first tick: no pause (Faust starts timers seconds after this)
     published: list[Any] = [0.0, None]  # when, and the boards' progress then
 
-    @app.timer(min(NEWS_EVERY_S, options.publish_every_s))
+    @app.timer(min(NEWS_EVERY_S, options.publish_every_s))  # type: ignore[untyped-decorator]  # Faust's is untyped
     async def publish_figures() -> None:
         """Every publish period, and as soon as a board has news (at most ten times a second)."""
         clock = time.monotonic()

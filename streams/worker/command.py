@@ -92,7 +92,7 @@ def run_worker(args: argparse.Namespace) -> int:
     sys.stderr.write(f"callwatch worker: {options.app_id} on {topology.events} ({topology.partitions} partitions); "
                      f"wallboard at http://{address}/, metrics at http://{address}/metrics\n")
 
-    class StoppingWorker(Worker):  # type: ignore[misc]
+    class StoppingWorker(Worker):
         """Stops within STOP_GRACE_S whatever the broker does (without a last checkpoint, nothing is lost)."""
 
         def _schedule_shutdown(self, signal: Any) -> None:

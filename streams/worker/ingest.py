@@ -351,7 +351,8 @@ class CallIngest(Service, ConsumerRebalanceListener):  # type: ignore[misc]  # a
                             "up to date within %.0f s (%r)", [part.number for part in parts],
                             options.session_timeout_s, error)
                 return []
-        fresh, stale = [], []
+        fresh: list[Partition] = []
+        stale: list[Partition] = []
         for part in parts:
             held = self.saved.get(part.number)
             later = held is not None and held != self._written.get(part.number) and part.is_behind(held)

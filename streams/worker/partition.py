@@ -139,7 +139,7 @@ class Partition:
     def _parse(self, message: Any, rejected: list[Rejected], count: bool = True) -> CallEvent | None:
         try:
             # text first: the decoder would otherwise sniff the encoding of every message
-            return parse_event(decode(message.value.decode("utf-8")))  # type: ignore[union-attr]
+            return parse_event(decode(message.value.decode("utf-8")))
         except InvalidEvent as error:
             reason = f"invalid {error}"
         except (ValueError, AttributeError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
