@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from .flow import CallFlow
 from .ordering import EventOrderer, OrderingCounts
 
-STATE_VERSION: Final = 3  # 2: a tracker state may leave its calls out; 3: events, legs and calls msgspec Structs
+STATE_VERSION: Final = 4  # 2: a tracker state may leave its calls out; 3: events, legs and calls msgspec
+# Structs; 4: a live board's callers noted by the tracker (LiveBoard.enders)
 
 Json = Any  # JSON-able: dicts with string keys, lists, strings, numbers, booleans, None
 
