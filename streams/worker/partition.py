@@ -26,6 +26,10 @@ _value = attrgetter("value")
 _UNSEEN: Any = object()  # a site not looked up yet (None: not this partition's)
 
 
+def _is_end_marker(message: Any) -> bool:
+    return bool(message.headers) and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM
+
+
 class CheckpointMismatch(ValueError):
     """A checkpoint written under other settings (window, lateness, lines, clock, partitions)."""
 
@@ -81,7 +85,8 @@ class Partition:
     def take(self, messages: Sequence[Any]) -> tuple[list[Rejected], list[Forward]]:
         """Messages of the events partition (Kafka records: offset, key, value, headers): this
         partition's sites go to the flows, malformed ones back with a reason, others back to be forwarded."""
-        if messages and messages[0].offset >= self.next_offset and not any(map(_headers, messages)):
+        if messages and messages[0].offset >= self.next_offset and not (
+                any(map(_headers, messages)) and any(map(_is_end_marker, messages))):
             # The usual batch, all new events: decoded and validated as one block (a Python call less
             # per message); one that is not (a bad message) is read message by message below.
             try:
@@ -101,7 +106,7 @@ class Partition:
                 # Read again after a restart: applied before the checkpoint, but the forwarding
                 # of other sites' events (and of an end marker) may not have been done (a copy
                 # forwarded twice is a duplicate of the same event id there, not applied twice).
-                if message.headers and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM:
+                if _is_end_marker(message):
                     self._end_marker(message, [], forward)
                     continue
                 again = self._parse(message, [], count=False)
@@ -109,7 +114,7 @@ class Partition:
                     forward.append(Forward(offset, again.site, again.occurred_ms, message.value or b""))
                 continue
             self.next_offset = offset + 1
-            if message.headers and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM:
+            if _is_end_marker(message):
                 self._offer(events)
                 events = []
                 self._end_marker(message, rejected, forward)
@@ -163,7 +168,7 @@ class Partition:
             if message.offset < self.next_repartitioned:
                 continue
             self.next_repartitioned = message.offset + 1
-            if message.headers and dict(message.headers).get(CONTROL_HEADER) == END_OF_STREAM:
+            if _is_end_marker(message):
                 self._offer(events)
                 events = []
                 self.ends_seen.add(int(json.loads(message.value or b"{}")["source"]))

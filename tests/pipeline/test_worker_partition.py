@@ -82,3 +82,11 @@ def test_a_bad_message_in_a_batch_is_rejected_with_its_own_reason_and_offset_and
     assert not forward
     assert part.counts.received == 10 and part.counts.rejected == 2
     assert part.exact.counts.accepted == 8
+
+
+def test_a_batch_with_headers_other_than_the_end_marker_is_read_as_any_other() -> None:
+    part = _partition()
+    messages = [message._replace(headers=(("traceparent", b"00-ab-cd-01"),)) for message in _calls(5)]
+    rejected, forward = part.take(messages)
+    assert not rejected and not forward
+    assert part.exact.counts.accepted == 5 and part.next_offset == 5
