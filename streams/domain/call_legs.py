@@ -77,7 +77,7 @@ class CallState(msgspec.Struct):
     line_calls: dict[tuple[str, str], LineCall] = msgspec.field(default_factory=dict)
     last_ms: int = 0
     open_count: int = 0  # legs without an outcome yet
-    caller: str | None = None  # the caller's hash, noted by a live board (callbacks) only
+    caller: str | None = None  # the caller's hash, noted for a live board (callbacks) only
 
     def open_leg(self, queue: str) -> Leg | None:
         for leg in reversed(self.legs):
@@ -157,9 +157,12 @@ class CallTracker:
         """Apply one event (see `apply_all`)."""
         self.apply_all((event,), out)
 
-    def apply_all(self, events: Iterable[CallEvent], out: list[Record]) -> None:
+    def apply_all(self, events: Iterable[CallEvent], out: list[Record],
+                  enders: dict[tuple[str, int], str] | None = None) -> None:
         """Apply events in event-time order, appending the records they make to `out`. One loop
-        with its lookups made once: it runs for every event of a replay."""
+        with its lookups made once: it runs for every event of a replay. With `enders` (a live
+        board's), each call notes its caller (the latest an event of it names) and every answer or
+        abandon of a call with a caller sets enders[(call id, time)] to it: the records say no caller."""
         calls, deadlines, counts, changed = self.calls, self._deadlines, self.counts, self._changed
         offer, close = self._offer, self._close
         housekeeping_ms = self._next_housekeeping_ms
@@ -171,6 +174,8 @@ class CallTracker:
             event_type = event.type
             if event_type == OFFERED:
                 offer(event, out)
+                if enders is not None and event.caller is not None:
+                    calls[event.call_id].caller = event.caller
                 continue
             if event_type == AGENT_STATE:
                 continue  # moves stream time (above) but belongs to no leg, even when it names a call
@@ -179,6 +184,11 @@ class CallTracker:
             if call is None:
                 counts.unmatched += 1
                 continue
+            if enders is not None:
+                if event.caller is not None:
+                    call.caller = event.caller
+                if call.caller is not None and (event_type == ANSWERED or event_type == ABANDONED):
+                    enders[(call_id, now_ms)] = call.caller
             call.last_ms = now_ms
             if changed is not None:
                 changed.add(call_id)

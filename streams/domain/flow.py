@@ -96,10 +96,8 @@ class CallFlow:
         if board is None:
             tracker.apply_all(events, records)
         else:
-            apply = tracker.apply
-            for event in events:
-                apply(event, records)
-                board.observe(event)
+            tracker.apply_all(events, records, board.enders)
+            board.observe_all(events)
         if report is not None:
             report.add(records)
         if board is not None:

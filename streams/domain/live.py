@@ -73,8 +73,8 @@ class _LineOutcome(NamedTuple):
 
 
 class LiveBoard:
-    """Fed by a CallFlow: `observe` each event as the tracker applies it, `add` the records it
-    made; `snapshot(T)` at instants that do not go back (an earlier T is read as the latest one,
+    """Fed by a CallFlow: `observe_all` the events the tracker applied (with `enders`), `add` the
+    records it made; `snapshot(T)` at instants that do not go back (an earlier T is read as the latest one,
     so a wall clock stepping back shows the board as it was, never a half-undone one)."""
 
     def __init__(self, config: FlowConfig, tracker: CallTracker) -> None:
@@ -93,30 +93,26 @@ class LiveBoard:
         self._waiting: dict[Group, dict[str, int]] = {}
         self._callbacks = _Callbacks(round(config.callback_window_s * 1000))
         self._totals = RunningTotals(config)
-        self._enders: dict[tuple[str, int], str] = {}  # (call id, time) -> caller, of this batch's answers and abandons
+        # (call id, time) -> caller, of this batch's answers and abandons: noted by the tracker
+        # (CallTracker.apply_all) as it applies them, when the call may still be held.
+        self.enders: dict[tuple[str, int], str] = {}
 
-    def observe(self, event: CallEvent) -> None:
-        kind = event.type
-        if kind == AGENT_STATE:
-            assert event.agent is not None and event.state is not None
-            self._agents[(event.site, event.agent)] = (event.line, event.queue, event.state)
-            return
-        caller, ends = event.caller, kind in _CALLBACK_OUTCOMES
-        if caller is not None or ends:
-            call = self._tracker.calls.get(event.call_id)
-            if call is not None:
-                if caller is not None:
-                    call.caller = caller
-                if ends and call.caller is not None:
-                    # Noted now: by the time `add` has the batch's records, the call may be forgotten.
-                    self._enders[(event.call_id, event.occurred_ms)] = call.caller
-        # Events come in event-time order (as the orderer releases them): the latest is the newest.
-        site, line, seen = event.site, event.line, self._last_seen_ms
-        seen[(site, line, event.queue)] = seen[(site, line, LINE_TOTAL)] = event.occurred_ms
+    def observe_all(self, events: Iterable[CallEvent]) -> None:
+        """Agents' states and each group's last event, of events in event-time order (the tracker
+        has noted their callers: `enders`)."""
+        agents, seen = self._agents, self._last_seen_ms
+        for event in events:
+            if event.type == AGENT_STATE:
+                assert event.agent is not None and event.state is not None
+                agents[(event.site, event.agent)] = (event.line, event.queue, event.state)
+                continue
+            # Events come in event-time order (as the orderer releases them): the latest is the newest.
+            site, line = event.site, event.line
+            seen[(site, line, event.queue)] = seen[(site, line, LINE_TOTAL)] = event.occurred_ms
 
     def add(self, records: Sequence[Record]) -> None:
         self._totals.add(records)
-        incoming, enders = self._incoming, self._enders
+        incoming, enders = self._incoming, self.enders
         previous: Record | None = None
         for record in records:
             if type(record) is LegClosed and record.queue == LINE_TOTAL and record.outcome in _CALLBACK_OUTCOMES:

@@ -22,6 +22,11 @@ _BEFORE_ALL_MS: Final = -(1 << 62)  # earlier than any event time (datetime stop
 _AFTER_ALL_MS: Final = 1 << 62  # and later (it stops at year 9999)
 
 
+def _key(event: CallEvent) -> tuple[int, int, str]:
+    """The release order's key (a heap entry's first three items)."""
+    return (event.occurred_ms, TYPE_RANK[event.type], event.event_id)
+
+
 @dataclass(slots=True)
 class OrderingCounts:
     accepted: int = 0
@@ -32,9 +37,10 @@ class OrderingCounts:
 class EventOrderer:
     def __init__(self, allowed_lateness_ms: int) -> None:
         self._lateness_ms = allowed_lateness_ms
-        # Most events arrive already in order: those go to a FIFO run (cheap); only the ones that
-        # arrive out of order pay for the heap. Release merges the two.
-        self._run: deque[tuple[int, int, str, CallEvent]] = deque()
+        # Most events arrive already in order: those go to a FIFO run (cheap: the events alone, no
+        # sort key built); only the ones that arrive out of order pay for the heap of (key, event).
+        # Release merges the two.
+        self._run: deque[CallEvent] = deque()
         self._heap: list[tuple[int, int, str, CallEvent]] = []
         # event_id -> event time, kept while a duplicate could still be told from a late event.
         self._seen: dict[str, int] = {}
@@ -59,7 +65,7 @@ class EventOrderer:
 
     def waiting_events(self) -> list[CallEvent]:
         """The events not released yet, in release order, left in place."""
-        return [entry[3] for entry in sorted([*self._run, *self._heap], key=lambda entry: entry[:3])]
+        return sorted([*self._run, *(entry[3] for entry in self._heap)], key=_key)
 
     @classmethod
     def continuing(cls, allowed_lateness_ms: int, released_before_ms: int | None) -> EventOrderer:
@@ -88,8 +94,8 @@ class EventOrderer:
         seen[event_id] = occurred_ms
         entry = (occurred_ms, TYPE_RANK[event.type], event_id, event)
         run = self._run
-        if not run or entry[:3] >= run[-1][:3]:
-            run.append(entry)
+        if not run or entry[:3] >= _key(run[-1]):
+            run.append(event)
         else:
             heapq.heappush(self._heap, entry)
         if self._newest_ms is None or occurred_ms > self._newest_ms:
@@ -106,7 +112,7 @@ class EventOrderer:
         newest_ms = _BEFORE_ALL_MS if self._newest_ms is None else self._newest_ms
         # Late means earlier than both bounds of `offer`: kept as one number, moved with newest_ms.
         floor_ms = max(newest_ms - lateness_ms, released_ms)
-        tail_ms, tail_rank, tail_id = run[-1][:3] if run else (_BEFORE_ALL_MS, 0, "")
+        tail_ms, tail_rank, tail_id = _key(run[-1]) if run else (_BEFORE_ALL_MS, 0, "")
         rank_of, push, append = TYPE_RANK, heapq.heappush, run.append
         accepted = duplicates = late = 0
         for event in events:
@@ -123,7 +129,7 @@ class EventOrderer:
             # (time, rank, id) at or after the run's last entry: the run stays sorted.
             if occurred_ms > tail_ms or (occurred_ms == tail_ms and (
                     rank > tail_rank or (rank == tail_rank and event_id >= tail_id))):
-                append((occurred_ms, rank, event_id, event))
+                append(event)
                 tail_ms, tail_rank, tail_id = occurred_ms, rank, event_id
             else:
                 push(heap, (occurred_ms, rank, event_id, event))
@@ -172,18 +178,18 @@ class EventOrderer:
         limit = _AFTER_ALL_MS if watermark is None else watermark
         out: list[CallEvent] = []
         while heap:
-            if not run or heap[0][:3] < run[0][:3]:
+            if not run or heap[0][:3] < _key(run[0]):
                 if heap[0][0] >= limit:
                     return out
                 out.append(heapq.heappop(heap)[3])
             else:
-                if run[0][0] >= limit:
+                if run[0].occurred_ms >= limit:
                     return out
-                out.append(run.popleft()[3])
+                out.append(run.popleft())
         # Only the run is left (the usual case: events came in order): take its stretch directly.
         append, take = out.append, run.popleft
-        while run and run[0][0] < limit:
-            append(take()[3])
+        while run and run[0].occurred_ms < limit:
+            append(take())
         return out
 
     def _prune(self, watermark: int) -> None:

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from .flow import CallFlow
 from .ordering import EventOrderer, OrderingCounts
 
-STATE_VERSION: Final = 3  # 2: a tracker state may leave its calls out; 3: events, legs and calls msgspec Structs
+STATE_VERSION: Final = 4  # 2: a tracker state may leave its calls out; 3: events, legs and calls msgspec
+# Structs; 4: a live board's callers noted by the tracker (LiveBoard.enders), the orderer's run of events
 
 Json = Any  # JSON-able: dicts with string keys, lists, strings, numbers, booleans, None
 
@@ -77,7 +78,7 @@ def orderer_state(orderer: EventOrderer) -> dict[str, Json]:
     # The orderer's fields are read directly: this module is the domain's own serialiser.
     return {
         "lateness_ms": orderer._lateness_ms,
-        "run": [event_state(entry[3]) for entry in orderer._run],
+        "run": [event_state(event) for event in orderer._run],
         "heap": [event_state(entry[3]) for entry in orderer._heap],  # list order keeps the heap
         "seen": dict(orderer._seen),
         "newest_ms": orderer._newest_ms,
@@ -96,7 +97,7 @@ def restore_orderer(state: dict[str, Json]) -> EventOrderer:
         event = restore_event(values)
         return (event.occurred_ms, TYPE_RANK[event.type], event.event_id, event)
 
-    orderer._run = deque(entry(values) for values in state["run"])
+    orderer._run = deque(restore_event(values) for values in state["run"])
     orderer._heap = [entry(values) for values in state["heap"]]
     orderer._seen = {str(k): int(v) for k, v in state["seen"].items()}
     orderer._newest_ms = state["newest_ms"]

@@ -251,8 +251,10 @@ def _child_raw(bootstrap: str, topic: str, total: int, codec: str) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from streams.io import codec as callwatch_codec
+    from streams.worker.ingest import WorkerOptions
 
     decode = json.loads if codec == "json" else callwatch_codec.decode
+    batch = WorkerOptions(app_id="bench").batch
 
     async def run() -> dict[str, float]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -264,7 +266,8 @@ def _child_raw(bootstrap: str, topic: str, total: int, codec: str) -> None:
             await consumer.seek_to_beginning(*partitions)
             count, first = 0, None
             while count < total:
-                for records in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
+                # As many records per poll as the worker takes (fewer are faster: docs/benchmarks.md).
+                for records in (await consumer.getmany(timeout_ms=500, max_records=batch)).values():
                     if first is None:
                         first = time.time()
                     for record in records:

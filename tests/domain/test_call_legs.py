@@ -205,3 +205,17 @@ def test_a_call_back_on_its_line_after_max_wait_is_a_new_call_even_while_still_r
     _, out = track(ev("offered", 0), ev("transferred", 0), ev("offered", 2), ev("answered", 2, agent="x"),
                    max_wait_s=1)
     assert arrivals(out).count(("999", "*")) == 2
+
+
+def test_for_a_live_board_the_tracker_notes_each_calls_caller_and_the_caller_of_each_answer_and_abandon() -> None:
+    events = [ev("offered", 0, call="c1", caller="h:01"), ev("abandoned", 5, call="c1"),
+              ev("offered", 6, call="c2"), ev("ended", 7, call="c2", caller="h:02"), ev("answered", 8, call="c2"),
+              ev("offered", 9, call="c3"), ev("answered", 10, call="c3"),  # no caller: nothing to note
+              ev("abandoned", 11, call="c9", caller="h:09")]  # never offered: unmatched, nothing noted
+    enders: dict[tuple[str, int], str] = {}
+    tracker = CallTracker(3_600_000)
+    tracker.apply_all(events, [], enders)
+    assert enders == {("c1", T0_MS + 5000): "h:01", ("c2", T0_MS + 8000): "h:02"}
+    assert {call_id: call.caller for call_id, call in tracker.calls.items()} == {"c1": "h:01", "c2": "h:02", "c3": None}
+    without_board, _records = track(*events)
+    assert all(call.caller is None for call in without_board.calls.values())

@@ -66,3 +66,40 @@ def test_a_restart_forwards_again_what_may_not_have_gone_and_applies_nothing_twi
     assert again.counts == first.counts  # nothing counted twice
     assert again.exact.counts.accepted == first.exact.counts.accepted == 1  # once, not twice
     assert again.exact.counts.pending == 1
+
+
+def _calls(count: int) -> list[Message]:
+    return [Message(n, json.dumps(EVENT | {"event_id": f"e{n}", "call_id": f"c{n}",
+                                           "ts": f"2024-03-01T08:00:{n % 60:02d}Z"}).encode(), (), b"north")
+            for n in range(count)]
+
+
+def test_a_batch_read_as_one_block_leaves_the_state_of_one_message_at_a_time() -> None:
+    whole, singly = _partition(), _partition()
+    messages = _calls(50) + [Message(50, json.dumps(EVENT | {"event_id": "x", "site": "south"}).encode(), (), b"south")]
+    _rejected, forward = whole.take(messages)
+    forwarded_singly = [f for message in messages for f in singly.take([message])[1]]
+    assert forward == forwarded_singly and [f.site for f in forward] == ["south"]
+    assert whole.counts == singly.counts and whole.next_offset == singly.next_offset == 51
+    assert whole.read_ms == singly.read_ms
+    assert whole.exact.counts == singly.exact.counts and whole.exact.counts.accepted == 50
+
+
+def test_a_bad_message_in_a_batch_is_rejected_with_its_own_reason_and_offset_and_the_rest_applied() -> None:
+    part = _partition()
+    messages = _calls(10)
+    messages[3] = Message(3, b'{"v": 1, "type": "offered"', (), b"north")
+    messages[7] = Message(7, None, (), b"north")
+    rejected, forward = part.take(messages)
+    assert [(r.offset, r.reason.split(":")[0]) for r in rejected] == [(3, "not JSON"), (7, "empty message")]
+    assert not forward
+    assert part.counts.received == 10 and part.counts.rejected == 2
+    assert part.exact.counts.accepted == 8
+
+
+def test_a_batch_with_headers_other_than_the_end_marker_is_read_as_any_other() -> None:
+    part = _partition()
+    messages = [message._replace(headers=(("traceparent", b"00-ab-cd-01"),)) for message in _calls(5)]
+    rejected, forward = part.take(messages)
+    assert not rejected and not forward
+    assert part.exact.counts.accepted == 5 and part.next_offset == 5
