@@ -90,11 +90,11 @@ class Partition:
             # The usual batch, all new events: decoded and validated as one block (a Python call less
             # per message); one that is not (a bad message) is read message by message below.
             try:
-                events = decode_lines(map(_value, messages))
+                block = decode_lines(map(_value, messages))
             except (ValueError, RecursionError, TypeError):  # TypeError: a message without a value
                 pass
             else:
-                return [], self._take_decoded(messages, events)
+                return [], self._take_decoded(messages, block)
         rejected: list[Rejected] = []
         forward: list[Forward] = []
         events: list[CallEvent] = []
