@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from .kafka_helpers import PrivateBroker
-from .test_worker import SITES, Stack, WorkerProcess, _complete, _replay, _sites, _wait, stack  # noqa: F401
+from .test_worker import SITES, Stack, WorkerProcess, _complete, _replay, _sites, _wait, stack, stop_all  # noqa: F401
 
 pytestmark = [pytest.mark.kafka,
               pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"),
@@ -86,8 +86,7 @@ def test_a_worker_paused_past_the_session_timeout_says_so_and_the_report_is_the_
               workers)
         _wait(lambda: sum(_accepted(w) for w in workers) == len(lines), 60, "every event counted once", workers)
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
 
 
 def test_the_events_topic_deleted_under_a_running_worker_is_said_clearly(stack: Stack) -> None:
