@@ -258,13 +258,16 @@ SITES = ("north", "south", "east", "west", "metro", "coast")
 
 def _sites(stack: Stack, path: Path, duration: str, seed: int = 3, start: str = "2024-03-01T00:00:00Z",
            sites: tuple[str, ...] = SITES) -> list[bytes]:
-    """Simulated control rooms, one per site, merged in event time into one file."""
+    """Simulated control rooms, one per site (simulated side by side), merged in event time into one file."""
+    outs = [path.with_suffix(f".{site}.jsonl") for site in sites]
+    running = [subprocess.Popen(CALLWATCH + ["simulate", "--seed", str(seed + number), "--start", start,
+                                             "--duration", duration, "--site", site, "--out", str(out)],
+                                env=stack.env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+               for number, (site, out) in enumerate(zip(sites, outs))]
     lines: list[bytes] = []
-    for number, site in enumerate(sites):
-        out = path.with_suffix(f".{site}.jsonl")
-        done = stack.callwatch("simulate", "--seed", str(seed + number), "--start", start, "--duration", duration,
-                               "--site", site, "--out", str(out))
-        assert done.returncode == 0, done.stderr
+    for simulation, out in zip(running, outs):
+        _out, errors = simulation.communicate(timeout=300)
+        assert simulation.returncode == 0, errors
         lines.extend(out.read_bytes().splitlines())
     lines.sort(key=lambda line: parse_ts(json.loads(line)["ts"]))
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -320,7 +323,8 @@ def test_kill_9_in_the_middle_then_a_restart_gives_exactly_the_replay_report(sta
     expected = _replay(stack, path)
     half = len(lines) // 2
     producing = threading.Thread(target=stack.produce, args=(lines[:half],))
-    first = WorkerProcess(stack, "first")
+    # The shortest session timeout: the new worker's group waits that long for the killed one.
+    first = WorkerProcess(stack, "first", "--session-timeout", "6s")
     workers = [first]
     try:
         producing.start()
@@ -328,7 +332,7 @@ def test_kill_9_in_the_middle_then_a_restart_gives_exactly_the_replay_report(sta
         killed_at = first.received()
         first.kill9()
         assert killed_at < len(lines)
-        second = WorkerProcess(stack, "second")
+        second = WorkerProcess(stack, "second", "--session-timeout", "6s")
         workers = [second]
         producing.join(timeout=300)
         assert not producing.is_alive()

@@ -93,7 +93,8 @@ def test_kill_9_of_one_of_three_workers_under_load_gives_the_replay_report(stack
     lines = _sites(stack, path, "4d", seed=40)
     expected = _replay(stack, path)
     producing = threading.Thread(target=stack.produce, args=(lines,))
-    workers = [WorkerProcess(stack, f"w{number}") for number in range(3)]
+    # The shortest session timeout: the two left wait that long before taking the victim's partitions.
+    workers = [WorkerProcess(stack, f"w{number}", "--session-timeout", "6s") for number in range(3)]
     try:
         producing.start()
         victim = _wait(lambda: next((w for w in workers if _counter(w, "callwatch_events_received_total")
