@@ -1,7 +1,7 @@
 """`callwatch worker` against a real Kafka broker: a simulated stream through Kafka and the worker
 gives exactly the interval report of `callwatch replay` of the same events, also when the worker
 is killed with SIGKILL midway and restarted; malformed messages are dead-lettered with a reason
-and the worker goes on. Each test uses its own topics (a uuid prefix) and consumer groups."""
+and the worker goes on, late and duplicate ones are counted. Each test uses its own topics (a uuid prefix) and consumer groups."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -360,36 +361,71 @@ MALFORMED = [
 ]
 
 
-def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_worker_goes_on(stack: Stack) -> None:
-    path = stack.tmp_path / "mixed.jsonl"
-    events = _simulate(stack, path, "6h", seed=3, start="2024-03-01T06:00:00Z")
-    mixed: list[bytes] = []
-    for number, line in enumerate(events):
-        mixed.append(line)
-        if number % 300 == 150 and number // 300 < len(MALFORMED):
-            mixed.append(MALFORMED[number // 300])
-    assert len(mixed) == len(events) + len(MALFORMED)
-    path.write_bytes(b"\n".join(mixed) + b"\n")
-    expected = _replay(stack, path)  # replay rejects the same lines
-    stack.produce(mixed)
-    stack.end_of_stream(events)
-    worker = WorkerProcess(stack)
+@dataclass(frozen=True)
+class MixedRun:
+    """What one worker made of events with bad, duplicate and late messages among them."""
+
+    prefix: str
+    events: list[bytes]
+    expected: list[dict[str, Any]]  # the replay's report of the same messages
+    rows: list[dict[str, Any]]
+    letters: list[tuple[dict[str, str], bytes]]
+    metrics: dict[str, float]
+
+
+@pytest.fixture(scope="module")
+def mixed_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MixedRun]:
+    """Three sites' events with every kind of malformed message among them, then five duplicates and
+    one event three hours behind the newest (late), through one worker: the dead-letter test and the
+    late-and-duplicates test each assert their part of this one run."""
+    stack = Stack(kafka_bootstrap, tmp_path_factory.mktemp("mixed"))
+    stack.create_topics()
     try:
-        rows = _wait(_complete(stack, len(expected)), 180, "the interval report", [worker])
-        assert rows == expected
-        letters = _dead_letters(stack)
-        assert len(letters) == len(MALFORMED)
-        reasons = sorted(headers["callwatch-reason"] for headers, _value in letters)  # partitions interleave
-        assert [reason.split(":")[0] for reason in reasons] == [
-            "invalid call_id", "invalid caller", "invalid event", "invalid ts", "invalid v", "not JSON"], reasons
-        assert all(json.loads(value)["reason"] == headers["callwatch-reason"] for headers, value in letters)
-        assert b"07700900123" not in b"".join(value for _headers, value in letters)  # numbers are masked
-        rejected = f"callwatch_events_rejected_total{{source=kafka:{stack.prefix}events}}"
-        metrics = _wait(lambda: (m := worker.metrics()).get(rejected) == len(MALFORMED) and m, 30,
-                        "the rejection counter", [worker])
-        assert metrics["callwatch_events_accepted_total"] == len(events)
+        path = stack.tmp_path / "mixed.jsonl"
+        events = _sites(stack, path, "3h", seed=3, start="2024-03-01T06:00:00Z", sites=SITES[:3])
+        mixed: list[bytes] = []
+        for number, line in enumerate(events):
+            mixed.append(line)
+            if number % 300 == 150 and number // 300 < len(MALFORMED):
+                mixed.append(MALFORMED[number // 300])
+        assert len(mixed) == len(events) + len(MALFORMED)
+        late = dict(json.loads(events[0]), event_id="late-one")
+        mixed += events[-5:] + [json.dumps(late).encode()]
+        path.write_bytes(b"\n".join(mixed) + b"\n")
+        expected = _replay(stack, path)  # replay rejects the same lines, drops the same duplicates
+        stack.produce(mixed)
+        stack.end_of_stream(events)
+        worker = WorkerProcess(stack)
+        try:
+            rows = _wait(_complete(stack, len(expected)), 180, "the interval report", [worker])
+            rejected = f"callwatch_events_rejected_total{{source=kafka:{stack.prefix}events}}"
+            metrics = _wait(lambda: (m := worker.metrics()).get(rejected) == len(MALFORMED)
+                            and m.get("callwatch_events_late_total") == 1 and m, 30, "the counters", [worker])
+            letters = _dead_letters(stack)
+        finally:
+            worker.stop()
+        yield MixedRun(stack.prefix, events, expected, rows, letters, metrics)
     finally:
-        worker.stop()
+        stack.delete_topics()
+
+
+def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_worker_goes_on(mixed_run: MixedRun) -> None:
+    assert mixed_run.rows == mixed_run.expected
+    letters = mixed_run.letters
+    assert len(letters) == len(MALFORMED)
+    reasons = sorted(headers["callwatch-reason"] for headers, _value in letters)  # partitions interleave
+    assert [reason.split(":")[0] for reason in reasons] == [
+        "invalid call_id", "invalid caller", "invalid event", "invalid ts", "invalid v", "not JSON"], reasons
+    assert all(json.loads(value)["reason"] == headers["callwatch-reason"] for headers, value in letters)
+    assert b"07700900123" not in b"".join(value for _headers, value in letters)  # numbers are masked
+    assert mixed_run.metrics[f"callwatch_events_rejected_total{{source=kafka:{mixed_run.prefix}events}}"] == len(MALFORMED)
+    assert mixed_run.metrics["callwatch_events_accepted_total"] == len(mixed_run.events)
+
+
+def test_late_and_duplicate_events_move_the_exported_counters(mixed_run: MixedRun) -> None:
+    assert mixed_run.metrics["callwatch_events_late_total"] == 1
+    assert mixed_run.metrics["callwatch_events_duplicate_total"] == 5
+    assert mixed_run.metrics["callwatch_events_accepted_total"] == len(mixed_run.events)
 
 
 def _dead_letters(stack: Stack) -> list[tuple[dict[str, str], bytes]]:

@@ -2,7 +2,7 @@
 events written by another client (kcat) without keys or with keys of their own, several workers
 started at the same instant, one of three killed with SIGKILL under load; each gives exactly the
 report of `callwatch replay`. A checkpoint of other settings and a corrupt one each stop the worker
-with one clear line; late and duplicate events move the exported counters."""
+with one clear line."""
 
 from __future__ import annotations
 
@@ -196,23 +196,3 @@ def test_a_checkpoint_of_other_settings_stops_the_worker_with_one_clear_line(
 def test_a_corrupt_checkpoint_record_stops_the_worker_with_one_clear_line(refused_checkpoints: dict[str, str]) -> None:
     said = refused_checkpoints["corrupt"]
     assert "partition 3: not a checkpoint" in said and "start with another --app-id" in said, said
-
-
-def test_late_and_duplicate_events_move_the_exported_counters(stack: Stack) -> None:
-    lines = _sites(stack, stack.tmp_path / "c.jsonl", "3h", sites=SITES[:3])
-    late = dict(json.loads(lines[0]), event_id="late-one")  # three hours behind the newest: late
-    mixed = lines + lines[-5:] + [json.dumps(late).encode()]
-    stack.produce(mixed)
-    worker = WorkerProcess(stack)
-    try:
-        def counted() -> dict[str, float] | None:
-            try:
-                m = worker.metrics()
-            except OSError:
-                return None
-            return m if m.get("callwatch_events_accepted_total") == len(lines) and m.get(
-                "callwatch_events_late_total") == 1 else None
-        metrics = _wait(counted, 120, "the counters", [worker])
-        assert metrics["callwatch_events_duplicate_total"] == 5
-    finally:
-        worker.stop()
