@@ -1,4 +1,4 @@
-"""End to end, with nothing faked: `callwatch run` replays the surge scenario 60 times faster than
+"""End to end, with nothing faked: `callwatch run` replays the surge scenario 120 times faster than
 real time; Debian's Prometheus (started here on 127.0.0.1) scrapes it every second and evaluates
 the production rules with `for`/`keep_firing_for` divided by the speed; Debian's Alertmanager
 routes with the production routing tree to a webhook receiver run by the test. The 999
@@ -34,14 +34,14 @@ from .conftest import REPO, WebhookReceiver, http_json, start_service
 
 pytestmark = pytest.mark.prometheus
 
-SPEED = 60
+SPEED = 120  # two stream minutes a second: still several scrapes within every scaled `for`
 WORKER_ONLY = {metric.name for metric in WORKER_METRICS}
 START = "2024-03-05T16:00:00Z"  # a Tuesday afternoon; the surge runs 16:30-17:30 stream time
 SURGE_START = datetime(2024, 3, 5, 16, 30, tzinfo=timezone.utc).timestamp()
 SURGE_END = datetime(2024, 3, 5, 17, 30, tzinfo=timezone.utc).timestamp()
 SEED = "1"
-QUERY_CHECK_AFTER_S = 75  # mid-surge: every figure exists, and a minute of history for subqueries
-DEADLINE_S = 230
+QUERY_CHECK_AFTER_S = 75 * 60 / SPEED  # stream 17:15, mid-surge: every figure exists, with history
+DEADLINE_S = 230 * 60 / SPEED
 LINES = ("999", "101")
 
 # (alertname, line, window): the receiver the production routing sends it to

@@ -100,10 +100,13 @@ class Run:
 
     def wait_for(self, predicate: Callable[[Run], bool], timeout_s: float = 10) -> None:
         """Until `predicate` holds, woken by the connector after each batch of events and each quiet
-        read (or, when the predicate is about the server, its next quiet read)."""
+        read, and checked every 50 ms besides: reconnection attempts (no connection, or a server that
+        is not AMI) wake nobody, and the wait would otherwise last its whole timeout."""
         progress = self.connector.progress
+        deadline = time.monotonic() + timeout_s
         with progress:
-            progress.wait_for(lambda: predicate(self) or not self.thread.is_alive(), timeout_s)
+            while not (predicate(self) or not self.thread.is_alive()) and time.monotonic() < deadline:
+                progress.wait(0.05)
         assert self.error is None, f"the connector thread raised {self.error!r}"
         assert predicate(self), f"timed out; events so far: {self.events()}"
 

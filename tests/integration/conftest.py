@@ -1,5 +1,6 @@
 """Shared fixtures of the integration tests: ONE Kafka broker per session (deploy/kafka/start.sh,
-or an existing Kafka named by CALLWATCH_KAFKA_BOOTSTRAP), and topics under a unique prefix per test."""
+or an existing Kafka named by CALLWATCH_KAFKA_BOOTSTRAP), topics under a unique prefix per test, and
+one private broker for the tests that stop a broker."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from .kafka_helpers import KAFKA_DIR, create_topics, delete_topics, unique_prefix
+from .kafka_helpers import KAFKA_DIR, PrivateBroker, create_topics, delete_topics, unique_prefix
 
 # kafka-python 3 loads its protocol schemas with a deprecated importlib.resources API.
 warnings.filterwarnings("ignore", "read_text is deprecated", DeprecationWarning)
@@ -45,3 +46,20 @@ def kafka_prefix(kafka_bootstrap: str) -> Iterator[str]:
     create_topics(kafka_bootstrap, prefix)
     yield prefix
     delete_topics(kafka_bootstrap, prefix)
+
+
+@pytest.fixture(scope="session")
+def _private_broker_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
+    # No skip without Java: deploy/kafka/start.sh installs it, or fails saying why (as kafka_bootstrap).
+    broker = PrivateBroker(tmp_path_factory.mktemp("kafka-private"))
+    yield broker
+    broker.remove()
+
+
+@pytest.fixture
+def private_broker(_private_broker_of_the_session: PrivateBroker) -> PrivateBroker:
+    """A broker of our own (other ports, other state) that a test may stop and start; the session's
+    shared broker is left alone. Started once for every test that needs one (start.sh does nothing
+    when it runs): a test may leave it stopped, the next one starts it again."""
+    _private_broker_of_the_session.start()
+    return _private_broker_of_the_session

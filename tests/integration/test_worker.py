@@ -1,7 +1,7 @@
 """`callwatch worker` against a real Kafka broker: a simulated stream through Kafka and the worker
 gives exactly the interval report of `callwatch replay` of the same events, also when the worker
 is killed with SIGKILL midway and restarted; malformed messages are dead-lettered with a reason
-and the worker goes on. Each test uses its own topics (a uuid prefix) and consumer groups."""
+and the worker goes on, late and duplicate ones are counted. Each test uses its own topics (a uuid prefix) and consumer groups."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -158,6 +159,7 @@ class WorkerProcess:
 
     def __init__(self, stack: Stack, name: str = "worker", *options: str) -> None:
         self.port = _free_port()
+        self.interrupted = False
         self.log_path = stack.tmp_path / f"{name}-{self.port}.log"
         self.process = subprocess.Popen(
             CALLWATCH + ["worker", "--workdir", str(stack.tmp_path / "faust"), "--metrics-port", str(self.port),
@@ -187,9 +189,15 @@ class WorkerProcess:
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
+    def interrupt(self) -> None:
+        """SIGINT once, not waiting: several workers stop at the same time (stop_all)."""
+        if self.process.poll() is None and not self.interrupted:
+            self.interrupted = True
             self.process.send_signal(signal.SIGINT)
+
+    def stop(self) -> None:
+        self.interrupt()
+        if self.process.poll() is None:
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
@@ -211,6 +219,14 @@ class WorkerProcess:
         ours = [f"{line.strip()}: {dump[number + 1].strip()}" for number, line in enumerate(dump[:-1])
                 if line.lstrip().startswith("File") and "/streams/" in line]
         return "where the worker's tasks wait:\n" + "\n".join(ours)
+
+
+def stop_all(workers: list[WorkerProcess]) -> None:
+    """Every worker interrupted first, then each waited for: their shutdowns overlap."""
+    for worker in workers:
+        worker.interrupt()
+    for worker in workers:
+        worker.stop()
 
 
 def _wait(predicate: Callable[[], Any], timeout_s: float, what: str, workers: list[WorkerProcess]) -> Any:
@@ -243,13 +259,16 @@ SITES = ("north", "south", "east", "west", "metro", "coast")
 
 def _sites(stack: Stack, path: Path, duration: str, seed: int = 3, start: str = "2024-03-01T00:00:00Z",
            sites: tuple[str, ...] = SITES) -> list[bytes]:
-    """Simulated control rooms, one per site, merged in event time into one file."""
+    """Simulated control rooms, one per site (simulated side by side), merged in event time into one file."""
+    outs = [path.with_suffix(f".{site}.jsonl") for site in sites]
+    running = [subprocess.Popen(CALLWATCH + ["simulate", "--seed", str(seed + number), "--start", start,
+                                             "--duration", duration, "--site", site, "--out", str(out)],
+                                env=stack.env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+               for number, (site, out) in enumerate(zip(sites, outs))]
     lines: list[bytes] = []
-    for number, site in enumerate(sites):
-        out = path.with_suffix(f".{site}.jsonl")
-        done = stack.callwatch("simulate", "--seed", str(seed + number), "--start", start, "--duration", duration,
-                               "--site", site, "--out", str(out))
-        assert done.returncode == 0, done.stderr
+    for simulation, out in zip(running, outs):
+        _out, errors = simulation.communicate(timeout=300)
+        assert simulation.returncode == 0, errors
         lines.extend(out.read_bytes().splitlines())
     lines.sort(key=lambda line: parse_ts(json.loads(line)["ts"]))
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -305,7 +324,8 @@ def test_kill_9_in_the_middle_then_a_restart_gives_exactly_the_replay_report(sta
     expected = _replay(stack, path)
     half = len(lines) // 2
     producing = threading.Thread(target=stack.produce, args=(lines[:half],))
-    first = WorkerProcess(stack, "first")
+    # The shortest session timeout: the new worker's group waits that long for the killed one.
+    first = WorkerProcess(stack, "first", "--session-timeout", "6s")
     workers = [first]
     try:
         producing.start()
@@ -313,7 +333,7 @@ def test_kill_9_in_the_middle_then_a_restart_gives_exactly_the_replay_report(sta
         killed_at = first.received()
         first.kill9()
         assert killed_at < len(lines)
-        second = WorkerProcess(stack, "second")
+        second = WorkerProcess(stack, "second", "--session-timeout", "6s")
         workers = [second]
         producing.join(timeout=300)
         assert not producing.is_alive()
@@ -325,8 +345,7 @@ def test_kill_9_in_the_middle_then_a_restart_gives_exactly_the_replay_report(sta
         _wait(lambda: second.metrics().get("callwatch_events_accepted_total") == len(lines), 30,
               "every event accepted once", workers)
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
         producing.join(timeout=300)
 
 
@@ -342,36 +361,71 @@ MALFORMED = [
 ]
 
 
-def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_worker_goes_on(stack: Stack) -> None:
-    path = stack.tmp_path / "mixed.jsonl"
-    events = _simulate(stack, path, "6h", seed=3, start="2024-03-01T06:00:00Z")
-    mixed: list[bytes] = []
-    for number, line in enumerate(events):
-        mixed.append(line)
-        if number % 300 == 150 and number // 300 < len(MALFORMED):
-            mixed.append(MALFORMED[number // 300])
-    assert len(mixed) == len(events) + len(MALFORMED)
-    path.write_bytes(b"\n".join(mixed) + b"\n")
-    expected = _replay(stack, path)  # replay rejects the same lines
-    stack.produce(mixed)
-    stack.end_of_stream(events)
-    worker = WorkerProcess(stack)
+@dataclass(frozen=True)
+class MixedRun:
+    """What one worker made of events with bad, duplicate and late messages among them."""
+
+    prefix: str
+    events: list[bytes]
+    expected: list[dict[str, Any]]  # the replay's report of the same messages
+    rows: list[dict[str, Any]]
+    letters: list[tuple[dict[str, str], bytes]]
+    metrics: dict[str, float]
+
+
+@pytest.fixture(scope="module")
+def mixed_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MixedRun]:
+    """Three sites' events with every kind of malformed message among them, then five duplicates and
+    one event three hours behind the newest (late), through one worker: the dead-letter test and the
+    late-and-duplicates test each assert their part of this one run."""
+    stack = Stack(kafka_bootstrap, tmp_path_factory.mktemp("mixed"))
+    stack.create_topics()
     try:
-        rows = _wait(_complete(stack, len(expected)), 180, "the interval report", [worker])
-        assert rows == expected
-        letters = _dead_letters(stack)
-        assert len(letters) == len(MALFORMED)
-        reasons = sorted(headers["callwatch-reason"] for headers, _value in letters)  # partitions interleave
-        assert [reason.split(":")[0] for reason in reasons] == [
-            "invalid call_id", "invalid caller", "invalid event", "invalid ts", "invalid v", "not JSON"], reasons
-        assert all(json.loads(value)["reason"] == headers["callwatch-reason"] for headers, value in letters)
-        assert b"07700900123" not in b"".join(value for _headers, value in letters)  # numbers are masked
-        rejected = f"callwatch_events_rejected_total{{source=kafka:{stack.prefix}events}}"
-        metrics = _wait(lambda: (m := worker.metrics()).get(rejected) == len(MALFORMED) and m, 30,
-                        "the rejection counter", [worker])
-        assert metrics["callwatch_events_accepted_total"] == len(events)
+        path = stack.tmp_path / "mixed.jsonl"
+        events = _sites(stack, path, "3h", seed=3, start="2024-03-01T06:00:00Z", sites=SITES[:3])
+        mixed: list[bytes] = []
+        for number, line in enumerate(events):
+            mixed.append(line)
+            if number % 300 == 150 and number // 300 < len(MALFORMED):
+                mixed.append(MALFORMED[number // 300])
+        assert len(mixed) == len(events) + len(MALFORMED)
+        late = dict(json.loads(events[0]), event_id="late-one")
+        mixed += events[-5:] + [json.dumps(late).encode()]
+        path.write_bytes(b"\n".join(mixed) + b"\n")
+        expected = _replay(stack, path)  # replay rejects the same lines, drops the same duplicates
+        stack.produce(mixed)
+        stack.end_of_stream(events)
+        worker = WorkerProcess(stack)
+        try:
+            rows = _wait(_complete(stack, len(expected)), 180, "the interval report", [worker])
+            rejected = f"callwatch_events_rejected_total{{source=kafka:{stack.prefix}events}}"
+            metrics = _wait(lambda: (m := worker.metrics()).get(rejected) == len(MALFORMED)
+                            and m.get("callwatch_events_late_total") == 1 and m, 30, "the counters", [worker])
+            letters = _dead_letters(stack)
+        finally:
+            worker.stop()
+        yield MixedRun(stack.prefix, events, expected, rows, letters, metrics)
     finally:
-        worker.stop()
+        stack.delete_topics()
+
+
+def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_worker_goes_on(mixed_run: MixedRun) -> None:
+    assert mixed_run.rows == mixed_run.expected
+    letters = mixed_run.letters
+    assert len(letters) == len(MALFORMED)
+    reasons = sorted(headers["callwatch-reason"] for headers, _value in letters)  # partitions interleave
+    assert [reason.split(":")[0] for reason in reasons] == [
+        "invalid call_id", "invalid caller", "invalid event", "invalid ts", "invalid v", "not JSON"], reasons
+    assert all(json.loads(value)["reason"] == headers["callwatch-reason"] for headers, value in letters)
+    assert b"07700900123" not in b"".join(value for _headers, value in letters)  # numbers are masked
+    assert mixed_run.metrics[f"callwatch_events_rejected_total{{source=kafka:{mixed_run.prefix}events}}"] == len(MALFORMED)
+    assert mixed_run.metrics["callwatch_events_accepted_total"] == len(mixed_run.events)
+
+
+def test_late_and_duplicate_events_move_the_exported_counters(mixed_run: MixedRun) -> None:
+    assert mixed_run.metrics["callwatch_events_late_total"] == 1
+    assert mixed_run.metrics["callwatch_events_duplicate_total"] == 5
+    assert mixed_run.metrics["callwatch_events_accepted_total"] == len(mixed_run.events)
 
 
 def _dead_letters(stack: Stack) -> list[tuple[dict[str, str], bytes]]:
@@ -391,32 +445,6 @@ def _dead_letters(stack: Stack) -> list[tuple[dict[str, str], bytes]]:
         return letters
     finally:
         consumer.close()
-
-
-def test_two_workers_share_the_partitions_and_one_takes_over_when_the_other_dies(stack: Stack) -> None:
-    """Two workers with the same app id split the partitions; the first is killed midway and the
-    second carries on with all of them: still exactly the replay's report."""
-    path = stack.tmp_path / "shared.jsonl"
-    lines = _sites(stack, path, "3d", seed=5)  # sites spread over the partitions, so both workers have some
-    expected = _replay(stack, path)
-    first, second = WorkerProcess(stack, "first"), WorkerProcess(stack, "second")
-    workers = [first, second]
-    try:
-        stack.produce(lines[:len(lines) // 2])
-        both = _wait(lambda: first.received() > 0 and second.received() > 0, 120,
-                     "both workers reading events", workers)
-        assert both
-        first.kill9()
-        workers = [second]
-        stack.produce(lines[len(lines) // 2:])
-        stack.end_of_stream(lines)
-        rows = _wait(_complete(stack, len(expected)), 300, "the interval report", workers)
-        assert rows == expected
-        _wait(lambda: second.metrics().get("callwatch_events_accepted_total") == len(lines), 60,
-              "the second worker to count every event", workers)
-    finally:
-        for worker in (first, second):
-            worker.stop()
 
 
 def test_on_the_wall_clock_a_backlog_is_neither_late_nor_missing_from_the_board(stack: Stack) -> None:

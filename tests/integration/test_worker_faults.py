@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from .kafka_helpers import PrivateBroker
-from .test_worker import SITES, Stack, WorkerProcess, _complete, _replay, _sites, _wait, stack  # noqa: F401
+from .test_worker import SITES, Stack, WorkerProcess, _complete, _replay, _sites, _wait, stack, stop_all  # noqa: F401
 
 pytestmark = [pytest.mark.kafka,
               pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"),
@@ -34,34 +34,30 @@ def _lines_of(worker: WorkerProcess) -> list[str]:
     return worker.log_path.read_text(errors="replace").splitlines()
 
 
-def test_a_broker_gone_is_waited_for_quietly_and_sigterm_still_stops_the_worker(tmp_path: Path) -> None:
-    broker = PrivateBroker(tmp_path / "broker")
-    broker.start()
+def test_a_broker_gone_is_waited_for_quietly_and_sigterm_still_stops_the_worker(
+        private_broker: PrivateBroker, tmp_path: Path) -> None:
+    private = Stack(private_broker.bootstrap, tmp_path)
+    private.create_topics()
+    lines = _sites(private, tmp_path / "a.jsonl", "2h", sites=SITES[:2])
+    private.produce(lines)
+    worker = WorkerProcess(private, "worker", "--log-level", "info")
     try:
-        private = Stack(broker.bootstrap, tmp_path)
-        private.create_topics()
-        lines = _sites(private, tmp_path / "a.jsonl", "2h", sites=SITES[:2])
-        private.produce(lines)
-        worker = WorkerProcess(private, "worker", "--log-level", "info")
-        try:
-            _wait(lambda: _accepted(worker) == len(lines), 120, "the events read", [worker])
-            broker.stop()
-            before = len(_lines_of(worker))
-            observed = time.monotonic()
-            time.sleep(30)  # what the worker writes meanwhile is the point: half a minute of it
-            written = _lines_of(worker)[before:]
-            assert worker.process.poll() is None, worker.log_tail()
-            # Each kind of library complaint at most once a minute (was about 2,000 lines a second).
-            assert len(written) < 60, "\n".join(written[-60:])
-            assert time.monotonic() - observed < 60
-            stopping = time.monotonic()
-            worker.process.send_signal(signal.SIGTERM)
-            worker.process.wait(timeout=20)
-            assert time.monotonic() - stopping < 8, worker.log_tail()
-        finally:
-            worker.stop()
+        _wait(lambda: _accepted(worker) == len(lines), 120, "the events read", [worker])
+        private_broker.stop()
+        before = len(_lines_of(worker))
+        observed = time.monotonic()
+        time.sleep(30)  # what the worker writes meanwhile is the point: half a minute of it
+        written = _lines_of(worker)[before:]
+        assert worker.process.poll() is None, worker.log_tail()
+        # Each kind of library complaint at most once a minute (was about 2,000 lines a second).
+        assert len(written) < 60, "\n".join(written[-60:])
+        assert time.monotonic() - observed < 60
+        stopping = time.monotonic()
+        worker.process.send_signal(signal.SIGTERM)
+        worker.process.wait(timeout=20)
+        assert time.monotonic() - stopping < 8, worker.log_tail()
     finally:
-        broker.remove()
+        worker.stop()
 
 
 class CheckpointRecords:
@@ -165,8 +161,7 @@ def test_a_worker_paused_past_the_session_timeout_writes_no_stale_checkpoint_and
     finally:
         if checkpoints is not None:
             checkpoints.stop()
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
 
 
 def test_the_events_topic_deleted_under_a_running_worker_is_said_clearly(stack: Stack) -> None:

@@ -2,7 +2,7 @@
 events written by another client (kcat) without keys or with keys of their own, several workers
 started at the same instant, one of three killed with SIGKILL under load; each gives exactly the
 report of `callwatch replay`. A checkpoint of other settings and a corrupt one each stop the worker
-with one clear line; late and duplicate events move the exported counters."""
+with one clear line."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import os
 import subprocess
 import threading
 from pathlib import Path
+from typing import Iterator
+
 import pytest
 
 from .test_worker import (REPO, SITES, Stack, WorkerProcess, _complete, _replay, _sites, _wait,  # noqa: F401
-                          stack)
+                          stack, stop_all)
 
 pytestmark = [pytest.mark.kafka,
               pytest.mark.filterwarnings("ignore:read_text is deprecated:DeprecationWarning"),
@@ -83,8 +85,7 @@ def test_workers_started_at_the_same_instant_on_a_loaded_topic_publish_the_repla
               "every event counted once over the workers", workers)
         assert sum(_counter(w, "callwatch_worker_partitions") for w in workers) == 6
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
 
 
 def test_kill_9_of_one_of_three_workers_under_load_gives_the_replay_report(stack: Stack) -> None:
@@ -92,7 +93,8 @@ def test_kill_9_of_one_of_three_workers_under_load_gives_the_replay_report(stack
     lines = _sites(stack, path, "4d", seed=40)
     expected = _replay(stack, path)
     producing = threading.Thread(target=stack.produce, args=(lines,))
-    workers = [WorkerProcess(stack, f"w{number}") for number in range(3)]
+    # The shortest session timeout: the two left wait that long before taking the victim's partitions.
+    workers = [WorkerProcess(stack, f"w{number}", "--session-timeout", "6s") for number in range(3)]
     try:
         producing.start()
         victim = _wait(lambda: next((w for w in workers if _counter(w, "callwatch_events_received_total")
@@ -107,8 +109,7 @@ def test_kill_9_of_one_of_three_workers_under_load_gives_the_replay_report(stack
         _wait(lambda: sum(_counter(w, "callwatch_events_accepted_total") for w in workers) == len(lines), 90,
               "every event counted once by the two left", workers)
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
         producing.join(timeout=300)
 
 
@@ -138,8 +139,7 @@ def test_a_partition_handed_over_carries_on_from_the_checkpoint_written_while_gi
               "the partitions shared, every event counted once", workers)
         assert sum(_counter(w, "callwatch_worker_deleted_unread_total") for w in workers) == 0
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_all(workers)
 
 
 def _run_to_end(stack: Stack, lines: list[bytes], *options: str) -> None:
@@ -151,8 +151,8 @@ def _run_to_end(stack: Stack, lines: list[bytes], *options: str) -> None:
         worker.stop()
 
 
-def _one_line_exit(stack: Stack, *options: str) -> str:
-    worker = WorkerProcess(stack, "second", *options)
+def _one_line_exit(stack: Stack, name: str, *options: str) -> str:
+    worker = WorkerProcess(stack, name, *options)
     try:
         worker.process.wait(timeout=90)
     finally:
@@ -162,44 +162,37 @@ def _one_line_exit(stack: Stack, *options: str) -> str:
     return "\n".join(errors)
 
 
-def test_a_checkpoint_of_other_settings_stops_the_worker_with_one_clear_line(stack: Stack) -> None:
-    lines = _sites(stack, stack.tmp_path / "a.jsonl", "2h", sites=SITES[:2])
-    stack.produce(lines)
-    _run_to_end(stack, lines, "--window", "15m")
-    said = _one_line_exit(stack, "--window", "1h")
+@pytest.fixture(scope="module")
+def refused_checkpoints(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """One worker run to the end (checkpoints of every partition, window 15m), then what a worker
+    says when it finds them: started with other settings (window 1h), and, after a corrupt record
+    is written to the checkpoints table, started with the same settings. One run, two refusals."""
+    from kafka import KafkaProducer
+
+    stack = Stack(kafka_bootstrap, tmp_path_factory.mktemp("checkpoints"))
+    stack.create_topics()
+    try:
+        lines = _sites(stack, stack.tmp_path / "a.jsonl", "2h", sites=SITES[:2])
+        stack.produce(lines)
+        _run_to_end(stack, lines, "--window", "15m")
+        said = {"other settings": _one_line_exit(stack, "other-settings", "--window", "1h")}
+        producer = KafkaProducer(bootstrap_servers=stack.bootstrap)
+        # A record of the checkpoints table (Faust's changelog; key: the events partition, as JSON)
+        producer.send(f"{stack.prefix}worker-checkpoints-changelog", b"\x00 not a checkpoint", key=b"3").get(30)
+        producer.close()
+        said["corrupt"] = _one_line_exit(stack, "corrupt", "--window", "15m")
+        yield said
+    finally:
+        stack.delete_topics()
+
+
+def test_a_checkpoint_of_other_settings_stops_the_worker_with_one_clear_line(
+        refused_checkpoints: dict[str, str]) -> None:
+    said = refused_checkpoints["other settings"]
     assert "checkpoint taken with other settings" in said and "start with another --app-id" in said, said
     assert "Traceback" not in said
 
 
-def test_a_corrupt_checkpoint_record_stops_the_worker_with_one_clear_line(stack: Stack) -> None:
-    from kafka import KafkaProducer
-
-    lines = _sites(stack, stack.tmp_path / "b.jsonl", "2h", sites=SITES[:2])
-    stack.produce(lines)
-    _run_to_end(stack, lines)
-    producer = KafkaProducer(bootstrap_servers=stack.bootstrap)
-    # A record of the checkpoints table (Faust's changelog; key: the events partition, as JSON)
-    producer.send(f"{stack.prefix}worker-checkpoints-changelog", b"\x00 not a checkpoint", key=b"3").get(30)
-    producer.close()
-    said = _one_line_exit(stack)
+def test_a_corrupt_checkpoint_record_stops_the_worker_with_one_clear_line(refused_checkpoints: dict[str, str]) -> None:
+    said = refused_checkpoints["corrupt"]
     assert "partition 3: not a checkpoint" in said and "start with another --app-id" in said, said
-
-
-def test_late_and_duplicate_events_move_the_exported_counters(stack: Stack) -> None:
-    lines = _sites(stack, stack.tmp_path / "c.jsonl", "3h", sites=SITES[:3])
-    late = dict(json.loads(lines[0]), event_id="late-one")  # three hours behind the newest: late
-    mixed = lines + lines[-5:] + [json.dumps(late).encode()]
-    stack.produce(mixed)
-    worker = WorkerProcess(stack)
-    try:
-        def counted() -> dict[str, float] | None:
-            try:
-                m = worker.metrics()
-            except OSError:
-                return None
-            return m if m.get("callwatch_events_accepted_total") == len(lines) and m.get(
-                "callwatch_events_late_total") == 1 else None
-        metrics = _wait(counted, 120, "the counters", [worker])
-        assert metrics["callwatch_events_duplicate_total"] == 5
-    finally:
-        worker.stop()
