@@ -27,6 +27,13 @@ def _accepted(worker: WorkerProcess) -> float:
         return 0.0
 
 
+def _partitions(worker: WorkerProcess) -> float:
+    try:
+        return worker.metrics().get("callwatch_worker_partitions", 0.0)
+    except OSError:
+        return 0.0
+
+
 def _lines_of(worker: WorkerProcess) -> list[str]:
     return worker.log_path.read_text(errors="replace").splitlines()
 
@@ -70,7 +77,10 @@ def test_a_worker_paused_past_the_session_timeout_says_so_and_the_report_is_the_
         _wait(lambda: paused.metrics().get("callwatch_worker_partitions", 0) > 0, 60, "partitions of its own", workers)
         os.kill(paused.process.pid, signal.SIGSTOP)
         try:
-            _wait(lambda: _accepted(workers[1]) == len(lines) // 2, 60,
+            # Every partition held by the other (its session has to time out first: the pause outlasts
+            # it). Its count alone is no sign: it may have read the whole first half before the
+            # paused one got partitions, and the pause would then be too short to be said.
+            _wait(lambda: _partitions(workers[1]) == 6 and _accepted(workers[1]) == len(lines) // 2, 60,
                   "the other worker to take over every partition", workers[1:])
         finally:
             os.kill(paused.process.pid, signal.SIGCONT)
