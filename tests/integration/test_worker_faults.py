@@ -30,6 +30,13 @@ def _accepted(worker: WorkerProcess) -> float:
         return 0.0
 
 
+def _partitions(worker: WorkerProcess) -> float:
+    try:
+        return worker.metrics().get("callwatch_worker_partitions", 0.0)
+    except OSError:
+        return 0.0
+
+
 def _lines_of(worker: WorkerProcess) -> list[str]:
     return worker.log_path.read_text(errors="replace").splitlines()
 
@@ -142,7 +149,10 @@ def test_a_worker_paused_past_the_session_timeout_writes_no_stale_checkpoint_and
         try:
             stack.produce(thirds[1])
             ends = _events_ends(stack)
-            _wait(lambda: all(checkpoints.latest().get(n, (0, 0))[0] == end for n, end in ends.items() if end), 90,
+            # Every partition held by the other (its session has to time out first: the pause outlasts it)
+            # and checkpointed past the pause's events: a count alone may be reached before the takeover.
+            _wait(lambda: _partitions(workers[1]) == 6 and all(
+                checkpoints.latest().get(n, (0, 0))[0] == end for n, end in ends.items() if end), 90,
                   "the other worker to take over every partition and checkpoint the second third", workers[1:])
         finally:
             os.kill(paused.process.pid, signal.SIGCONT)
