@@ -98,8 +98,7 @@ class Partition:
         rejected: list[Rejected] = []
         forward: list[Forward] = []
         events: list[CallEvent] = []
-        counts, mine = self.counts, self.number
-        site_partition = self.site_partition
+        counts = self.counts
         for message in messages:
             offset = message.offset
             if offset < self.next_offset:
@@ -110,7 +109,7 @@ class Partition:
                     self._end_marker(message, [], forward)
                     continue
                 again = self._parse(message, [], count=False)
-                if again is not None and (site_partition(again.site) != mine or message.key != again.site.encode()):
+                if again is not None and not self._ours(message, again.site):
                     forward.append(Forward(offset, again.site, again.occurred_ms, message.value or b""))
                 continue
             self.next_offset = offset + 1
@@ -125,10 +124,7 @@ class Partition:
                 continue
             if event.occurred_ms > self.read_ms:
                 self.read_ms = event.occurred_ms
-            # Ours only when keyed as our producers key (by site): a foreign producer's events of
-            # this partition's sites go the way of all its others (forwarded), or they would
-            # overtake those and make them late.
-            if site_partition(event.site) == mine and message.key == event.site.encode():
+            if self._ours(message, event.site):
                 events.append(event)
             else:
                 counts.forwarded += 1
@@ -144,12 +140,12 @@ class Partition:
         read_ms = self.read_ms
         for message, event in zip(messages, decoded):
             site = event.site
-            key = own_keys.get(site, _UNSEEN)
+            key = own_keys.get(site, _UNSEEN)  # `_ours` without a call per message
             if key is _UNSEEN:
-                key = own_keys[site] = site.encode() if self.site_partition(site) == self.number else None
+                key = self._own_key(site)
             if event.occurred_ms > read_ms:
                 read_ms = event.occurred_ms
-            if key is not None and message.key == key:  # as in `take`: ours only when keyed by its site
+            if key is not None and message.key == key:
                 events.append(event)
             else:
                 self.counts.forwarded += 1
@@ -159,6 +155,20 @@ class Partition:
         self.counts.received += len(messages)
         self._offer(events)
         return forward
+
+    def _own_key(self, site: str) -> bytes | None:
+        """The key our producers give a site's events when the site is this partition's, else None."""
+        key = self._own_keys.get(site, _UNSEEN)
+        if key is _UNSEEN:
+            key = self._own_keys[site] = site.encode() if self.site_partition(site) == self.number else None
+        return key  # type: ignore[no-any-return]
+
+    def _ours(self, message: Any, site: str) -> bool:
+        """Ours only when keyed as our producers key (by site): a foreign producer's events of this
+        partition's sites go the way of all its others (forwarded), or they would overtake those
+        and make them late."""
+        key = self._own_key(site)
+        return key is not None and message.key == key
 
     def take_repartitioned(self, messages: Sequence[Any]) -> list[Rejected]:
         """Messages other partitions forwarded here (already counted as received there)."""

@@ -83,6 +83,11 @@ def test_a_batch_read_as_one_block_leaves_the_state_of_one_message_at_a_time() -
     assert whole.counts == singly.counts and whole.next_offset == singly.next_offset == 51
     assert whole.read_ms == singly.read_ms
     assert whole.exact.counts == singly.exact.counts and whole.exact.counts.accepted == 50
+    # and the same as message by message (the path a batch with a bad message takes: one, at the end)
+    judged = _partition()
+    _rejected, judged_forward = judged.take(messages + [Message(51, None, (), b"north")])
+    assert judged_forward == forward and judged.counts.rejected == 1 and judged.counts.received == whole.counts.received + 1
+    assert judged.exact.counts == whole.exact.counts and judged.read_ms == whole.read_ms
 
 
 def test_a_bad_message_in_a_batch_is_rejected_with_its_own_reason_and_offset_and_the_rest_applied() -> None:
